@@ -1,0 +1,80 @@
+"""Build the services from settings. Each piece is built only when a command needs it,
+so `helpdesk redact` does not load a language model."""
+from __future__ import annotations
+
+import logging
+from functools import cached_property
+from pathlib import Path
+
+from assistant.generator import LocalGenerator, prepare_default_model
+from assistant.service import Assistant
+from assistant.settings import Settings
+from assistant.store import Store
+from finetune.registry import current_adapter
+from guardrails.guard import Guard
+from retrieval.embeddings import Embedder, get_embedder
+from retrieval.ingest import IngestSummary, ingest_paths
+from retrieval.search import Retriever
+from retrieval.store import VectorStore, make_client
+
+log = logging.getLogger(__name__)
+SAMPLE_KB = Path(__file__).resolve().parent.parent / "retrieval" / "sample_kb"
+
+
+class Services:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        settings.home.mkdir(parents=True, exist_ok=True)
+
+    @cached_property
+    def guard(self) -> Guard:
+        return Guard.from_file(self.settings.guardrails.policy, self.settings.guardrails.spacy_model)
+
+    @cached_property
+    def embedder(self) -> Embedder:
+        return get_embedder(self.settings.retrieval.embedding_device)
+
+    @cached_property
+    def vectors(self) -> VectorStore:
+        r = self.settings.retrieval
+        client = make_client(self.settings.chroma_dir, r.chroma_host, r.chroma_port)
+        return VectorStore(client, r.collection)
+
+    @cached_property
+    def retriever(self) -> Retriever:
+        r = self.settings.retrieval
+        return Retriever(self.vectors, self.embedder, r.k, r.min_score)
+
+    @cached_property
+    def store(self) -> Store:
+        return Store(self.settings.db_url)
+
+    @cached_property
+    def generator(self) -> LocalGenerator:
+        m = self.settings.model
+        model_dir = Path(m.path) if m.path else prepare_default_model(self.settings.models_dir, m.name)
+        adapter = current_adapter(self.settings.adapters_dir)
+        return LocalGenerator(
+            model_dir, m.name, m.device, m.dtype, m.max_new_tokens, m.temperature, m.repetition_penalty,
+            adapter_dir=adapter[1] if adapter else None, adapter_version=adapter[0] if adapter else None,
+        )
+
+    @cached_property
+    def assistant(self) -> Assistant:
+        return Assistant(self.guard, self.retriever, self.generator, self.store, self.settings.model.history_turns)
+
+    def ingest(self, paths) -> IngestSummary:
+        r = self.settings.retrieval
+        return ingest_paths(
+            paths, self.vectors, self.embedder, r.chunk_size, r.chunk_overlap,
+            int(r.max_file_mb * 1_000_000),
+            redact=lambda text: self.guard.redact(text, r.redact_entities),
+        )
+
+    def ensure_samples(self) -> IngestSummary | None:
+        """Ingest the shipped sample knowledge base into an empty collection."""
+        if not self.settings.ingest_samples or self.vectors.count() > 0:
+            return None
+        summary = self.ingest([SAMPLE_KB])
+        log.info("ingested the sample knowledge base: %s chunks from %s files", summary.chunks_added, summary.files)
+        return summary

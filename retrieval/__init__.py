@@ -1,0 +1,1 @@
+"""Knowledge base: loaders, cleaning, chunking, embeddings, the Chroma store, search."""

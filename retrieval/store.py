@@ -1,0 +1,96 @@
+"""The vector store: a Chroma collection, embedded (PersistentClient) or a server (HttpClient).
+
+We pass our own vectors, so Chroma never loads (or downloads) an embedding model.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+from retrieval.chunking import Chunk
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Hit:
+    chunk_id: str
+    source: str
+    text: str
+    score: float  # cosine similarity, 1 is identical
+    title: str = ""
+    heading: str = ""
+    page: int | None = None
+
+    def as_dict(self, with_text: bool = True) -> dict:
+        out = {"source": self.source, "chunk_id": self.chunk_id, "score": round(self.score, 4)}
+        if with_text:
+            out["text"] = self.text
+        return out
+
+
+def make_client(persist_dir: Path | None = None, host: str | None = None, port: int = 8000):
+    import chromadb
+    from chromadb.config import Settings as ChromaSettings
+
+    chroma_settings = ChromaSettings(anonymized_telemetry=False)
+    if host:
+        return chromadb.HttpClient(host=host, port=port, settings=chroma_settings)
+    assert persist_dir is not None
+    persist_dir.mkdir(parents=True, exist_ok=True)
+    return chromadb.PersistentClient(path=str(persist_dir), settings=chroma_settings)
+
+
+class VectorStore:
+    def __init__(self, client, collection: str) -> None:
+        self.client = client
+        self.collection = client.get_or_create_collection(
+            collection, embedding_function=None, configuration={"hnsw": {"space": "cosine"}}
+        )
+
+    def count(self) -> int:
+        return self.collection.count()
+
+    def ids_for_source(self, source: str) -> dict[str, str]:
+        """chunk id -> file hash, for the chunks now stored for `source`."""
+        got = self.collection.get(where={"source": source}, include=["metadatas"])
+        return {cid: (meta or {}).get("file_hash", "") for cid, meta in zip(got["ids"], got["metadatas"])}
+
+    def add(self, chunks: Sequence[Chunk], vectors: Sequence[Sequence[float]], file_hash: str) -> None:
+        for start in range(0, len(chunks), 1000):  # Chroma caps batch sizes
+            batch = chunks[start:start + 1000]
+            self.collection.upsert(
+                ids=[c.chunk_id for c in batch],
+                embeddings=[list(v) for v in vectors[start:start + 1000]],
+                documents=[c.text for c in batch],
+                metadatas=[{**c.metadata(), "file_hash": file_hash} for c in batch],
+            )
+
+    def delete(self, ids: Sequence[str]) -> None:
+        if ids:
+            self.collection.delete(ids=list(ids))
+
+    def sources(self) -> dict[str, int]:
+        got = self.collection.get(include=["metadatas"])
+        counts: dict[str, int] = {}
+        for meta in got["metadatas"]:
+            source = (meta or {}).get("source", "?")
+            counts[source] = counts.get(source, 0) + 1
+        return dict(sorted(counts.items()))
+
+    def query(self, vector: Sequence[float], k: int) -> list[Hit]:
+        if self.collection.count() == 0:
+            return []
+        got = self.collection.query(
+            query_embeddings=[list(vector)], n_results=k, include=["documents", "metadatas", "distances"]
+        )
+        hits = []
+        for cid, doc, meta, dist in zip(got["ids"][0], got["documents"][0], got["metadatas"][0], got["distances"][0]):
+            meta = meta or {}
+            hits.append(
+                Hit(cid, meta.get("source", "?"), doc or "", 1.0 - float(dist),
+                    meta.get("title", ""), meta.get("heading", ""), meta.get("page"))
+            )
+        return hits
