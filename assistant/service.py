@@ -22,6 +22,10 @@ from retrieval.store import Hit
 
 log = logging.getLogger(__name__)
 
+EMPTY_ANSWER = (
+    "I wasn't able to put together an answer to that. "
+    "Would you like me to pass this conversation to a human colleague?"
+)
 NO_CONTEXT_ANSWER = (
     "I couldn't find this in our help articles, so I don't want to guess. "
     "Would you like me to pass this conversation to a human colleague?"
@@ -133,6 +137,10 @@ class Assistant:
                         yield Token(piece)
                     answer = "".join(pieces).strip()
                     mark = lap("generate", mark)
+                    if not answer:  # never show a blank bubble; a reviewer should see why
+                        answer = EMPTY_ANSWER
+                        reasons.append("empty_answer")
+                        action = Action.worst([action, Action.FLAG])
                 ctx = CheckContext(
                     redacted_input=verdict.redacted_text,
                     context_texts=tuple(h.text for h in hits),

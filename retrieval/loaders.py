@@ -95,10 +95,11 @@ def _load_docx(path: Path) -> list[tuple[int | None, str]]:
     import zipfile
 
     import docx
+    from docx.opc.exceptions import OpcError
 
     try:
         document = docx.Document(str(path))
-    except (zipfile.BadZipFile, KeyError, ValueError) as exc:
+    except (zipfile.BadZipFile, KeyError, ValueError, OpcError) as exc:
         raise BadInput(f"not a readable Word document: {exc}") from None
     lines = []
     for para in document.paragraphs:

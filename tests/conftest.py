@@ -1,0 +1,107 @@
+"""Shared fixtures: real Presidio, real Chroma, real SQLite and a tiny real transformer.
+
+The tiny model is a random 2-layer Llama with SmolLM2's tokenizer (3.2M params):
+it exercises the real loading, chat-template and streaming code in a blink.
+Its answers are noise, so tests assert on the pipeline, not on wording.
+"""
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+
+REPO = Path(__file__).resolve().parent.parent
+SAMPLE_KB = REPO / "retrieval" / "sample_kb"
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    import torch
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    from assistant.generator import packaged_gguf
+
+    gguf = packaged_gguf()
+    tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, tie_word_embeddings=True,
+        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+        max_position_embeddings=4096,
+    )
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(config)
+    out = tmp_path_factory.mktemp("tiny-llama")
+    model.save_pretrained(str(out))
+    tokenizer.save_pretrained(str(out))
+    return out
+
+
+def settings_env(home: Path, model_dir: Path) -> dict[str, str]:
+    """Environment for a `helpdesk` process that uses the tiny model and a private data dir."""
+    return {
+        "HELPDESK_HOME": str(home),
+        "HELPDESK_MODEL__PATH": str(model_dir),
+        "HELPDESK_MODEL__DEVICE": "cpu",
+        "HELPDESK_MODEL__MAX_NEW_TOKENS": "24",
+        # A random model decoded greedily repeats one token (often a newline); sampling
+        # gives visible text, which is all these tests need from it.
+        "HELPDESK_MODEL__TEMPERATURE": "1.0",
+    }
+
+
+@pytest.fixture(scope="session")
+def make_settings(tiny_model_dir):
+    from assistant.settings import load_settings
+
+    def make(home: Path, **env) -> object:
+        environ = {**settings_env(home, tiny_model_dir), **env}
+        return load_settings(None, environ=environ)
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def services(tmp_path_factory, make_settings):
+    """One fully built app (sample knowledge base ingested) shared by the read-mostly tests."""
+    from assistant.app import Services
+
+    home = tmp_path_factory.mktemp("home")
+    svc = Services(make_settings(home))
+    summary = svc.ensure_samples()
+    assert summary is not None and summary.chunks_added > 100 and not summary.errors
+    return svc
+
+
+@pytest.fixture(scope="session")
+def server(services):
+    """The real HTTP server (uvicorn: API + Gradio UI) on a free loopback port."""
+    import uvicorn
+
+    from assistant.server import create_app
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    config = uvicorn.Config(create_app(services), host="127.0.0.1", port=port, log_level="warning")
+    srv = uvicorn.Server(config)
+    thread = threading.Thread(target=srv.run, daemon=True)
+    thread.start()
+    deadline = time.time() + 60
+    while not srv.started:
+        if time.time() > deadline or not thread.is_alive():
+            raise RuntimeError("server did not start")
+        time.sleep(0.1)
+    yield f"http://127.0.0.1:{port}"
+    srv.should_exit = True
+    thread.join(timeout=10)

@@ -1,0 +1,77 @@
+"""The `helpdesk` CLI contract: real processes, JSON on stdout only, errors on stderr."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import SAMPLE_KB, settings_env
+
+
+@pytest.fixture(scope="module")
+def cli(tmp_path_factory, tiny_model_dir):
+    home = tmp_path_factory.mktemp("cli-home")
+    env = {**os.environ, **settings_env(home, tiny_model_dir), "HELPDESK_INGEST_SAMPLES": "false"}
+
+    def run(*args: str, stdin: str | None = None, check: bool = True, extra_env: dict | None = None):
+        proc = subprocess.run(
+            [sys.executable, "-m", "assistant.cli", *args], input=stdin, capture_output=True, text=True,
+            env={**env, **(extra_env or {})}, timeout=300,
+        )
+        if check:
+            assert proc.returncode == 0, proc.stderr
+        return proc
+
+    return run
+
+
+def test_ingest_search_ask_log_contract(cli, tmp_path):
+    bad = tmp_path / "bad.pdf"
+    bad.write_bytes(b"not a pdf")
+    files = [str(SAMPLE_KB / n) for n in ("returns-policy.md", "order-tracking.md", "shipping-options-and-costs.md")]
+    out = json.loads(cli("ingest", *files, str(bad), "--json").stdout)
+    assert set(out) >= {"files", "chunks_added", "chunks_unchanged", "errors"}
+    assert out["files"] == 3 and out["chunks_added"] > 3
+    assert out["errors"][0]["path"] == str(bad) and "PDF" in out["errors"][0]["error"]
+    again = json.loads(cli("ingest", *files, "--json").stdout)
+    assert again["chunks_added"] == 0 and again["chunks_unchanged"] == out["chunks_added"]
+
+    hits = json.loads(cli("search", "where is my parcel tracking number", "--k", "3", "--json").stdout)["hits"]
+    assert len(hits) == 3 and set(hits[0]) == {"source", "chunk_id", "score", "text"}
+    assert hits[0]["source"] == "order-tracking.md"
+
+    proc = cli("ask", "My email is jane.doe@example.com, where is my order?", "--json")
+    lines = proc.stdout.strip().splitlines()
+    assert len(lines) == 1, "stdout must hold exactly one JSON object"
+    turn = json.loads(lines[0])
+    assert set(turn) == {"exchange_id", "session_id", "answer", "sources", "action", "reasons",
+                         "redacted_input", "model", "adapter", "latency_ms"}
+    assert "jane.doe@example.com" not in proc.stdout
+    assert turn["redacted_input"] == "My email is <EMAIL_ADDRESS>, where is my order?"
+
+    follow = json.loads(cli("ask", "and how much is shipping?", "--session", turn["session_id"], "--json").stdout)
+    assert follow["session_id"] == turn["session_id"]
+
+    log_lines = cli("log", "--limit", "5", "--json").stdout.strip().splitlines()
+    rows = [json.loads(line) for line in log_lines]
+    assert [r["id"] for r in rows[:2]] == [follow["exchange_id"], turn["exchange_id"]]
+    assert "jane.doe@example.com" not in "\n".join(log_lines)
+
+
+def test_redact_one_and_stdin(cli):
+    one = json.loads(cli("redact", "Call Maria Gonzalez on 415-555-0132", "--json").stdout)
+    assert one["redacted"] == "Call <PERSON> on <PHONE_NUMBER>"
+    assert [e["type"] for e in one["entities"]] == ["PERSON", "PHONE_NUMBER"]
+    assert set(one["entities"][0]) == {"type", "start", "end", "score"}
+    proc = cli("redact", "-", stdin="mail a@example.com\nno pii here\n")
+    rows = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert [r["redacted"] for r in rows] == ["mail <EMAIL_ADDRESS>", "no pii here"]
+
+
+def test_errors_are_one_line_on_stderr_with_non_zero_exit(cli):
+    proc = cli("log", "--json", check=False, extra_env={"HELPDESK_MODEL__DEVIC": "cpu"})
+    assert proc.returncode != 0 and proc.stdout == ""
+    assert proc.stderr.strip().count("\n") == 0 and "model.devic: unknown key" in proc.stderr

@@ -1,0 +1,98 @@
+"""Loaders, chunking, incremental ingest and search against a real Chroma in a temp dir."""
+from __future__ import annotations
+
+import pytest
+
+from assistant.errors import BadInput
+from retrieval.chunking import chunk_document
+from retrieval.ingest import ingest_paths
+from retrieval.loaders import load_file
+from retrieval.store import VectorStore, make_client
+from tests.conftest import SAMPLE_KB
+
+MB = 1_000_000
+
+
+def test_markdown_chunks_keep_headings_and_ids_are_stable():
+    doc = load_file(SAMPLE_KB / "returns-policy.md", MB)
+    first = chunk_document(doc, 900, 120)
+    again = chunk_document(load_file(SAMPLE_KB / "returns-policy.md", MB), 900, 120)
+    assert [c.chunk_id for c in first] == [c.chunk_id for c in again]
+    assert all(c.source == "returns-policy.md" and c.title for c in first)
+    assert any(c.heading for c in first)
+    assert all(len(c.text) <= 900 + len(c.title) + len(c.heading) + 10 for c in first)
+
+
+def test_html_boilerplate_is_dropped():
+    doc = load_file(SAMPLE_KB / "help-centre-gift-wrapping.html", MB)
+    text = "\n".join(t for _, t in doc.blocks)
+    assert "gift" in text.lower()
+    for boilerplate in ("<script", "function(", "cookie", "Accept all"):
+        assert boilerplate.lower() not in text.lower()
+
+
+def test_pdf_pages_are_kept():
+    doc = load_file(SAMPLE_KB / "appliance-warranty-claims-guide.pdf", MB)
+    assert [p for p, _ in doc.blocks][:2] == [1, 2]
+    chunks = chunk_document(doc, 900, 120)
+    assert {c.page for c in chunks} >= {1, 2}
+
+
+@pytest.mark.parametrize(
+    "name, content, error",
+    [
+        ("empty.md", b"", "empty"),
+        ("binary.txt", b"\x00\x01\x02\xff" * 100, "binary"),
+        ("latin1.md", "caf\xe9".encode("latin-1"), "not UTF-8"),
+        ("broken.pdf", b"%PDF-1.4 this is not really a pdf", "PDF"),
+        ("broken.docx", b"PK\x03\x04 nope", "Word"),
+        ("data.xyz", b"hello", "unsupported"),
+    ],
+)
+def test_bad_files_get_clear_errors(tmp_path, name, content, error):
+    path = tmp_path / name
+    path.write_bytes(content)
+    with pytest.raises(BadInput, match=error):
+        load_file(path, MB)
+
+
+def test_oversized_file_is_refused(tmp_path):
+    path = tmp_path / "big.md"
+    path.write_text("# Big\n\n" + "word " * 1000)
+    with pytest.raises(BadInput, match="over the"):
+        load_file(path, 1000)
+
+
+def test_ingest_is_incremental_and_redacts_pii(tmp_path, services):
+    store = VectorStore(make_client(tmp_path / "chroma"), "test-kb")
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "a.md").write_text("# Alpha\n\n## Refunds\n\nRefunds take 5 days. Write to pat.example@example.com.\n")
+    (docs / "b.md").write_text("# Beta\n\n## Shipping\n\nShipping takes 3 days.\n")
+    (docs / "bad.txt").write_bytes(b"\x00\x00binary")
+
+    def ingest():
+        return ingest_paths([docs], store, services.embedder, 900, 100, MB,
+                            redact=lambda t: services.guard.redact(t, ["EMAIL_ADDRESS"]))
+
+    first = ingest()
+    assert first.files == 2 and first.chunks_added == 2 and first.pii_redacted == 1
+    assert [e["path"] for e in first.errors] == [str(docs / "bad.txt")]
+    stored = store.collection.get(include=["documents"])
+    assert not any("pat.example@example.com" in d for d in stored["documents"])
+    assert any("<EMAIL_ADDRESS>" in d for d in stored["documents"])
+
+    second = ingest()
+    assert second.chunks_added == 0 and second.chunks_unchanged == 2 and store.count() == 2
+
+    (docs / "b.md").write_text("# Beta\n\n## Shipping\n\nShipping now takes 2 days.\n")
+    third = ingest()
+    assert third.chunks_added == 1 and third.chunks_unchanged == 1 and store.count() == 2
+    texts = store.collection.get(where={"source": "b.md"}, include=["documents"])["documents"]
+    assert len(texts) == 1 and "2 days" in texts[0]
+
+
+def test_search_finds_the_right_article(services):
+    hits = services.retriever.search("Can I get my money back on a credit card, and how long does it take?", 5)
+    assert hits and hits == sorted(hits, key=lambda h: -h.score)
+    assert "refunds-timing-and-methods.md" in [h.source for h in hits[:3]]

@@ -1,0 +1,1 @@
+"""The Gradio web UI. Callbacks only adapt UI events to the services."""

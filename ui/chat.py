@@ -1,0 +1,67 @@
+"""Chat tab adapters: turn the assistant's stream of events into chat messages.
+
+Per-user state lives in the browser session (gr.State and the chatbot's own
+value), never in module globals: two agents never see each other's chats.
+"""
+from __future__ import annotations
+
+import html
+from typing import Iterator
+
+from assistant.service import Done, InputChecked, Retrieved, Token, TurnResult
+from guardrails.verdict import InputVerdict
+
+NOTICE_STYLE = {"allow": "ℹ️", "flag": "⚠️", "block": "⛔"}
+
+
+def notice_for(verdict: InputVerdict | None, result: TurnResult | None) -> str:
+    """The line shown above the input: redaction, flag and block are never silent."""
+    lines = []
+    if verdict is not None and verdict.entities:
+        types = sorted({e.type for e in verdict.entities})
+        lines.append(f"🔒 **Redacted** before processing: {', '.join(types)}")
+    if result is not None and result.action != "allow":
+        label = "Flagged for review" if result.action == "flag" else "Blocked"
+        reasons = ", ".join(result.reasons) or "policy"
+        lines.append(f"{NOTICE_STYLE[result.action]} **{label}**: {html.escape(reasons)}")
+    elif result is not None and "no_context" in result.reasons:
+        lines.append("ℹ️ No matching help article: a human handoff was offered")
+    return "\n\n".join(lines)
+
+
+def source_messages(result: TurnResult) -> list[dict]:
+    """One collapsible message per source: title shows the file and score, body the chunk."""
+    return [
+        {
+            "role": "assistant",
+            "content": hit.text,
+            "metadata": {"title": f"📄 Source {i}: {hit.source} (score {hit.score:.2f})", "status": "done"},
+        }
+        for i, hit in enumerate(result.sources, 1)
+    ]
+
+
+def chat_turn(assistant, message: str, history: list[dict], session_id: str) -> Iterator[tuple[list[dict], str]]:
+    """Stream one turn into the chat history; yields (history, notice)."""
+    history = list(history or [])
+    history.append({"role": "user", "content": message})
+    history.append({"role": "assistant", "content": "…"})
+    verdict = None
+    streamed = ""
+    yield history, ""
+    for event in assistant.stream(session_id, message):
+        if isinstance(event, InputChecked):
+            verdict = event.verdict
+            # Show what the assistant actually received: the redacted text.
+            history[-2] = {"role": "user", "content": verdict.redacted_text}
+            yield history, notice_for(verdict, None)
+        elif isinstance(event, Retrieved):
+            continue
+        elif isinstance(event, Token):
+            streamed += event.text
+            history[-1] = {"role": "assistant", "content": streamed}
+            yield history, notice_for(verdict, None)
+        elif isinstance(event, Done):
+            history[-1] = {"role": "assistant", "content": event.result.answer}
+            history.extend(source_messages(event.result))
+            yield history, notice_for(verdict, event.result)
