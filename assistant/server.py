@@ -97,10 +97,10 @@ def create_api(services: Services) -> FastAPI:
 def create_app(services: Services) -> FastAPI:
     import gradio as gr
 
-    from ui.app import build_ui
+    from ui.app import build_ui, theme
 
     app = create_api(services)
-    return gr.mount_gradio_app(app, build_ui(services), path="/", footer_links=["api"])
+    return gr.mount_gradio_app(app, build_ui(services), path="/", footer_links=["api"], theme=theme())
 
 
 def serve(config: str | None = None, host: str | None = None, port: int | None = None) -> None:

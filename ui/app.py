@@ -8,6 +8,14 @@ import gradio as gr
 from ui.chat import chat_turn
 
 
+def theme() -> gr.themes.Base:
+    """Local system fonts: the default theme fetches web fonts, which an offline site cannot."""
+    return gr.themes.Soft(
+        font=["ui-sans-serif", "system-ui", "sans-serif"],
+        font_mono=["ui-monospace", "SFMono-Regular", "monospace"],
+    )
+
+
 def build_ui(services) -> gr.Blocks:
     assistant_service = services.assistant
 
