@@ -14,6 +14,10 @@ run: $(INSTALLED)
 test: $(INSTALLED_DEV) browser
 	$(PY) -m pytest -q
 
+bench: $(INSTALLED)
+	$(VENV)/bin/helpdesk eval retrieval
+	$(VENV)/bin/helpdesk bench turns --n 20
+
 $(PY):
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip

@@ -43,7 +43,7 @@ class Services:
     @cached_property
     def retriever(self) -> Retriever:
         r = self.settings.retrieval
-        return Retriever(self.vectors, self.embedder, r.k, r.min_score)
+        return Retriever(self.vectors, self.embedder, r.k, r.min_score, r.mode, r.bm25_weight)
 
     @cached_property
     def store(self) -> Store:

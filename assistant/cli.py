@@ -52,7 +52,7 @@ def cmd_ingest(args) -> int:
 
 
 def cmd_search(args) -> int:
-    hits = _services(args).retriever.search(args.query, args.k)
+    hits = _services(args).retriever.search(args.query, args.k, args.mode)
     if args.json:
         _emit({"hits": [h.as_dict() for h in hits]})
     else:
@@ -123,6 +123,39 @@ def cmd_log(args) -> int:
     return 0
 
 
+def cmd_eval_retrieval(args) -> int:
+    from pathlib import Path
+
+    from retrieval.evaluate import SAMPLE_QUESTIONS, evaluate, load_questions
+    from retrieval.search import MODES
+
+    services = _services(args)
+    services.ensure_samples()
+    questions = load_questions(Path(args.questions) if args.questions else SAMPLE_QUESTIONS)
+    modes = [args.mode] if args.mode else list(MODES)
+    for mode in modes:  # same questions, same index, one run: the modes compare side by side
+        report = {**evaluate(lambda q, k: services.retriever.search(q, k, mode), questions), "mode": mode}
+        if args.json:
+            _emit(report)
+        else:
+            print("  ".join(f"{k}={v}" for k, v in report.items()))
+    return 0
+
+
+def cmd_bench_turns(args) -> int:
+    from assistant.bench import bench_turns, format_table
+    from retrieval.evaluate import SAMPLE_QUESTIONS, load_questions
+
+    services = _services(args)
+    services.ensure_samples()
+    report = bench_turns(services, load_questions(SAMPLE_QUESTIONS), args.n)
+    if args.json:
+        _emit(report)
+    else:
+        print(format_table(report))
+    return 0
+
+
 def cmd_serve(args) -> int:
     from assistant.server import serve
 
@@ -144,6 +177,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("search", help="search the knowledge base")
     p.add_argument("query")
     p.add_argument("--k", type=int, default=5)
+    p.add_argument("--mode", choices=["vector", "bm25", "hybrid"], help="default: retrieval.mode")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_search)
 
@@ -162,6 +196,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=20)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_log)
+
+    p = sub.add_parser("eval", help="measure quality").add_subparsers(dest="what", required=True)
+    q = p.add_parser("retrieval", help="hit@1, hit@5 and MRR on labelled questions")
+    q.add_argument("--questions", help="JSONL of {question, source}; default: the sample questions")
+    q.add_argument("--mode", choices=["vector", "bm25", "hybrid"], help="one mode; default: all three, one line each")
+    q.add_argument("--json", action="store_true")
+    q.set_defaults(func=cmd_eval_retrieval)
+
+    p = sub.add_parser("bench", help="measure speed").add_subparsers(dest="what", required=True)
+    q = p.add_parser("turns", help="full chat turns on sample questions: latency by stage")
+    q.add_argument("--n", type=int, default=20)
+    q.add_argument("--json", action="store_true")
+    q.set_defaults(func=cmd_bench_turns)
 
     p = sub.add_parser("serve", help="serve the web UI and the HTTP API")
     p.add_argument("--host")

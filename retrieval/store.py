@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
+import numpy as np
+
 from retrieval.chunking import Chunk
 
 log = logging.getLogger(__name__)
@@ -49,6 +51,7 @@ class VectorStore:
         self.collection = client.get_or_create_collection(
             collection, embedding_function=None, configuration={"hnsw": {"space": "cosine"}}
         )
+        self._writes = 0
 
     def count(self) -> int:
         return self.collection.count()
@@ -61,6 +64,7 @@ class VectorStore:
     def add(self, chunks: Sequence[Chunk], vectors: Sequence[Sequence[float]], file_hash: str) -> None:
         for start in range(0, len(chunks), 1000):  # Chroma caps batch sizes
             batch = chunks[start:start + 1000]
+            self._writes += 1
             self.collection.upsert(
                 ids=[c.chunk_id for c in batch],
                 embeddings=[list(v) for v in vectors[start:start + 1000]],
@@ -70,6 +74,7 @@ class VectorStore:
 
     def delete(self, ids: Sequence[str]) -> None:
         if ids:
+            self._writes += 1
             self.collection.delete(ids=list(ids))
 
     def sources(self) -> dict[str, int]:
@@ -80,17 +85,33 @@ class VectorStore:
             counts[source] = counts.get(source, 0) + 1
         return dict(sorted(counts.items()))
 
+    def version(self) -> tuple[int, int]:
+        """Changes when this process writes, or when the chunk count changes (another process
+        ingested or removed documents). Cheap: it runs on every search."""
+        return self._writes, self.collection.count()
+
+    def get_scored(self, ids: Sequence[str], vector: Sequence[float]) -> list[Hit]:
+        """Chunks by id, scored by cosine similarity to `vector` (stored vectors are unit length)."""
+        got = self.collection.get(ids=list(ids), include=["documents", "metadatas", "embeddings"])
+        query = np.asarray(vector, dtype=np.float32)
+        return [
+            _hit(cid, doc, meta, float(np.dot(np.asarray(emb, dtype=np.float32), query)))
+            for cid, doc, meta, emb in zip(got["ids"], got["documents"], got["metadatas"], got["embeddings"])
+        ]
+
     def query(self, vector: Sequence[float], k: int) -> list[Hit]:
         if self.collection.count() == 0:
             return []
         got = self.collection.query(
             query_embeddings=[list(vector)], n_results=k, include=["documents", "metadatas", "distances"]
         )
-        hits = []
-        for cid, doc, meta, dist in zip(got["ids"][0], got["documents"][0], got["metadatas"][0], got["distances"][0]):
-            meta = meta or {}
-            hits.append(
-                Hit(cid, meta.get("source", "?"), doc or "", 1.0 - float(dist),
-                    meta.get("title", ""), meta.get("heading", ""), meta.get("page"))
-            )
-        return hits
+        return [
+            _hit(cid, doc, meta, 1.0 - float(dist))
+            for cid, doc, meta, dist in zip(got["ids"][0], got["documents"][0], got["metadatas"][0], got["distances"][0])
+        ]
+
+
+def _hit(chunk_id: str, doc: str | None, meta: dict | None, score: float) -> Hit:
+    meta = meta or {}
+    return Hit(chunk_id, meta.get("source", "?"), doc or "", score,
+               meta.get("title", ""), meta.get("heading", ""), meta.get("page"))

@@ -75,3 +75,23 @@ def test_errors_are_one_line_on_stderr_with_non_zero_exit(cli):
     proc = cli("log", "--json", check=False, extra_env={"HELPDESK_MODEL__DEVIC": "cpu"})
     assert proc.returncode != 0 and proc.stdout == ""
     assert proc.stderr.strip().count("\n") == 0 and "model.devic: unknown key" in proc.stderr
+
+
+def test_eval_retrieval_on_a_small_question_file(cli, tmp_path):
+    questions = tmp_path / "q.jsonl"
+    questions.write_text(
+        '{"question": "How do I follow my parcel with the tracking number?", "source": "order-tracking.md"}\n'
+        '{"question": "What does express delivery cost?", "source": "shipping-options-and-costs.md"}\n'
+        '{"question": "Do you sell spaceships?", "source": "not-in-the-kb.md"}\n'
+    )
+    cli("ingest", str(SAMPLE_KB / "order-tracking.md"), str(SAMPLE_KB / "shipping-options-and-costs.md"))
+    reports = [json.loads(line) for line in cli("eval", "retrieval", "--questions", str(questions), "--json").stdout.splitlines()]
+    assert [r["mode"] for r in reports] == ["vector", "bm25", "hybrid"]
+    report = reports[-1]
+    assert report["questions"] == 3
+    assert report["hit@5"] == pytest.approx(2 / 3, abs=1e-3)  # the third source is not ingested
+    assert report["hit@1"] <= report["hit@5"] and 0 < report["mrr"] <= report["hit@5"]
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text("{oops\n")
+    proc = cli("eval", "retrieval", "--questions", str(bad), check=False)
+    assert proc.returncode != 0 and "bad.jsonl:1" in proc.stderr
