@@ -92,7 +92,18 @@ def test_ingest_is_incremental_and_redacts_pii(tmp_path, services):
     assert len(texts) == 1 and "2 days" in texts[0]
 
 
-def test_search_finds_the_right_article(services):
-    hits = services.retriever.search("Can I get my money back on a credit card, and how long does it take?", 5)
-    assert hits and hits == sorted(hits, key=lambda h: -h.score)
-    assert "refunds-timing-and-methods.md" in [h.source for h in hits[:3]]
+@pytest.mark.parametrize("mode", ["vector", "bm25", "hybrid"])
+def test_search_finds_the_right_article_in_every_mode(services, mode):
+    hits = services.retriever.search("How long does a refund to my credit card take?", 5, mode)
+    assert len(hits) == 5 and len({h.chunk_id for h in hits}) == 5
+    assert hits[0].source == "refunds-timing-and-methods.md"
+    assert all(-1.0 <= h.score <= 1.0 for h in hits)
+    if mode == "vector":
+        assert hits == sorted(hits, key=lambda h: -h.score)
+
+
+def test_hybrid_ranks_an_exact_rare_term_first(services):
+    """A rare exact term ("Klarna") is where keyword scores help."""
+    query = "Klarna"
+    hybrid = [h.source for h in services.retriever.search(query, 3, "hybrid")]
+    assert hybrid[0] == "billing-and-payment-methods.md"
