@@ -51,6 +51,29 @@ def cmd_ingest(args) -> int:
     return 1 if summary["errors"] and not summary["files"] else 0
 
 
+def cmd_docs_list(args) -> int:
+    sources = _services(args).vectors.sources()
+    if args.json:
+        _emit({"documents": [{"source": s, "chunks": n} for s, n in sources.items()]})
+    else:
+        for source, chunks in sources.items():
+            print(f"{chunks:5d}  {source}")
+    return 0
+
+
+def cmd_docs_remove(args) -> int:
+    from assistant.errors import BadInput
+
+    removed = _services(args).vectors.remove_source(args.source)
+    if not removed:
+        raise BadInput(f"no document named {args.source!r} (see: helpdesk docs list)")
+    if args.json:
+        _emit({"source": args.source, "chunks_removed": removed})
+    else:
+        print(f"removed {args.source}: {removed} chunks")
+    return 0
+
+
 def cmd_search(args) -> int:
     hits = _services(args).retriever.search(args.query, args.k, args.mode)
     if args.json:
@@ -173,6 +196,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("paths", nargs="+")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_ingest)
+
+    p = sub.add_parser("docs", help="list or remove ingested documents").add_subparsers(dest="what", required=True)
+    q = p.add_parser("list", help="documents and their chunk counts")
+    q.add_argument("--json", action="store_true")
+    q.set_defaults(func=cmd_docs_list)
+    q = p.add_parser("remove", help="remove a document (by its file name) and all its chunks")
+    q.add_argument("source")
+    q.add_argument("--json", action="store_true")
+    q.set_defaults(func=cmd_docs_remove)
 
     p = sub.add_parser("search", help="search the knowledge base")
     p.add_argument("query")

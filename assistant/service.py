@@ -133,6 +133,8 @@ class Assistant:
                     messages = build_messages(verdict.redacted_text, hits, history)
                     pieces = []
                     for piece in self.generator.stream(messages):
+                        if not pieces:  # what the agent waits for before text appears
+                            latency["first_token"] = round((time.perf_counter() - started) * 1000, 1)
                         pieces.append(piece)
                         yield Token(piece)
                     answer = "".join(pieces).strip()

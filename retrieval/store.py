@@ -77,6 +77,12 @@ class VectorStore:
             self._writes += 1
             self.collection.delete(ids=list(ids))
 
+    def remove_source(self, source: str) -> int:
+        """Delete every chunk of `source`; returns how many there were."""
+        ids = list(self.ids_for_source(source))
+        self.delete(ids)
+        return len(ids)
+
     def sources(self) -> dict[str, int]:
         got = self.collection.get(include=["metadatas"])
         counts: dict[str, int] = {}

@@ -61,6 +61,20 @@ def test_ingest_search_ask_log_contract(cli, tmp_path):
     assert "jane.doe@example.com" not in "\n".join(log_lines)
 
 
+def test_docs_list_and_remove(cli):
+    cli("ingest", str(SAMPLE_KB / "exchanges.md"), str(SAMPLE_KB / "larkspur-rewards.md"))
+    docs = {d["source"]: d["chunks"] for d in json.loads(cli("docs", "list", "--json").stdout)["documents"]}
+    assert docs["exchanges.md"] > 0 and docs["larkspur-rewards.md"] > 0
+    removed = json.loads(cli("docs", "remove", "exchanges.md", "--json").stdout)
+    assert removed == {"source": "exchanges.md", "chunks_removed": docs["exchanges.md"]}
+    after = {d["source"] for d in json.loads(cli("docs", "list", "--json").stdout)["documents"]}
+    assert "exchanges.md" not in after and "larkspur-rewards.md" in after
+    hits = json.loads(cli("search", "swap for a different size", "--k", "10", "--json").stdout)["hits"]
+    assert "exchanges.md" not in {h["source"] for h in hits}
+    missing = cli("docs", "remove", "exchanges.md", check=False)
+    assert missing.returncode != 0 and "no document named" in missing.stderr
+
+
 def test_redact_one_and_stdin(cli):
     one = json.loads(cli("redact", "Call Maria Gonzalez on 415-555-0132", "--json").stdout)
     assert one["redacted"] == "Call <PERSON> on <PHONE_NUMBER>"
