@@ -253,7 +253,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     _offline_env()
     args = build_parser().parse_args(argv)
     logging.basicConfig(
-        level=logging.INFO if args.verbose or args.command == "serve" else logging.WARNING,
+        level=logging.DEBUG if args.verbose else logging.INFO if args.command == "serve" else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
@@ -264,6 +264,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:  # a bug, not a user error: still one line, details with -v
+        log.debug("unexpected error", exc_info=True)
+        print(f"helpdesk: unexpected error: {type(exc).__name__}: {exc} (run with -v for details)", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -98,6 +98,8 @@ class VectorStore:
 
     def get_scored(self, ids: Sequence[str], vector: Sequence[float]) -> list[Hit]:
         """Chunks by id, scored by cosine similarity to `vector` (stored vectors are unit length)."""
+        if not ids:
+            return []
         got = self.collection.get(ids=list(ids), include=["documents", "metadatas", "embeddings"])
         query = np.asarray(vector, dtype=np.float32)
         return [

@@ -107,3 +107,8 @@ def test_hybrid_ranks_an_exact_rare_term_first(services):
     query = "Klarna"
     hybrid = [h.source for h in services.retriever.search(query, 3, "hybrid")]
     assert hybrid[0] == "billing-and-payment-methods.md"
+
+
+def test_bm25_with_no_matching_terms_returns_nothing(services):
+    assert services.retriever.search("xyzzyplugh", 5, "bm25") == []
+    assert services.retriever.search("   ", 5, "hybrid") == []
