@@ -89,10 +89,9 @@ class Guard:
         for check in checks:
             try:
                 result = check.check(text, ctx)
-            except Exception as exc:  # fail closed: a broken check is a block, never a pass
+            except Exception:  # fail closed: a broken check is a block, never a pass
                 log.exception("check %s failed; blocking", check.name)
                 result = CheckResult(check.name, Action.BLOCK, (f"check_error:{check.name}",), {}, None)
-                del exc
             results.append(result)
             if result.text is not None:
                 text = result.text

@@ -1,7 +1,7 @@
 """Name -> check class. Unknown or duplicate names are errors, never a silent pass."""
 from __future__ import annotations
 
-from typing import Any, Callable, ClassVar, Literal, Mapping, Protocol, Sequence
+from typing import Any, ClassVar, Literal, Mapping, Protocol, Sequence
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
@@ -83,5 +83,3 @@ def build_checks(specs: Sequence[Mapping[str, Any]], stage: Stage, origin: str, 
         for i, spec in enumerate(specs)
     ]
 
-
-Builder = Callable[..., Check]

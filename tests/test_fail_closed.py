@@ -16,16 +16,11 @@ class Exploding:
         raise RuntimeError("the check broke")
 
 
-@pytest.fixture()
-def guard(services) -> Guard:
-    return services.guard
-
-
 def _assistant(services, guard=None, generator=None) -> Assistant:
     return Assistant(guard or services.guard, services.retriever, generator or services.generator, services.store)
 
 
-def test_input_check_that_raises_blocks_and_flags(services, monkeypatch):
+def test_input_check_that_raises_blocks_and_flags(services):
     guard = Guard.from_file()
     guard.input_checks = [*guard.input_checks, Exploding()]
     result = _assistant(services, guard).respond(None, "Where is my parcel?")

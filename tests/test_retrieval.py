@@ -112,3 +112,32 @@ def test_hybrid_ranks_an_exact_rare_term_first(services):
 def test_bm25_with_no_matching_terms_returns_nothing(services):
     assert services.retriever.search("xyzzyplugh", 5, "bm25") == []
     assert services.retriever.search("   ", 5, "hybrid") == []
+
+
+def test_docx_headings_become_the_heading_path(tmp_path):
+    import docx
+
+    document = docx.Document()
+    document.add_heading("Care guide", level=1)
+    document.add_heading("Cast iron", level=2)
+    document.add_paragraph("Dry the pan and oil it lightly after every wash.")
+    path = tmp_path / "care.docx"
+    document.save(str(path))
+    chunks = chunk_document(load_file(path, MB), 900, 100)
+    assert len(chunks) == 1
+    assert chunks[0].title == "Care guide" and chunks[0].heading == "Cast iron"
+    assert "oil it lightly" in chunks[0].text
+
+
+def test_encrypted_pdf_is_refused(tmp_path):
+    from pypdf import PdfReader, PdfWriter
+
+    writer = PdfWriter()
+    for page in PdfReader(str(SAMPLE_KB / "appliance-warranty-claims-guide.pdf")).pages[:1]:
+        writer.add_page(page)
+    writer.encrypt("secret")
+    path = tmp_path / "locked.pdf"
+    with path.open("wb") as fh:
+        writer.write(fh)
+    with pytest.raises(BadInput, match="encrypted"):
+        load_file(path, MB)
