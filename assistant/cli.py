@@ -133,6 +133,21 @@ def cmd_redact(args) -> int:
     return 0
 
 
+def cmd_guard(args) -> int:
+    """Input verdicts for one message per line: offline evaluation of the policy by anyone."""
+    from assistant.settings import load_settings
+    from guardrails.guard import Guard
+
+    settings = load_settings(args.config)
+    guard = Guard.from_file(settings.guardrails.policy, settings.guardrails.spacy_model)
+    texts = (line.rstrip("\n") for line in sys.stdin) if args.text == "-" else [args.text]
+    for text in texts:
+        verdict = guard.inspect_input(text)
+        _emit({"action": verdict.action.value, "reasons": list(verdict.reasons),
+               "redacted": verdict.redacted_text, "scores": dict(verdict.scores)})
+    return 0
+
+
 def cmd_log(args) -> int:
     from assistant.settings import load_settings
     from assistant.store import Store
@@ -223,6 +238,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("text")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_redact)
+
+    p = sub.add_parser("guard", help="input verdicts as JSON; '-' reads one message per line from stdin")
+    p.add_argument("text")
+    p.set_defaults(func=cmd_guard)
 
     p = sub.add_parser("log", help="show stored exchanges, newest first")
     p.add_argument("--limit", type=int, default=20)
