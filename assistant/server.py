@@ -6,6 +6,7 @@ logged (the service guarantees it), so no exchange is lost to a bad request.
 from __future__ import annotations
 
 import logging
+import os
 from typing import Annotated
 
 from fastapi import FastAPI, Request
@@ -109,6 +110,8 @@ def serve(config: str | None = None, host: str | None = None, port: int | None =
     from assistant.settings import load_settings
 
     settings = load_settings(config)
+    # Gradio keeps uploads in its temp folder: keep it inside the data directory.
+    os.environ.setdefault("GRADIO_TEMP_DIR", str((settings.home / "uploads").resolve()))
     services = Services(settings)
     # Load everything before taking traffic: a missing model fails here, not on the first chat.
     services.guard, services.embedder, services.generator, services.store  # noqa: B018

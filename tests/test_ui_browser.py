@@ -1,6 +1,7 @@
 """The Chat tab through a real headless browser (Debian's Chromium, driven by Playwright)."""
 from __future__ import annotations
 
+import os
 import shutil
 
 import pytest
@@ -65,6 +66,12 @@ def test_documents_tab_upload_list_search_remove(server, browser, tmp_path):
     results = page.locator("#upload-results").inner_text()
     assert "loyalty-faq.md" in results and "error" in results and "PDF" in results
     page.locator("#documents").get_by_text("loyalty-faq.md").wait_for(timeout=10_000)
+    # No raw copy of an uploaded document is kept once it is ingested.
+    import tempfile
+    from pathlib import Path
+
+    uploads = Path(os.environ.get("GRADIO_TEMP_DIR") or Path(tempfile.gettempdir()) / "gradio")
+    assert not list(uploads.rglob("loyalty-faq.md"))
 
     page.locator("#doc-query textarea").fill("zorblat points")
     page.locator("#doc-query textarea").press("Enter")

@@ -21,7 +21,11 @@ def upload(services, paths: list[str], progress: Callable[[float, str], None]) -
     for i, path in enumerate(paths):
         name = Path(path).name
         progress(i / max(1, len(paths)), f"ingesting {name}")
-        summary = services.ingest([path])
+        try:
+            summary = services.ingest([path])
+        finally:
+            # The upload is the raw document: once redacted chunks are stored, keep no copy.
+            Path(path).unlink(missing_ok=True)
         if summary.errors:
             rows.append([name, "error: " + summary.errors[0]["error"], 0, 0, 0])
         else:
