@@ -13,7 +13,8 @@ from assistant.store import Store
 from finetune.registry import current_adapter
 from guardrails.guard import Guard
 from retrieval.embeddings import Embedder, get_embedder
-from retrieval.ingest import IngestSummary, ingest_paths
+from retrieval.catalog import Catalog
+from retrieval.ingest import IngestSummary, Ingestor
 from retrieval.search import Retriever
 from retrieval.store import VectorStore, make_client
 
@@ -41,9 +42,22 @@ class Services:
         return VectorStore(client, r.collection)
 
     @cached_property
+    def catalog(self) -> Catalog:
+        return Catalog(self.store.engine, self.settings.retrieval.collection)
+
+    @cached_property
     def retriever(self) -> Retriever:
         r = self.settings.retrieval
-        return Retriever(self.vectors, self.embedder, r.k, r.min_score, r.mode, r.bm25_weight)
+        return Retriever(self.vectors, self.embedder, r.k, r.min_score, r.mode, r.bm25_weight, self.catalog)
+
+    @cached_property
+    def ingestor(self) -> Ingestor:
+        r = self.settings.retrieval
+        return Ingestor(
+            self.vectors, self.catalog, self.embedder, r.chunk_size, r.chunk_overlap,
+            int(r.max_file_mb * 1_000_000),
+            redact=lambda text: self.guard.redact(text, r.redact_entities),
+        )
 
     @cached_property
     def store(self) -> Store:
@@ -64,16 +78,11 @@ class Services:
         return Assistant(self.guard, self.retriever, self.generator, self.store, self.settings.model.history_turns)
 
     def ingest(self, paths) -> IngestSummary:
-        r = self.settings.retrieval
-        return ingest_paths(
-            paths, self.vectors, self.embedder, r.chunk_size, r.chunk_overlap,
-            int(r.max_file_mb * 1_000_000),
-            redact=lambda text: self.guard.redact(text, r.redact_entities),
-        )
+        return self.ingestor.ingest(paths)
 
     def ensure_samples(self) -> IngestSummary | None:
         """Ingest the shipped sample knowledge base into an empty collection."""
-        if not self.settings.ingest_samples or self.vectors.count() > 0:
+        if not self.settings.ingest_samples or self.catalog.documents():
             return None
         summary = self.ingest([SAMPLE_KB])
         log.info("ingested the sample knowledge base: %s chunks from %s files", summary.chunks_added, summary.files)

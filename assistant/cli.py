@@ -36,7 +36,28 @@ def _services(args):
     from assistant.app import Services
     from assistant.settings import load_settings
 
-    return Services(load_settings(args.config))
+    settings = load_settings(args.config)
+    if getattr(args, "collection", None):
+        try:
+            settings.retrieval.collection = args.collection
+        except ValueError as exc:
+            raise HelpdeskError(f"--collection: {exc.errors()[0]['msg']}") from None
+    return Services(settings)
+
+
+def _filters(pairs: list[str] | None) -> dict | None:
+    """--filter key=value (repeatable) -> a Chroma metadata filter; numbers stay numbers."""
+    from assistant.errors import BadInput
+
+    if not pairs:
+        return None
+    clauses = []
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise BadInput(f"--filter {pair!r}: expected KEY=VALUE, e.g. doc_type=pdf")
+        clauses.append({key: int(value) if value.isdigit() else value})
+    return clauses[0] if len(clauses) == 1 else {"$and": clauses}
 
 
 def cmd_ingest(args) -> int:
@@ -52,19 +73,22 @@ def cmd_ingest(args) -> int:
 
 
 def cmd_docs_list(args) -> int:
-    sources = _services(args).vectors.sources()
+    documents = _services(args).catalog.documents()
     if args.json:
-        _emit({"documents": [{"source": s, "chunks": n} for s, n in sources.items()]})
+        _emit({"documents": [
+            {k: d[k] for k in ("source", "title", "doc_type", "chunks", "pii_redacted", "file_hash", "ingested_at")}
+            for d in documents
+        ]})
     else:
-        for source, chunks in sources.items():
-            print(f"{chunks:5d}  {source}")
+        for d in documents:
+            print(f"{d['chunks']:5d}  {d['source']}  ({d['title']})")
     return 0
 
 
 def cmd_docs_remove(args) -> int:
     from assistant.errors import BadInput
 
-    removed = _services(args).vectors.remove_source(args.source)
+    removed = _services(args).ingestor.remove(args.source)
     if not removed:
         raise BadInput(f"no document named {args.source!r} (see: helpdesk docs list)")
     if args.json:
@@ -75,7 +99,7 @@ def cmd_docs_remove(args) -> int:
 
 
 def cmd_search(args) -> int:
-    hits = _services(args).retriever.search(args.query, args.k, args.mode)
+    hits = _services(args).retriever.search(args.query, args.k, args.mode, _filters(args.filter))
     if args.json:
         _emit({"hits": [h.as_dict() for h in hits]})
     else:
@@ -201,6 +225,9 @@ def cmd_serve(args) -> int:
     return 0
 
 
+COLLECTION_HELP = "a named collection (default: retrieval.collection)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="helpdesk", description="A governed customer-service assistant.")
     parser.add_argument("--config", help="settings file (default: $HELPDESK_CONFIG or ./helpdesk.yaml)")
@@ -209,15 +236,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("ingest", help="add files or folders to the knowledge base")
     p.add_argument("paths", nargs="+")
+    p.add_argument("--collection", help=COLLECTION_HELP)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_ingest)
 
     p = sub.add_parser("docs", help="list or remove ingested documents").add_subparsers(dest="what", required=True)
     q = p.add_parser("list", help="documents and their chunk counts")
+    q.add_argument("--collection", help=COLLECTION_HELP)
     q.add_argument("--json", action="store_true")
     q.set_defaults(func=cmd_docs_list)
     q = p.add_parser("remove", help="remove a document (by its file name) and all its chunks")
     q.add_argument("source")
+    q.add_argument("--collection", help=COLLECTION_HELP)
     q.add_argument("--json", action="store_true")
     q.set_defaults(func=cmd_docs_remove)
 
@@ -225,6 +255,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("query")
     p.add_argument("--k", type=int, default=5)
     p.add_argument("--mode", choices=["vector", "bm25", "hybrid"], help="default: retrieval.mode")
+    p.add_argument("--filter", action="append", metavar="KEY=VALUE",
+                   help="metadata filter (source, title, heading, page, doc_type); repeat to combine")
+    p.add_argument("--collection", help=COLLECTION_HELP)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_search)
 
@@ -252,6 +285,7 @@ def build_parser() -> argparse.ArgumentParser:
     q = p.add_parser("retrieval", help="hit@1, hit@5 and MRR on labelled questions")
     q.add_argument("--questions", help="JSONL of {question, source}; default: the sample questions")
     q.add_argument("--mode", choices=["vector", "bm25", "hybrid"], help="one mode; default: all three, one line each")
+    q.add_argument("--collection", help=COLLECTION_HELP)
     q.add_argument("--json", action="store_true")
     q.set_defaults(func=cmd_eval_retrieval)
 

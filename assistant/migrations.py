@@ -30,8 +30,43 @@ def m001_exchanges(conn: Connection) -> None:
     conn.execute(text("CREATE INDEX ix_exchanges_flagged ON exchanges (flagged, created_at)"))
 
 
+def m002_documents(conn: Connection) -> None:
+    """The knowledge base's catalog: Chroma holds vectors, these tables say what is live."""
+    conn.execute(text("""
+        CREATE TABLE documents (
+            collection TEXT NOT NULL,
+            source TEXT NOT NULL,
+            file_hash TEXT NOT NULL,
+            title TEXT NOT NULL,
+            doc_type TEXT NOT NULL,
+            chunks INTEGER NOT NULL,
+            pii_redacted INTEGER NOT NULL,
+            ingested_at TEXT NOT NULL,
+            PRIMARY KEY (collection, source)
+        )"""))
+    conn.execute(text("""
+        CREATE TABLE document_chunks (
+            collection TEXT NOT NULL,
+            chunk_id TEXT NOT NULL,
+            source TEXT NOT NULL,
+            PRIMARY KEY (collection, chunk_id, source)
+        )"""))
+    conn.execute(text("CREATE INDEX ix_document_chunks_source ON document_chunks (collection, source)"))
+    conn.execute(text("""
+        CREATE TABLE pending_ingests (
+            id TEXT PRIMARY KEY,
+            collection TEXT NOT NULL,
+            source TEXT NOT NULL,
+            state TEXT NOT NULL,
+            added_ids TEXT NOT NULL,
+            removable_ids TEXT NOT NULL,
+            started_at TEXT NOT NULL
+        )"""))
+
+
 MIGRATIONS: list[tuple[str, Callable[[Connection], None]]] = [
     ("001_exchanges", m001_exchanges),
+    ("002_documents", m002_documents),
 ]
 
 

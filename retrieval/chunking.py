@@ -20,9 +20,11 @@ class Chunk:
     page: int | None
     index: int
     text: str  # what is embedded and shown
+    doc_type: str = "md"
 
     def metadata(self) -> dict:
-        meta = {"source": self.source, "title": self.title, "heading": self.heading, "index": self.index}
+        meta = {"source": self.source, "title": self.title, "heading": self.heading, "index": self.index,
+                "doc_type": self.doc_type}
         if self.page is not None:
             meta["page"] = self.page
         return meta
@@ -95,6 +97,11 @@ def _split_long(paragraph: str, size: int) -> list[str]:
 
 
 def chunk_document(doc: LoadedDocument, size: int, overlap: int) -> list[Chunk]:
+    if doc.faq:  # a question/answer pair is one chunk: splitting it would separate Q from A
+        return [
+            _make(doc, question[:200], None, i, f"{doc.title} > {question[:200]}", [f"Q: {question}\nA: {answer}"])
+            for i, (question, answer) in enumerate(doc.faq)
+        ]
     chunks: list[Chunk] = []
     for heading, page, paragraphs in _sections(doc):
         prefix = doc.title + (f" > {heading}" if heading else "")
@@ -118,9 +125,9 @@ def chunk_document(doc: LoadedDocument, size: int, overlap: int) -> list[Chunk]:
 
 def _make(doc: LoadedDocument, heading: str, page: int | None, index: int, prefix: str, body: list[str]) -> Chunk:
     text = prefix + "\n\n" + "\n\n".join(body)
-    return Chunk(chunk_id(doc.source, index, text), doc.source, doc.title, heading, page, index, text)
+    return Chunk(chunk_id(text), doc.source, doc.title, heading, page, index, text, doc.doc_type)
 
 
-def chunk_id(source: str, index: int, text: str) -> str:
-    """Stable across re-ingests of an unchanged file: derived from source and content only."""
-    return hashlib.sha256(f"{source}\x00{index}\x00{text}".encode()).hexdigest()[:24]
+def chunk_id(text: str) -> str:
+    """Content-addressed: stable across re-ingests, and identical chunks in two files are stored once."""
+    return hashlib.sha256(text.encode()).hexdigest()[:24]

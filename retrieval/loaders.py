@@ -6,14 +6,17 @@ format has no pages. Errors are `BadInput` with a message for people.
 from __future__ import annotations
 
 import unicodedata
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from assistant.errors import BadInput
 
 TEXT_SUFFIXES = {".md", ".markdown", ".txt"}
 HTML_SUFFIXES = {".html", ".htm"}
-SUPPORTED = TEXT_SUFFIXES | HTML_SUFFIXES | {".pdf", ".docx"}
+FAQ_SUFFIXES = {".csv", ".json", ".jsonl"}
+SUPPORTED = TEXT_SUFFIXES | HTML_SUFFIXES | FAQ_SUFFIXES | {".pdf", ".docx"}
+QUESTION_KEYS = ("question", "q", "title")
+ANSWER_KEYS = ("answer", "a", "response")
 # Page furniture that is never content.
 HTML_BOILERPLATE = ["script", "style", "noscript", "nav", "footer", "header", "aside", "form", "iframe", "svg", "button"]
 
@@ -23,6 +26,8 @@ class LoadedDocument:
     source: str  # file name: what citations and evaluation refer to
     title: str
     blocks: list[tuple[int | None, str]]
+    doc_type: str = "md"
+    faq: list[tuple[str, str]] = field(default_factory=list)  # FAQ files: (question, answer) pairs
 
 
 def clean_text(text: str) -> str:
@@ -113,6 +118,43 @@ def _load_docx(path: Path) -> list[tuple[int | None, str]]:
     return [(None, "\n".join(lines))]
 
 
+def _pick(row: dict, keys: tuple[str, ...]) -> str:
+    lowered = {str(k).strip().lower(): v for k, v in row.items()}
+    for key in keys:
+        value = lowered.get(key)
+        if isinstance(value, str) and value.strip():
+            return clean_text(value)
+    return ""
+
+
+def _load_faq(path: Path) -> list[tuple[str, str]]:
+    """CSV with question/answer columns, a JSON list of {question, answer}, or JSONL of them."""
+    import csv
+    import io
+    import json
+
+    raw = _read_text(path)
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".csv":
+            reader = csv.DictReader(io.StringIO(raw))
+            rows = list(reader)
+        elif suffix == ".json":
+            data = json.loads(raw)
+            rows = data.get("faqs", data.get("items")) if isinstance(data, dict) else data
+        else:
+            rows = [json.loads(line) for line in raw.splitlines() if line.strip()]
+    except (json.JSONDecodeError, csv.Error) as exc:
+        raise BadInput(f"not a valid FAQ file: {exc}") from None
+    if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
+        raise BadInput("an FAQ file holds a list of objects with 'question' and 'answer'")
+    pairs = [(_pick(r, QUESTION_KEYS), _pick(r, ANSWER_KEYS)) for r in rows]
+    pairs = [(q, a) for q, a in pairs if q and a]
+    if not pairs:
+        raise BadInput("no question/answer pairs found (expected 'question' and 'answer' fields)")
+    return pairs
+
+
 def load_file(path: Path, max_bytes: int) -> LoadedDocument:
     suffix = path.suffix.lower()
     if suffix not in SUPPORTED:
@@ -122,6 +164,10 @@ def load_file(path: Path, max_bytes: int) -> LoadedDocument:
         raise BadInput("the file is empty")
     if size > max_bytes:
         raise BadInput(f"the file is {size / 1e6:.1f} MB, over the {max_bytes / 1e6:.1f} MB limit")
+    doc_type = {".markdown": "md", ".htm": "html"}.get(suffix, suffix.lstrip("."))
+    if suffix in FAQ_SUFFIXES:
+        title = path.stem.replace("-", " ").replace("_", " ").strip().capitalize()
+        return LoadedDocument(path.name, title, [], "faq", _load_faq(path))
     if suffix in TEXT_SUFFIXES:
         blocks: list[tuple[int | None, str]] = [(None, _read_text(path))]
     elif suffix in HTML_SUFFIXES:
@@ -134,7 +180,7 @@ def load_file(path: Path, max_bytes: int) -> LoadedDocument:
     blocks = [(page, text) for page, text in blocks if text]
     if not blocks:
         raise BadInput("no text could be extracted")
-    return LoadedDocument(path.name, _title(blocks[0][1], path), blocks)
+    return LoadedDocument(path.name, _title(blocks[0][1], path), blocks, doc_type)
 
 
 def _title(text: str, path: Path) -> str:

@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import re
 import threading
+from dataclasses import replace
 from typing import Literal
 
 import numpy as np
 
+from retrieval.catalog import Catalog
 from retrieval.embeddings import Embedder
 from retrieval.store import Hit, VectorStore
 
@@ -73,6 +75,7 @@ class Retriever:
         min_score: float = 0.25,
         mode: Mode = "hybrid",
         bm25_weight: float = 0.1,
+        catalog: Catalog | None = None,
     ) -> None:
         self.store = store
         self.embedder = embedder
@@ -80,25 +83,35 @@ class Retriever:
         self.min_score = min_score
         self.mode = mode
         self.bm25_weight = bm25_weight
+        self.catalog = catalog
         self._bm25 = _Bm25Index()
 
-    def search(self, query: str, k: int | None = None, mode: Mode | None = None) -> list[Hit]:
-        """The k best chunks, best first, whatever their score."""
+    def search(self, query: str, k: int | None = None, mode: Mode | None = None, where: dict | None = None) -> list[Hit]:
+        """The k best live chunks, best first, whatever their score. `where` filters on chunk
+        metadata (source, title, heading, page, doc_type), in Chroma's filter syntax."""
         k = k or self.k
         mode = mode or self.mode
         if not query.strip():
             return []
         [vector] = self.embedder.embed([query])
+        # Ask for a few more than k: chunks of an interrupted ingest are dropped below.
+        ranked = self._rank(query, vector, k + 5, mode, where)
+        return self._live(ranked)[:k]
+
+    def _rank(self, query: str, vector, k: int, mode: str, where: dict | None) -> list[Hit]:
         if mode == "vector":
-            return self.store.query(vector, k)
+            return self.store.query(vector, k, where)
         keyword = self._bm25.scores(self.store, query)
+        if where:
+            allowed = set(self.store.collection.get(where=where, include=[])["ids"])
+            keyword = np.where([cid in allowed for cid in self._bm25.ids], keyword, 0.0)
         pool = max(4 * k, 20)
         ranked_ids = [self._bm25.ids[i] for i in np.argsort(-keyword)[:pool] if keyword[i] > 0]
         if mode == "bm25":
             by_id = {h.chunk_id: h for h in self.store.get_scored(ranked_ids[:k], vector)}
             return [by_id[cid] for cid in ranked_ids[:k] if cid in by_id]
         # hybrid: candidates from both lists, ranked by cosine + weight x scaled BM25.
-        candidates = {h.chunk_id: h for h in self.store.query(vector, pool)}
+        candidates = {h.chunk_id: h for h in self.store.query(vector, pool, where)}
         missing = [cid for cid in ranked_ids if cid not in candidates]
         if missing:  # keyword-only candidates still get a cosine score
             candidates.update({h.chunk_id: h for h in self.store.get_scored(missing, vector)})
@@ -109,6 +122,16 @@ class Retriever:
             return hit.score + self.bm25_weight * (keyword[i] if i is not None else 0.0)
 
         return sorted(candidates.values(), key=fused, reverse=True)[:k]
+
+    def _live(self, hits: list[Hit]) -> list[Hit]:
+        """Keep chunks the catalog knows; name a document that still holds each one."""
+        if self.catalog is None:
+            return hits
+        owners = self.catalog.live(h.chunk_id for h in hits)
+        return [
+            h if h.source in owners[h.chunk_id] else replace(h, source=owners[h.chunk_id][0])
+            for h in hits if h.chunk_id in owners
+        ]
 
     def context_for(self, query: str) -> list[Hit]:
         """Chunks good enough to ground an answer: at or above the relevance threshold."""

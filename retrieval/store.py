@@ -56,12 +56,13 @@ class VectorStore:
     def count(self) -> int:
         return self.collection.count()
 
-    def ids_for_source(self, source: str) -> dict[str, str]:
-        """chunk id -> file hash, for the chunks now stored for `source`."""
-        got = self.collection.get(where={"source": source}, include=["metadatas"])
-        return {cid: (meta or {}).get("file_hash", "") for cid, meta in zip(got["ids"], got["metadatas"])}
+    def existing(self, ids: Sequence[str]) -> set[str]:
+        """Which of these chunk ids are stored already (identical text from another file)."""
+        if not ids:
+            return set()
+        return set(self.collection.get(ids=list(ids), include=[])["ids"])
 
-    def add(self, chunks: Sequence[Chunk], vectors: Sequence[Sequence[float]], file_hash: str) -> None:
+    def add(self, chunks: Sequence[Chunk], vectors: Sequence[Sequence[float]]) -> None:
         for start in range(0, len(chunks), 1000):  # Chroma caps batch sizes
             batch = chunks[start:start + 1000]
             self._writes += 1
@@ -69,27 +70,13 @@ class VectorStore:
                 ids=[c.chunk_id for c in batch],
                 embeddings=[list(v) for v in vectors[start:start + 1000]],
                 documents=[c.text for c in batch],
-                metadatas=[{**c.metadata(), "file_hash": file_hash} for c in batch],
+                metadatas=[c.metadata() for c in batch],
             )
 
     def delete(self, ids: Sequence[str]) -> None:
         if ids:
             self._writes += 1
             self.collection.delete(ids=list(ids))
-
-    def remove_source(self, source: str) -> int:
-        """Delete every chunk of `source`; returns how many there were."""
-        ids = list(self.ids_for_source(source))
-        self.delete(ids)
-        return len(ids)
-
-    def sources(self) -> dict[str, int]:
-        got = self.collection.get(include=["metadatas"])
-        counts: dict[str, int] = {}
-        for meta in got["metadatas"]:
-            source = (meta or {}).get("source", "?")
-            counts[source] = counts.get(source, 0) + 1
-        return dict(sorted(counts.items()))
 
     def version(self) -> tuple[int, int]:
         """Changes when this process writes, or when the chunk count changes (another process
@@ -107,11 +94,12 @@ class VectorStore:
             for cid, doc, meta, emb in zip(got["ids"], got["documents"], got["metadatas"], got["embeddings"])
         ]
 
-    def query(self, vector: Sequence[float], k: int) -> list[Hit]:
+    def query(self, vector: Sequence[float], k: int, where: dict | None = None) -> list[Hit]:
         if self.collection.count() == 0:
             return []
         got = self.collection.query(
-            query_embeddings=[list(vector)], n_results=k, include=["documents", "metadatas", "distances"]
+            query_embeddings=[list(vector)], n_results=k, where=where or None,
+            include=["documents", "metadatas", "distances"],
         )
         return [
             _hit(cid, doc, meta, 1.0 - float(dist))

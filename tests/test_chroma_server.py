@@ -9,7 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from retrieval.ingest import ingest_paths
+from assistant.store import Store
+from retrieval.catalog import Catalog
+from retrieval.ingest import Ingestor
 from retrieval.search import Retriever
 from retrieval.store import VectorStore, make_client
 from tests.conftest import SAMPLE_KB
@@ -41,14 +43,16 @@ def chroma_server(tmp_path):
         proc.wait(timeout=20)
 
 
-def test_ingest_and_search_against_a_chroma_server(chroma_server, services):
+def test_ingest_and_search_against_a_chroma_server(chroma_server, services, tmp_path):
     store = VectorStore(make_client(host="127.0.0.1", port=chroma_server), "server-kb")
+    catalog = Catalog(Store(f"sqlite:///{tmp_path / 'kb.db'}").engine, "server-kb")
+    ingestor = Ingestor(store, catalog, services.embedder, 900, 120, 1_000_000)
     files = [SAMPLE_KB / "order-tracking.md", SAMPLE_KB / "returns-policy.md"]
-    summary = ingest_paths(files, store, services.embedder, 900, 120, 1_000_000)
+    summary = ingestor.ingest(files)
     assert summary.files == 2 and summary.chunks_added == store.count() > 2
-    again = ingest_paths(files, store, services.embedder, 900, 120, 1_000_000)
+    again = ingestor.ingest(files)
     assert again.chunks_added == 0
-    hits = Retriever(store, services.embedder, k=3).search("where is my tracking number?")
+    hits = Retriever(store, services.embedder, k=3, catalog=catalog).search("where is my tracking number?")
     assert hits[0].source == "order-tracking.md"
     # A second client sees the same data: it lives in the server, not in this process.
     other = VectorStore(make_client(host="127.0.0.1", port=chroma_server), "server-kb")

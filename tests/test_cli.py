@@ -118,3 +118,21 @@ def test_eval_retrieval_on_a_small_question_file(cli, tmp_path):
     bad.write_text("{oops\n")
     proc = cli("eval", "retrieval", "--questions", str(bad), check=False)
     assert proc.returncode != 0 and "bad.jsonl:1" in proc.stderr
+
+
+def test_named_collections_and_filters(cli, tmp_path):
+    faq = tmp_path / "pets-faq.csv"
+    faq.write_text("question,answer\nCan I bring my dog to the showroom?,Yes: dogs on a lead are welcome.\n")
+    out = json.loads(cli("ingest", str(faq), str(SAMPLE_KB / "exchanges.md"), "--collection", "pets", "--json").stdout)
+    assert out["files"] == 2
+    default_docs = {d["source"] for d in json.loads(cli("docs", "list", "--json").stdout)["documents"]}
+    assert "pets-faq.csv" not in default_docs
+    pets = json.loads(cli("docs", "list", "--collection", "pets", "--json").stdout)["documents"]
+    assert {d["source"]: d["doc_type"] for d in pets} == {"pets-faq.csv": "faq", "exchanges.md": "md"}
+    hits = json.loads(cli("search", "dog showroom", "--collection", "pets", "--filter", "doc_type=faq",
+                          "--json").stdout)["hits"]
+    assert hits and {h["source"] for h in hits} == {"pets-faq.csv"}
+    bad = cli("search", "dog", "--filter", "nonsense", check=False)
+    assert bad.returncode != 0 and "KEY=VALUE" in bad.stderr
+    bad_name = cli("docs", "list", "--collection", "x", check=False)
+    assert bad_name.returncode != 0 and "--collection" in bad_name.stderr

@@ -5,7 +5,6 @@ import pytest
 
 from assistant.errors import BadInput
 from retrieval.chunking import chunk_document
-from retrieval.ingest import ingest_paths
 from retrieval.loaders import load_file
 from retrieval.store import VectorStore, make_client
 from tests.conftest import SAMPLE_KB
@@ -63,33 +62,138 @@ def test_oversized_file_is_refused(tmp_path):
         load_file(path, 1000)
 
 
-def test_ingest_is_incremental_and_redacts_pii(tmp_path, services):
+@pytest.fixture()
+def kb(tmp_path, services):
+    """A private knowledge base: real Chroma and SQLite in a temp dir, the shared embedder."""
+    from assistant.store import Store
+    from retrieval.catalog import Catalog
+    from retrieval.ingest import Ingestor
+    from retrieval.search import Retriever
+
     store = VectorStore(make_client(tmp_path / "chroma"), "test-kb")
+    catalog = Catalog(Store(f"sqlite:///{tmp_path / 'kb.db'}").engine, "test-kb")
+    ingestor = Ingestor(store, catalog, services.embedder, 900, 100, MB,
+                        redact=lambda t: services.guard.redact(t, ["EMAIL_ADDRESS"]))
+    retriever = Retriever(store, services.embedder, k=3, catalog=catalog)
     docs = tmp_path / "docs"
     docs.mkdir()
+    return store, catalog, ingestor, retriever, docs
+
+
+def test_ingest_is_incremental_and_redacts_pii(kb):
+    store, catalog, ingestor, _, docs = kb
     (docs / "a.md").write_text("# Alpha\n\n## Refunds\n\nRefunds take 5 days. Write to pat.example@example.com.\n")
     (docs / "b.md").write_text("# Beta\n\n## Shipping\n\nShipping takes 3 days.\n")
     (docs / "bad.txt").write_bytes(b"\x00\x00binary")
 
-    def ingest():
-        return ingest_paths([docs], store, services.embedder, 900, 100, MB,
-                            redact=lambda t: services.guard.redact(t, ["EMAIL_ADDRESS"]))
-
-    first = ingest()
+    first = ingestor.ingest([docs])
     assert first.files == 2 and first.chunks_added == 2 and first.pii_redacted == 1
     assert [e["path"] for e in first.errors] == [str(docs / "bad.txt")]
     stored = store.collection.get(include=["documents"])
     assert not any("pat.example@example.com" in d for d in stored["documents"])
     assert any("<EMAIL_ADDRESS>" in d for d in stored["documents"])
+    assert [d["source"] for d in catalog.documents()] == ["a.md", "b.md"]
 
-    second = ingest()
+    second = ingestor.ingest([docs])
     assert second.chunks_added == 0 and second.chunks_unchanged == 2 and store.count() == 2
 
     (docs / "b.md").write_text("# Beta\n\n## Shipping\n\nShipping now takes 2 days.\n")
-    third = ingest()
+    third = ingestor.ingest([docs])
     assert third.chunks_added == 1 and third.chunks_unchanged == 1 and store.count() == 2
     texts = store.collection.get(where={"source": "b.md"}, include=["documents"])["documents"]
     assert len(texts) == 1 and "2 days" in texts[0]
+
+
+def test_identical_chunks_across_files_are_stored_once(kb):
+    store, catalog, ingestor, retriever, docs = kb
+    text = "# Care\n\n## Oiling\n\nOil the board monthly with food-safe mineral oil.\n"
+    (docs / "one.md").write_text(text)
+    (docs / "copy.md").write_text(text)
+    summary = ingestor.ingest([docs])
+    assert summary.files == 2 and store.count() == 1
+    assert {d["source"]: d["chunks"] for d in catalog.documents()} == {"copy.md": 1, "one.md": 1}
+    first_owner = retriever.search("oil the board", 1)[0].source
+    assert ingestor.remove(first_owner) == 1
+    assert store.count() == 1, "the other document still uses the chunk"
+    survivor = ({"one.md", "copy.md"} - {first_owner}).pop()
+    assert retriever.search("oil the board", 1)[0].source == survivor
+    ingestor.remove(survivor)
+    assert store.count() == 0 and catalog.documents() == []
+
+
+def test_a_failed_ingest_leaves_the_previous_version_whole(kb, monkeypatch):
+    store, catalog, ingestor, retriever, docs = kb
+    path = docs / "policy.md"
+    path.write_text("# Policy\n\n## Window\n\nReturns are accepted within 30 days.\n")
+    ingestor.ingest([path])
+    path.write_text("# Policy\n\n## Window\n\nReturns are accepted within 45 days.\n")
+
+    def crash(*args, **kwargs):  # the process dies between writing vectors and committing
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(catalog, "commit", crash)
+    with pytest.raises(KeyboardInterrupt):
+        ingestor.ingest_file(path)
+    monkeypatch.undo()
+    texts = store.collection.get(include=["documents"])["documents"]
+    assert len(texts) == 1 and "30 days" in texts[0]
+    assert catalog.pending() == []
+    assert ingestor.ingest([path]).chunks_added == 1
+    assert "45 days" in retriever.search("return window", 1)[0].text and store.count() == 1
+
+
+def test_chunks_of_an_interrupted_ingest_are_invisible_then_cleaned(kb):
+    """A kill leaves vectors the catalog never committed: search ignores them, the next ingest removes them."""
+    from retrieval.chunking import chunk_document
+
+    store, catalog, ingestor, retriever, docs = kb
+    path = docs / "ghost.md"
+    path.write_text("# Ghost\n\n## Haunting\n\nThe warehouse ghost answers questions about lanterns.\n")
+    chunks = chunk_document(load_file(path, MB), 900, 100)
+    catalog.begin("ghost.md", [c.chunk_id for c in chunks], [])
+    store.add(chunks, ingestor.embedder.embed([c.text for c in chunks]))  # ...and then the process was killed
+    assert store.count() == 1 and retriever.search("warehouse ghost lanterns", 3) == []
+    ingestor.ingest([])  # any later ingest recovers first
+    assert store.count() == 0 and catalog.pending() == []
+
+
+@pytest.mark.parametrize(
+    "name, content",
+    [
+        ("faq.csv", "Question,Answer\nDo you ship to Mars?,No: Earth addresses only.\nCan I pay in cash?,Only in showrooms.\n"),
+        ("faq.json", '[{"question": "Do you ship to Mars?", "answer": "No: Earth addresses only."},'
+                     ' {"question": "Can I pay in cash?", "answer": "Only in showrooms."}]'),
+        ("faq.jsonl", '{"question": "Do you ship to Mars?", "answer": "No: Earth addresses only."}\n'
+                      '{"question": "Can I pay in cash?", "answer": "Only in showrooms."}\n'),
+    ],
+)
+def test_faq_files_make_one_chunk_per_pair(kb, name, content):
+    store, catalog, ingestor, retriever, docs = kb
+    (docs / name).write_text(content)
+    summary = ingestor.ingest([docs / name])
+    assert summary.files == 1 and summary.chunks_added == 2
+    hit = retriever.search("ship to mars", 1)[0]
+    assert hit.source == name and "Q: Do you ship to Mars?" in hit.text and "Earth addresses only" in hit.text
+
+
+@pytest.mark.parametrize(
+    "name, content, error",
+    [("bad.csv", "title,body\nx,y\n", "no question/answer pairs"), ("bad.json", "{nope", "not a valid FAQ"),
+     ("bad.jsonl", '"just a string"\n', "list of objects")],
+)
+def test_bad_faq_files_get_clear_errors(tmp_path, name, content, error):
+    path = tmp_path / name
+    path.write_text(content)
+    with pytest.raises(BadInput, match=error):
+        load_file(path, MB)
+
+
+def test_metadata_filters_narrow_every_mode(services):
+    for mode in ("vector", "bm25", "hybrid"):
+        hits = services.retriever.search("warranty claim steps", 5, mode, where={"doc_type": "pdf"})
+        assert hits and {h.source for h in hits} == {"appliance-warranty-claims-guide.pdf"}
+    only = services.retriever.search("refund", 3, "hybrid", where={"source": "returns-policy.md"})
+    assert only and {h.source for h in only} == {"returns-policy.md"}
 
 
 @pytest.mark.parametrize("mode", ["vector", "bm25", "hybrid"])

@@ -12,7 +12,7 @@ HIT_HEADERS = ["score", "document", "section", "text"]
 
 
 def document_rows(services) -> list[list]:
-    return [[source, chunks] for source, chunks in services.vectors.sources().items()]
+    return [[d["source"], d["chunks"]] for d in services.catalog.documents()]
 
 
 def upload(services, paths: list[str], progress: Callable[[float, str], None]) -> tuple[list[list], str]:
@@ -38,7 +38,7 @@ def upload(services, paths: list[str], progress: Callable[[float, str], None]) -
 def remove(services, source: str) -> str:
     if not source:
         return "Choose a document to remove."
-    removed = services.vectors.remove_source(source)
+    removed = services.ingestor.remove(source)
     return f"Removed {source} ({removed} chunks)." if removed else f"No document named {source}."
 
 

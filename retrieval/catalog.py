@@ -1,0 +1,133 @@
+"""The knowledge-base catalog in SQL: which documents are ingested and which chunks are live.
+
+Chroma holds vectors; the catalog is the truth about what is in the knowledge
+base. A file is ingested whole or not at all: its new chunks are written to
+Chroma first, then one SQL transaction makes them live, then stale chunks are
+deleted. A `pending_ingests` row records each step, so a crash or a kill at any
+point is rolled back or finished by `recover()`, and until then search ignores
+chunks the catalog does not know.
+"""
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import datetime, timezone
+from typing import Iterable, Sequence
+
+from sqlalchemy import Engine, bindparam, text
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+class Catalog:
+    def __init__(self, engine: Engine, collection: str) -> None:
+        self.engine = engine
+        self.collection = collection
+
+    # -- reading ---------------------------------------------------------------------------
+    def document(self, source: str) -> dict | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                text("SELECT * FROM documents WHERE collection = :c AND source = :s"),
+                {"c": self.collection, "s": source},
+            ).first()
+        return dict(row._mapping) if row else None
+
+    def documents(self) -> list[dict]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                text("SELECT * FROM documents WHERE collection = :c ORDER BY source"), {"c": self.collection}
+            )
+            return [dict(r._mapping) for r in rows]
+
+    def chunk_ids(self, source: str) -> set[str]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                text("SELECT chunk_id FROM document_chunks WHERE collection = :c AND source = :s"),
+                {"c": self.collection, "s": source},
+            )
+            return {r[0] for r in rows}
+
+    def live(self, ids: Iterable[str]) -> dict[str, list[str]]:
+        """For each id the catalog knows: the documents it belongs to (identical chunks are shared)."""
+        ids = list(ids)
+        if not ids:
+            return {}
+        query = text(
+            "SELECT chunk_id, source FROM document_chunks WHERE collection = :c AND chunk_id IN :ids ORDER BY source"
+        ).bindparams(bindparam("ids", expanding=True))
+        out: dict[str, list[str]] = {}
+        with self.engine.connect() as conn:
+            for chunk_id, source in conn.execute(query, {"c": self.collection, "ids": ids}):
+                out.setdefault(chunk_id, []).append(source)
+        return out
+
+    # -- writing, in the order an ingest takes ---------------------------------------------------
+    def begin(self, source: str, added: Sequence[str], removable: Sequence[str]) -> str:
+        pending_id = uuid.uuid4().hex
+        with self.engine.begin() as conn:
+            conn.execute(text(
+                "INSERT INTO pending_ingests (id, collection, source, state, added_ids, removable_ids, started_at) "
+                "VALUES (:id, :c, :s, 'writing', :a, :r, :t)"
+            ), {"id": pending_id, "c": self.collection, "s": source, "a": json.dumps(list(added)),
+                "r": json.dumps(list(removable)), "t": _now()})
+        return pending_id
+
+    def commit(self, pending_id: str, document: dict, chunk_ids: Iterable[str]) -> None:
+        """One transaction: the document row and its chunk list are replaced; the new chunks are live."""
+        source = document["source"]
+        with self.engine.begin() as conn:
+            conn.execute(text("DELETE FROM document_chunks WHERE collection = :c AND source = :s"),
+                         {"c": self.collection, "s": source})
+            conn.execute(
+                text("INSERT INTO document_chunks (collection, chunk_id, source) VALUES (:c, :id, :s)"),
+                [{"c": self.collection, "id": cid, "s": source} for cid in sorted(set(chunk_ids))],
+            )
+            conn.execute(text("DELETE FROM documents WHERE collection = :c AND source = :s"),
+                         {"c": self.collection, "s": source})
+            conn.execute(text(
+                "INSERT INTO documents (collection, source, file_hash, title, doc_type, chunks, pii_redacted, "
+                "ingested_at) VALUES (:c, :source, :file_hash, :title, :doc_type, :chunks, :pii_redacted, :t)"
+            ), {"c": self.collection, "t": _now(), **document})
+            conn.execute(text("UPDATE pending_ingests SET state = 'committed' WHERE id = :id"), {"id": pending_id})
+
+    def finish(self, pending_id: str) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(text("DELETE FROM pending_ingests WHERE id = :id"), {"id": pending_id})
+
+    def remove(self, source: str) -> tuple[int, set[str]]:
+        """Forget a document; returns its chunk count and the chunk ids no other document shares."""
+        ids = self.chunk_ids(source)
+        with self.engine.begin() as conn:
+            gone = conn.execute(text("DELETE FROM documents WHERE collection = :c AND source = :s"),
+                                {"c": self.collection, "s": source}).rowcount
+            conn.execute(text("DELETE FROM document_chunks WHERE collection = :c AND source = :s"),
+                         {"c": self.collection, "s": source})
+        if not gone:
+            return 0, set()
+        return len(ids), ids - set(self.live(ids))
+
+    def unreferenced(self, ids: Iterable[str]) -> set[str]:
+        ids = set(ids)
+        return ids - set(self.live(ids))
+
+    def pending(self) -> list[dict]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(text("SELECT * FROM pending_ingests WHERE collection = :c"), {"c": self.collection})
+            return [dict(r._mapping) for r in rows]
+
+
+def recover(catalog: Catalog, delete_vectors) -> int:
+    """Finish or roll back ingests that a crash interrupted; returns how many there were.
+
+    'writing': the new chunks never became live, so delete those no document uses.
+    'committed': the new version is live; delete the old chunks no document uses.
+    """
+    interrupted = catalog.pending()
+    for row in interrupted:
+        key = "added_ids" if row["state"] == "writing" else "removable_ids"
+        delete_vectors(sorted(catalog.unreferenced(json.loads(row[key]))))
+        catalog.finish(row["id"])
+    return len(interrupted)
