@@ -13,6 +13,8 @@ log = logging.getLogger(__name__)
 # Presidio warns, at every start, about recognizers for languages we do not load.
 logging.getLogger("presidio-analyzer").setLevel(logging.ERROR)
 
+# Entities that only spaCy's statistical NER finds; all others come from patterns and checksums.
+NER_ENTITIES = frozenset({"PERSON", "LOCATION", "DATE_TIME", "NRP", "ORGANIZATION"})
 # spaCy labels Presidio would otherwise turn into noisy entities.
 SPACY_LABELS_TO_IGNORE = [
     "ORG", "ORGANIZATION", "CARDINAL", "EVENT", "LANGUAGE", "LAW", "MONEY", "ORDINAL",
@@ -89,6 +91,7 @@ class Redactor:
             raise ConfigError(f"pii.entities: no recognizer for {', '.join(unknown)}")
         self.allow_list = list(allow_list)
         self.score_threshold = score_threshold
+        self._nlp_engine = nlp_engine
         self._analyzer = AnalyzerEngine(registry=registry, nlp_engine=nlp_engine, supported_languages=["en"])
         self._anonymizer = AnonymizerEngine()
         # spaCy pipelines are not documented as thread-safe; turns are short, so serialise.
@@ -106,8 +109,21 @@ class Redactor:
                 entities=wanted,
                 score_threshold=self.score_threshold,
                 allow_list=self.allow_list or None,
+                nlp_artifacts=None if NER_ENTITIES & set(wanted) else self._tokens_only(text),
             )
         return _drop_overlaps([Entity(r.entity_type, r.start, r.end, r.score) for r in results])
+
+    def _tokens_only(self, text: str):
+        """NLP artifacts from spaCy's tokenizer alone. When no requested entity needs NER,
+        this skips the tagger, parser and NER: about 30 ms of the 33 ms a 600-character
+        text costs. Lower-cased tokens stand in for lemmas, for context words."""
+        from presidio_analyzer.nlp_engine import NlpArtifacts
+
+        doc = self._nlp_engine.nlp["en"].make_doc(text)
+        return NlpArtifacts(
+            entities=[], tokens=doc, tokens_indices=[t.idx for t in doc], lemmas=[t.lower_ for t in doc],
+            nlp_engine=self._nlp_engine, language="en", scores=[],
+        )
 
     def redact(self, text: str, entities: Sequence[str] | None = None) -> tuple[str, list[Entity]]:
         """Return the text with every PII span replaced by `<TYPE>`, and the spans found."""

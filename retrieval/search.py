@@ -35,21 +35,30 @@ def tokenize(text: str) -> list[str]:
 
 
 class _Bm25Index:
-    """An in-memory BM25 index over the collection, rebuilt when the collection changes."""
+    """BM25 over the collection as a sparse document-term matrix of precomputed weights.
+
+    A query costs one sparse column sum (milliseconds at 100k chunks), where a
+    per-document Python loop (rank-bm25) costs about a second. Rebuilt when the
+    collection changes.
+    """
+
+    K1 = 1.5
+    B = 0.75
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._version: tuple[int, int] | None = None
-        self._bm25 = None
+        self._weights = None  # CSC matrix: chunks x terms
+        self._vocab: dict[str, int] = {}
         self.ids: list[str] = []
 
     def scores(self, store: VectorStore, query: str) -> np.ndarray:
         """BM25 score of every chunk (aligned with `self.ids`), scaled so the best is 1."""
         self._refresh(store)
-        terms = tokenize(query)
-        if self._bm25 is None or not terms:
+        cols = sorted({self._vocab[t] for t in tokenize(query) if t in self._vocab})
+        if self._weights is None or not cols:
             return np.zeros(len(self.ids))
-        raw = np.asarray(self._bm25.get_scores(terms), dtype=np.float64)
+        raw = np.asarray(self._weights[:, cols].sum(axis=1)).ravel()
         top = raw.max(initial=0.0)
         return raw / top if top > 0 else raw
 
@@ -58,12 +67,33 @@ class _Bm25Index:
             version = store.version()
             if version == self._version:
                 return
-            from rank_bm25 import BM25Okapi
-
             got = store.collection.get(include=["documents"])
             self.ids = list(got["ids"])
-            self._bm25 = BM25Okapi([tokenize(d or "") for d in got["documents"]]) if self.ids else None
+            self._weights, self._vocab = self._build([tokenize(d or "") for d in got["documents"]])
             self._version = version
+
+    def _build(self, docs: list[list[str]]):
+        from scipy.sparse import csc_matrix
+
+        if not docs:
+            return None, {}
+        vocab: dict[str, int] = {}
+        rows, cols, tfs = [], [], []
+        for row, tokens in enumerate(docs):
+            counts: dict[int, int] = {}
+            for token in tokens:
+                col = vocab.setdefault(token, len(vocab))
+                counts[col] = counts.get(col, 0) + 1
+            rows.extend([row] * len(counts))
+            cols.extend(counts)
+            tfs.extend(counts.values())
+        rows_a, cols_a, tf = np.asarray(rows), np.asarray(cols), np.asarray(tfs, dtype=np.float64)
+        lengths = np.asarray([len(d) for d in docs], dtype=np.float64)
+        df = np.bincount(cols_a, minlength=len(vocab))
+        idf = np.log((len(docs) - df + 0.5) / (df + 0.5) + 1.0)  # Lucene's non-negative idf
+        norm = self.K1 * (1 - self.B + self.B * lengths[rows_a] / max(lengths.mean(), 1e-9))
+        weights = idf[cols_a] * tf * (self.K1 + 1) / (tf + norm)
+        return csc_matrix((weights, (rows_a, cols_a)), shape=(len(docs), len(vocab))), vocab
 
 
 class Retriever:
