@@ -54,3 +54,71 @@ def format_table(report: dict) -> str:
     for stage, v in report["latency_ms"].items():
         lines.append(f"{stage:14} {v['p50']:9.1f} {v['p95']:9.1f}")
     return "\n".join(lines)
+
+
+def synthetic_corpus(folder, chunks: int, chunk_chars: int, seed: int = 0) -> None:
+    """Markdown files of ten sections each; one section fits one chunk. Words come from the
+    sample knowledge base, so the text has help-centre vocabulary without repeating it."""
+    import random
+    from pathlib import Path
+
+    from assistant.app import SAMPLE_KB
+
+    rng = random.Random(seed)
+    words = [w for p in sorted(SAMPLE_KB.glob("*.md")) for w in p.read_text(encoding="utf-8").split() if w.isalpha()]
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    for d in range(max(1, chunks // 10)):
+        parts = [f"# Synthetic article {d}"]
+        for s in range(10):
+            body: list[str] = []
+            while sum(len(w) + 1 for w in body) < chunk_chars:
+                body.append(rng.choice(words))
+            parts.append(f"## Section {s} {rng.choice(words)}\n\n{' '.join(body)} code-{d}-{s}.")
+        (folder / f"doc-{d:06d}.md").write_text("\n\n".join(parts) + "\n", encoding="utf-8")
+
+
+def bench_retrieval(settings, sizes: list[int], queries: int, chunk_chars: int) -> list[dict]:
+    """Ingest generated corpora of each size into a fresh store; ingestion chunks/s and
+    hybrid query latency. Nothing is written to the real data directory."""
+    import random
+    import tempfile
+    import time
+    from pathlib import Path
+
+    from assistant.app import Services
+
+    reports = []
+    for size in sizes:
+        with tempfile.TemporaryDirectory(prefix="helpdesk-bench-") as tmp:
+            run_settings = settings.model_copy(update={"home": Path(tmp) / "home", "ingest_samples": False})
+            services = Services(run_settings)
+            services.embedder.embed(["warm-up"])
+            services.guard  # noqa: B018  (load Presidio before the clock starts)
+            synthetic_corpus(Path(tmp) / "corpus", size, chunk_chars)
+            started = time.perf_counter()
+            summary = services.ingest([Path(tmp) / "corpus"])
+            ingest_s = time.perf_counter() - started
+            rng = random.Random(1)
+            words = [w for w in (Path(tmp) / "corpus" / "doc-000000.md").read_text().split() if w.isalpha()]
+            texts = [" ".join(rng.choice(words) for _ in range(8)) for _ in range(queries)]
+            started = time.perf_counter()
+            services.retriever.search(texts[0])  # builds the BM25 index once
+            index_ms = (time.perf_counter() - started) * 1000
+            timings = {mode: [] for mode in ("vector", "hybrid")}
+            for text in texts:
+                for mode in timings:
+                    t0 = time.perf_counter()
+                    services.retriever.search(text, mode=mode)
+                    timings[mode].append((time.perf_counter() - t0) * 1000)
+            report = {
+                "chunks": summary.chunks_added,
+                "ingest_s": round(ingest_s, 1),
+                "ingest_chunks_per_s": round(summary.chunks_added / ingest_s, 1),
+                "bm25_build_ms": round(index_ms, 1),
+                **{f"{mode}_p50_ms": round(statistics.median(v), 1) for mode, v in timings.items()},
+                **{f"{mode}_p95_ms": round(percentile(v, 0.95), 1) for mode, v in timings.items()},
+            }
+            log.info("bench retrieval: %s", report)
+            reports.append(report)
+    return reports

@@ -218,6 +218,19 @@ def cmd_bench_turns(args) -> int:
     return 0
 
 
+def cmd_bench_retrieval(args) -> int:
+    from assistant.bench import bench_retrieval
+    from assistant.settings import load_settings
+
+    sizes = [int(x) for x in args.sizes.split(",") if x.strip()]
+    for report in bench_retrieval(load_settings(args.config), sizes, args.queries, args.chunk_chars):
+        if args.json:
+            _emit(report)
+        else:
+            print("  ".join(f"{k}={v}" for k, v in report.items()), flush=True)
+    return 0
+
+
 def cmd_serve(args) -> int:
     from assistant.server import serve
 
@@ -294,6 +307,12 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--n", type=int, default=20)
     q.add_argument("--json", action="store_true")
     q.set_defaults(func=cmd_bench_turns)
+    q = p.add_parser("retrieval", help="ingestion throughput and query latency on generated corpora")
+    q.add_argument("--sizes", default="1000,10000,100000", help="corpus sizes in chunks, comma-separated")
+    q.add_argument("--queries", type=int, default=100)
+    q.add_argument("--chunk-chars", type=int, default=400, help="characters of text per generated chunk")
+    q.add_argument("--json", action="store_true")
+    q.set_defaults(func=cmd_bench_retrieval)
 
     p = sub.add_parser("serve", help="serve the web UI and the HTTP API")
     p.add_argument("--host")
