@@ -15,6 +15,7 @@ from guardrails.guard import Guard
 from retrieval.embeddings import Embedder, get_embedder
 from retrieval.catalog import Catalog
 from retrieval.ingest import IngestSummary, Ingestor
+from retrieval.rerank import SentenceReranker
 from retrieval.search import Retriever
 from retrieval.store import VectorStore, make_client
 
@@ -48,7 +49,8 @@ class Services:
     @cached_property
     def retriever(self) -> Retriever:
         r = self.settings.retrieval
-        return Retriever(self.vectors, self.embedder, r.k, r.min_score, r.mode, r.bm25_weight, self.catalog)
+        return Retriever(self.vectors, self.embedder, r.k, r.min_score, r.mode, r.bm25_weight, self.catalog,
+                         SentenceReranker(self.embedder, r.rerank_weight))
 
     @cached_property
     def ingestor(self) -> Ingestor:

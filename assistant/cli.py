@@ -12,6 +12,7 @@ import sys
 from typing import Any, Sequence
 
 from assistant.errors import HelpdeskError
+from retrieval.search import MODES
 
 log = logging.getLogger("helpdesk")
 
@@ -189,7 +190,6 @@ def cmd_eval_retrieval(args) -> int:
     from pathlib import Path
 
     from retrieval.evaluate import SAMPLE_QUESTIONS, evaluate, load_questions
-    from retrieval.search import MODES
 
     services = _services(args)
     services.ensure_samples()
@@ -267,7 +267,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("search", help="search the knowledge base")
     p.add_argument("query")
     p.add_argument("--k", type=int, default=5)
-    p.add_argument("--mode", choices=["vector", "bm25", "hybrid"], help="default: retrieval.mode")
+    p.add_argument("--mode", choices=MODES, help="default: retrieval.mode")
     p.add_argument("--filter", action="append", metavar="KEY=VALUE",
                    help="metadata filter (source, title, heading, page, doc_type); repeat to combine")
     p.add_argument("--collection", help=COLLECTION_HELP)
@@ -297,7 +297,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("eval", help="measure quality").add_subparsers(dest="what", required=True)
     q = p.add_parser("retrieval", help="hit@1, hit@5 and MRR on labelled questions")
     q.add_argument("--questions", help="JSONL of {question, source}; default: the sample questions")
-    q.add_argument("--mode", choices=["vector", "bm25", "hybrid"], help="one mode; default: all three, one line each")
+    q.add_argument("--mode", choices=MODES, help="one mode; default: every mode, one line each")
     q.add_argument("--collection", help=COLLECTION_HELP)
     q.add_argument("--json", action="store_true")
     q.set_defaults(func=cmd_eval_retrieval)

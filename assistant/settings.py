@@ -45,7 +45,8 @@ class RetrievalSettings(_Strict):
     collection: str = Field("helpdesk", min_length=3, max_length=63)
     embedding_device: str = "cpu"
     k: int = Field(4, ge=1, le=50, description="Chunks retrieved per turn.")
-    mode: Literal["vector", "bm25", "hybrid"] = "hybrid"
+    mode: Literal["vector", "bm25", "hybrid", "hybrid+rerank"] = "hybrid"
+    rerank_weight: float = Field(0.5, ge=0.0, le=10.0, description="hybrid+rerank: weight of the best sentence.")
     bm25_weight: float = Field(0.1, ge=0.0, le=10.0, description="Hybrid: weight of scaled BM25 next to cosine.")
     chunk_size: int = Field(900, ge=100, le=20000, description="Characters per chunk.")
     chunk_overlap: int = Field(120, ge=0, le=5000)

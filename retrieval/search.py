@@ -19,10 +19,12 @@ import numpy as np
 
 from retrieval.catalog import Catalog
 from retrieval.embeddings import Embedder
+from retrieval.rerank import SentenceReranker
 from retrieval.store import Hit, VectorStore
 
-Mode = Literal["vector", "bm25", "hybrid"]
-MODES: tuple[str, ...] = ("vector", "bm25", "hybrid")
+Mode = Literal["vector", "bm25", "hybrid", "hybrid+rerank"]
+MODES: tuple[str, ...] = ("vector", "bm25", "hybrid", "hybrid+rerank")
+RERANK_POOL = 10  # candidates the reranker reorders
 _TOKEN = re.compile(r"[a-z0-9]+")
 _STOP = frozenset(
     "a an and are as at be by can do does for from how i if in is it my of on or the to what when where "
@@ -106,6 +108,7 @@ class Retriever:
         mode: Mode = "hybrid",
         bm25_weight: float = 0.1,
         catalog: Catalog | None = None,
+        reranker: SentenceReranker | None = None,
     ) -> None:
         self.store = store
         self.embedder = embedder
@@ -114,6 +117,7 @@ class Retriever:
         self.mode = mode
         self.bm25_weight = bm25_weight
         self.catalog = catalog
+        self.reranker = reranker
         self._bm25 = _Bm25Index()
 
     def search(self, query: str, k: int | None = None, mode: Mode | None = None, where: dict | None = None) -> list[Hit]:
@@ -124,9 +128,15 @@ class Retriever:
         if not query.strip():
             return []
         [vector] = self.embedder.embed([query])
+        rerank = mode == "hybrid+rerank"
+        if rerank and self.reranker is None:
+            raise ValueError("mode hybrid+rerank needs a reranker")
         # Ask for a few more than k: chunks of an interrupted ingest are dropped below.
-        ranked = self._rank(query, vector, k + 5, mode, where)
-        return self._live(ranked)[:k]
+        wanted = max(k, RERANK_POOL) if rerank else k
+        ranked = self._live(self._rank(query, vector, wanted + 5, "hybrid" if rerank else mode, where))
+        if rerank:
+            ranked = self.reranker.rerank(vector, ranked[:wanted])
+        return ranked[:k]
 
     def _rank(self, query: str, vector, k: int, mode: str, where: dict | None) -> list[Hit]:
         if mode == "vector":

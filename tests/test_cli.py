@@ -109,7 +109,7 @@ def test_eval_retrieval_on_a_small_question_file(cli, tmp_path):
     )
     cli("ingest", str(SAMPLE_KB / "order-tracking.md"), str(SAMPLE_KB / "shipping-options-and-costs.md"))
     reports = [json.loads(line) for line in cli("eval", "retrieval", "--questions", str(questions), "--json").stdout.splitlines()]
-    assert [r["mode"] for r in reports] == ["vector", "bm25", "hybrid"]
+    assert [r["mode"] for r in reports] == ["vector", "bm25", "hybrid", "hybrid+rerank"]
     report = reports[-1]
     assert report["questions"] == 3
     assert report["hit@5"] == pytest.approx(2 / 3, abs=1e-3)  # the third source is not ingested

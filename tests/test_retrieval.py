@@ -189,14 +189,14 @@ def test_bad_faq_files_get_clear_errors(tmp_path, name, content, error):
 
 
 def test_metadata_filters_narrow_every_mode(services):
-    for mode in ("vector", "bm25", "hybrid"):
+    for mode in ("vector", "bm25", "hybrid", "hybrid+rerank"):
         hits = services.retriever.search("warranty claim steps", 5, mode, where={"doc_type": "pdf"})
         assert hits and {h.source for h in hits} == {"appliance-warranty-claims-guide.pdf"}
     only = services.retriever.search("refund", 3, "hybrid", where={"source": "returns-policy.md"})
     assert only and {h.source for h in only} == {"returns-policy.md"}
 
 
-@pytest.mark.parametrize("mode", ["vector", "bm25", "hybrid"])
+@pytest.mark.parametrize("mode", ["vector", "bm25", "hybrid", "hybrid+rerank"])
 def test_search_finds_the_right_article_in_every_mode(services, mode):
     hits = services.retriever.search("How long does a refund to my credit card take?", 5, mode)
     assert len(hits) == 5 and len({h.chunk_id for h in hits}) == 5
@@ -245,3 +245,17 @@ def test_encrypted_pdf_is_refused(tmp_path):
         writer.write(fh)
     with pytest.raises(BadInput, match="encrypted"):
         load_file(path, MB)
+
+
+def test_reranker_prefers_the_chunk_with_the_answering_sentence(services):
+    from retrieval.rerank import SentenceReranker, sentences
+    from retrieval.store import Hit
+
+    assert sentences("Title > H\n\nFirst sentence is here. Second one is there!\n- a list item here") == [
+        "First sentence is here.", "Second one is there!", "a list item here"]
+    query = "How long does the warranty last on kettles?"
+    vague = Hit("a", "a.md", "Kettles\n\nOur kettles come in six colours. They boil fast. Warranty terms vary.", 0.60)
+    exact = Hit("b", "b.md", "Appliances\n\nKettles carry a two-year warranty. Toasters carry one year.", 0.58)
+    [vector] = services.embedder.embed([query])
+    reranked = SentenceReranker(services.embedder, weight=1.0).rerank(vector, [vague, exact])
+    assert [h.chunk_id for h in reranked] == ["b", "a"]

@@ -1,0 +1,58 @@
+"""Reranking with the embedding model: a chunk scores by its best sentence.
+
+No cross-encoder weights are available offline, so the second stage reuses
+MiniLM at a finer grain: a chunk embedding averages everything in the chunk,
+while the question is usually answered by one sentence. Each candidate's
+score becomes cosine(query, chunk) + weight x max cosine(query, sentence).
+Sentence vectors are cached per chunk id, so a popular chunk is split and
+embedded once.
+"""
+from __future__ import annotations
+
+import re
+import threading
+from collections import OrderedDict
+
+import numpy as np
+
+from retrieval.embeddings import Embedder
+from retrieval.store import Hit
+
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n+")
+
+
+def sentences(chunk_text: str) -> list[str]:
+    body = chunk_text.split("\n\n", 1)[-1]  # drop the "Title > Heading" prefix
+    parts = [p.strip(" -*") for p in _SENTENCE_END.split(body)]
+    parts = [p for p in parts if len(p) > 15]
+    return parts or [body]
+
+
+class SentenceReranker:
+    def __init__(self, embedder: Embedder, weight: float = 0.5, cache_size: int = 20_000) -> None:
+        self.embedder = embedder
+        self.weight = weight
+        self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._cache_size = cache_size
+        self._lock = threading.Lock()
+
+    def rerank(self, query_vector, hits: list[Hit]) -> list[Hit]:
+        query = np.asarray(query_vector, dtype=np.float32)
+        scored = [(hit.score + self.weight * float((self._vectors(hit) @ query).max()), i, hit)
+                  for i, hit in enumerate(hits)]
+        scored.sort(key=lambda item: (-item[0], item[1]))
+        return [hit for _, _, hit in scored]
+
+    def _vectors(self, hit: Hit) -> np.ndarray:
+        with self._lock:
+            cached = self._cache.get(hit.chunk_id)
+            if cached is not None:
+                self._cache.move_to_end(hit.chunk_id)
+                return cached
+        vectors = np.asarray(self.embedder.embed(sentences(hit.text)), dtype=np.float32)
+        with self._lock:
+            self._cache[hit.chunk_id] = vectors
+            while len(self._cache) > self._cache_size:
+                self._cache.popitem(last=False)
+        return vectors
+
