@@ -12,6 +12,7 @@ from assistant.settings import Settings
 from assistant.store import Store
 from finetune.registry import current_adapter
 from guardrails.guard import Guard
+from guardrails.vault import Vault, load_key
 from retrieval.embeddings import Embedder, get_embedder
 from retrieval.catalog import Catalog
 from retrieval.ingest import IngestSummary, Ingestor
@@ -29,8 +30,15 @@ class Services:
         settings.home.mkdir(parents=True, exist_ok=True)
 
     @cached_property
+    def vault(self) -> Vault:
+        g = self.settings.guardrails
+        key_file = Path(g.vault_key_file) if g.vault_key_file else self.settings.home / "vault.key"
+        return Vault(self.store.engine, load_key(key_file, self.store.engine), g.vault_ttl_hours)
+
+    @cached_property
     def guard(self) -> Guard:
-        return Guard.from_file(self.settings.guardrails.policy, self.settings.guardrails.spacy_model)
+        g = self.settings.guardrails
+        return Guard.from_file(g.policy, g.spacy_model, self.vault)
 
     @cached_property
     def embedder(self) -> Embedder:

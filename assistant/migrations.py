@@ -64,9 +64,22 @@ def m002_documents(conn: Connection) -> None:
         )"""))
 
 
+def m003_vault(conn: Connection) -> None:
+    """Per-conversation pseudonym maps, encrypted; the key is never stored here."""
+    conn.execute(text("""
+        CREATE TABLE vault (
+            session_id TEXT PRIMARY KEY,
+            ciphertext TEXT NOT NULL,
+            expires_at TEXT NOT NULL
+        )"""))
+    conn.execute(text("CREATE INDEX ix_vault_expires ON vault (expires_at)"))
+    conn.execute(text("CREATE TABLE vault_meta (key_check TEXT NOT NULL)"))
+
+
 MIGRATIONS: list[tuple[str, Callable[[Connection], None]]] = [
     ("001_exchanges", m001_exchanges),
     ("002_documents", m002_documents),
+    ("003_vault", m003_vault),
 ]
 
 

@@ -108,7 +108,7 @@ class Assistant:
             latency[stage] = round((now - since) * 1000, 1)
             return now
 
-        verdict = self.guard.inspect_input(text)
+        verdict = self.guard.inspect_input(text, session_id)
         mark = lap("guard_input", started)
         yield InputChecked(verdict)
 

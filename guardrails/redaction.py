@@ -128,10 +128,14 @@ class Redactor:
     def redact(self, text: str, entities: Sequence[str] | None = None) -> tuple[str, list[Entity]]:
         """Return the text with every PII span replaced by `<TYPE>`, and the spans found."""
         found = self.analyze(text, entities)
+        return self.replace(text, found), found
+
+    @staticmethod
+    def replace(text: str, found: Sequence[Entity]) -> str:
         out = text
         for ent in sorted(found, key=lambda e: e.start, reverse=True):
             out = out[: ent.start] + f"<{ent.type}>" + out[ent.end:]
-        return out, found
+        return out
 
 
 def _drop_overlaps(entities: list[Entity]) -> list[Entity]:

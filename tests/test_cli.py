@@ -50,7 +50,7 @@ def test_ingest_search_ask_log_contract(cli, tmp_path):
     assert set(turn) == {"exchange_id", "session_id", "answer", "sources", "action", "reasons",
                          "redacted_input", "model", "adapter", "latency_ms"}
     assert "jane.doe@example.com" not in proc.stdout
-    assert turn["redacted_input"] == "My email is <EMAIL_ADDRESS>, where is my order?"
+    assert turn["redacted_input"] == "My email is <EMAIL_ADDRESS_1>, where is my order?"
 
     follow = json.loads(cli("ask", "and how much is shipping?", "--session", turn["session_id"], "--json").stdout)
     assert follow["session_id"] == turn["session_id"]

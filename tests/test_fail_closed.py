@@ -45,7 +45,7 @@ def test_redaction_that_raises_blocks_and_keeps_no_text(services, monkeypatch):
     def broken(*args, **kwargs):
         raise RuntimeError("presidio down")
 
-    monkeypatch.setattr(guard.redactor, "redact", broken)
+    monkeypatch.setattr(guard.redactor, "analyze", broken)
     secret = "my email is someone@example.com"
     result = _assistant(services, guard).respond(None, secret)
     assert result.action == "block" and "check_error:redaction" in result.reasons

@@ -11,6 +11,8 @@ EXPECTED_SCHEMA = {
     "documents": ["collection", "source", "file_hash", "title", "doc_type", "chunks", "pii_redacted", "ingested_at"],
     "document_chunks": ["collection", "chunk_id", "source"],
     "pending_ingests": ["id", "collection", "source", "state", "added_ids", "removable_ids", "started_at"],
+    "vault": ["session_id", "ciphertext", "expires_at"],
+    "vault_meta": ["key_check"],
     "exchanges": [
         "id", "session_id", "created_at", "redacted_input", "answer", "action", "reasons", "input_verdict",
         "output_verdict", "sources", "prompt_version", "model", "adapter", "latency_ms", "flagged",

@@ -46,8 +46,8 @@ def test_conversation_history_is_per_session(services):
 
 def test_no_raw_pii_in_result_or_log_row(services):
     result = services.assistant.respond(None, PII_MESSAGE)
-    assert "<EMAIL_ADDRESS>" in result.redacted_input and "<CREDIT_CARD>" in result.redacted_input
-    assert "<ORDER_NUMBER>" in result.redacted_input and "<PERSON>" in result.redacted_input
+    assert "<EMAIL_ADDRESS_1>" in result.redacted_input and "<CREDIT_CARD_1>" in result.redacted_input
+    assert "<ORDER_NUMBER_1>" in result.redacted_input and "<PERSON_1>" in result.redacted_input
     # A card number is flagged by the default policy, so a reviewer sees it.
     assert result.action == "flag" and "pii_flag:CREDIT_CARD" in result.reasons
     row = next(r for r in services.store.exchanges(limit=50) if r["id"] == result.exchange_id)
@@ -72,3 +72,16 @@ def test_question_outside_the_knowledge_base_offers_handoff(services):
     result = services.assistant.respond(None, "zqxv blorp wibble frobnicate quasar")
     assert result.answer == NO_CONTEXT_ANSWER
     assert "no_context" in result.reasons and result.sources == []
+
+
+def test_pseudonyms_are_consistent_within_a_conversation_only(services):
+    first = services.assistant.respond(None, "Jane Doe wrote from jane.doe@example.com about a refund")
+    second = services.assistant.respond(first.session_id, "Bob Stone and jane.doe@example.com both asked again")
+    assert first.redacted_input == "<PERSON_1> wrote from <EMAIL_ADDRESS_1> about a refund"
+    assert second.redacted_input == "<PERSON_2> and <EMAIL_ADDRESS_1> both asked again"
+    other = services.assistant.respond(None, "Bob Stone needs help")
+    assert other.redacted_input == "<PERSON_1> needs help"
+    # Only the agent's view gets the values back, and only within the same conversation.
+    assert services.guard.reveal(first.session_id, "Hi <PERSON_2>, see <EMAIL_ADDRESS_1>") == \
+        "Hi Bob Stone, see jane.doe@example.com"
+    assert services.guard.reveal(other.session_id, "Hi <PERSON_2>") == "Hi <PERSON_2>"

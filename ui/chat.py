@@ -6,11 +6,13 @@ value), never in module globals: two agents never see each other's chats.
 from __future__ import annotations
 
 import html
+import re
 from typing import Iterator
 
 from assistant.service import Done, InputChecked, Retrieved, Token, TurnResult
 from guardrails.verdict import InputVerdict
 
+ANY_PLACEHOLDER = re.compile(r"<[A-Z][A-Z0-9_]*>")
 NOTICE_STYLE = {"allow": "ℹ️", "flag": "⚠️", "block": "⛔"}
 
 
@@ -41,6 +43,11 @@ def source_messages(result: TurnResult) -> list[dict]:
     ]
 
 
+def highlight(text: str) -> str:
+    """Placeholders as code spans, so the agent sees at a glance what was redacted."""
+    return ANY_PLACEHOLDER.sub(lambda m: f"`{m.group(0)}`", text)
+
+
 def chat_turn(assistant, message: str, history: list[dict], session_id: str) -> Iterator[tuple[list[dict], str]]:
     """Stream one turn into the chat history; yields (history, notice)."""
     history = list(history or [])
@@ -53,7 +60,7 @@ def chat_turn(assistant, message: str, history: list[dict], session_id: str) -> 
         if isinstance(event, InputChecked):
             verdict = event.verdict
             # Show what the assistant actually received: the redacted text.
-            history[-2] = {"role": "user", "content": verdict.redacted_text}
+            history[-2] = {"role": "user", "content": highlight(verdict.redacted_text)}
             yield history, notice_for(verdict, None)
         elif isinstance(event, Retrieved):
             continue
@@ -62,6 +69,7 @@ def chat_turn(assistant, message: str, history: list[dict], session_id: str) -> 
             history[-1] = {"role": "assistant", "content": streamed}
             yield history, notice_for(verdict, None)
         elif isinstance(event, Done):
-            history[-1] = {"role": "assistant", "content": event.result.answer}
+            # Only here, in the agent's own view, do placeholders become the customer's values again.
+            history[-1] = {"role": "assistant", "content": assistant.guard.reveal(session_id, event.result.answer)}
             history.extend(source_messages(event.result))
             yield history, notice_for(verdict, event.result)

@@ -1,0 +1,139 @@
+"""The pseudonym vault: per conversation, the same value always gets the same placeholder.
+
+"Jane Doe" becomes <PERSON_1> in every turn of a conversation, so the model
+can follow who is who without ever seeing a name. The mapping is the only
+place raw values live. It is encrypted with Fernet (AES-128-CBC + HMAC) under
+a key that never enters the database: `HELPDESK_VAULT_KEY`, or a key file
+(created with mode 0600 on first start). It expires after `ttl_hours`.
+Placeholders are turned back into values only for the reply shown to the agent.
+
+Fail closed: a database with vault entries and no key, or a key that does
+not match the database, stops start-up. A vault that cannot be read during a
+turn blocks the turn.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import threading
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+from sqlalchemy import Engine, text
+
+from assistant.errors import ConfigError
+
+KEY_ENV = "HELPDESK_VAULT_KEY"
+_CHECK_PLAINTEXT = b"helpdesk-vault-key-check"
+PLACEHOLDER = re.compile(r"<([A-Z][A-Z0-9_]*?)_(\d+)>")
+
+
+def load_key(key_file: Path, engine: Engine) -> bytes:
+    """The vault key: from the environment, else the key file; created only for a new vault."""
+    from cryptography.fernet import Fernet
+
+    raw = os.environ.get(KEY_ENV)
+    if raw:
+        key = raw.strip().encode()
+    elif key_file.exists():
+        key = key_file.read_bytes().strip()
+    else:
+        with engine.connect() as conn:
+            in_use = conn.execute(text("SELECT COUNT(*) FROM vault_meta")).scalar()
+        if in_use:
+            raise ConfigError(
+                f"the vault key is missing: set {KEY_ENV} or restore {key_file} "
+                "(the database holds a vault encrypted with it)"
+            )
+        key = Fernet.generate_key()
+        key_file.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(key + b"\n")
+    try:
+        Fernet(key)
+    except ValueError:
+        raise ConfigError(f"the vault key is not a valid Fernet key (from {KEY_ENV} or {key_file})") from None
+    return key
+
+
+class Vault:
+    def __init__(self, engine: Engine, key: bytes, ttl_hours: float = 24.0) -> None:
+        from cryptography.fernet import Fernet, InvalidToken
+
+        self.engine = engine
+        self._fernet = Fernet(key)
+        self._invalid = InvalidToken
+        self.ttl = timedelta(hours=ttl_hours)
+        self._lock = threading.Lock()
+        self._check_key()
+
+    def _check_key(self) -> None:
+        """A known token, encrypted with the key the vault was made with: a wrong key stops start-up."""
+        with self.engine.begin() as conn:
+            token = conn.execute(text("SELECT key_check FROM vault_meta")).scalar()
+            if token is None:
+                conn.execute(text("INSERT INTO vault_meta (key_check) VALUES (:t)"),
+                             {"t": self._fernet.encrypt(_CHECK_PLAINTEXT).decode()})
+                return
+        try:
+            ok = self._fernet.decrypt(token.encode()) == _CHECK_PLAINTEXT
+        except self._invalid:
+            ok = False
+        if not ok:
+            raise ConfigError("the vault key does not match this database's vault (wrong HELPDESK_VAULT_KEY or key file)")
+
+    # -- one conversation's mapping -----------------------------------------------------------
+    def _load(self, conn, session_id: str) -> dict:
+        row = conn.execute(
+            text("SELECT ciphertext, expires_at FROM vault WHERE session_id = :s"), {"s": session_id}
+        ).first()
+        if row is None or row.expires_at <= _now():
+            return {}
+        return json.loads(self._fernet.decrypt(row.ciphertext.encode()))
+
+    def _save(self, conn, session_id: str, mapping: dict) -> None:
+        blob = self._fernet.encrypt(json.dumps(mapping).encode()).decode()
+        expires = (datetime.now(timezone.utc) + self.ttl).isoformat(timespec="seconds")
+        conn.execute(text("DELETE FROM vault WHERE session_id = :s"), {"s": session_id})
+        conn.execute(text("INSERT INTO vault (session_id, ciphertext, expires_at) VALUES (:s, :c, :e)"),
+                     {"s": session_id, "c": blob, "e": expires})
+
+    def pseudonymize(self, session_id: str, text_in: str, spans: list[tuple[int, int, str]]) -> str:
+        """Replace each (start, end, type) span with that value's placeholder in this conversation."""
+        if not spans:
+            return text_in
+        with self._lock, self.engine.begin() as conn:
+            mapping = self._load(conn, session_id)  # {"TYPE": {"normalised value": [n, "value"]}}
+            out = text_in
+            for start, end, kind in sorted(spans, reverse=True):
+                value = text_in[start:end]
+                norm = " ".join(value.lower().split())
+                per_type = mapping.setdefault(kind, {})
+                if norm not in per_type:
+                    per_type[norm] = [len(per_type) + 1, value]
+                out = out[:start] + f"<{kind}_{per_type[norm][0]}>" + out[end:]
+            self._save(conn, session_id, mapping)
+        return out
+
+    def reveal(self, session_id: str, text_in: str) -> str:
+        """Placeholders back to values, for the agent's eyes only. Unknown ones stay as they are."""
+        if not PLACEHOLDER.search(text_in):
+            return text_in
+        with self.engine.connect() as conn:
+            mapping = self._load(conn, session_id)
+        values = {(kind, n): value for kind, per in mapping.items() for n, value in per.values()}
+        return PLACEHOLDER.sub(lambda m: values.get((m.group(1), int(m.group(2))), m.group(0)), text_in)
+
+    def purge_expired(self) -> int:
+        with self.engine.begin() as conn:
+            return conn.execute(text("DELETE FROM vault WHERE expires_at <= :now"), {"now": _now()}).rowcount
+
+    def forget(self, session_id: str) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(text("DELETE FROM vault WHERE session_id = :s"), {"s": session_id})
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
