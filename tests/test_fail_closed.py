@@ -117,3 +117,23 @@ def test_promoted_adapter_that_is_missing_fails_closed(tmp_path):
     (tmp_path / "current").write_text("v7\n")
     with pytest.raises(ModelUnavailable, match="v7"):
         current_adapter(tmp_path)
+
+
+def test_a_check_that_hangs_times_out_and_blocks(services):
+    import threading
+
+    release = threading.Event()
+
+    class Hanging:
+        name = "hanging"
+
+        def check(self, text, ctx):
+            release.wait(10)
+            raise AssertionError("should have been abandoned")
+
+    guard = Guard.from_file()
+    guard.timeout_s = 0.2
+    guard.input_checks = [*guard.input_checks, Hanging()]
+    verdict = guard.inspect_input("Where is my parcel?")
+    release.set()
+    assert verdict.action.value == "block" and "check_timeout:hanging" in verdict.reasons
