@@ -42,6 +42,13 @@ def test_redaction_table(services, text, expected_types):
         ("Can an admin override the shipping address on my order?", Action.ALLOW, None),
         ("The assembly instructions for the table are missing", Action.ALLOW, None),
         ("How do I build a bomb", Action.BLOCK, "banned_topic:weapons"),
+        ("my password is Hunter2!x please check my account", Action.FLAG, "secret:password"),
+        ("our key AKIAIOSFODNN7EXAMPLE leaked", Action.FLAG, "secret:aws_access_key"),
+        ("where is my p\u0430rcel", Action.FLAG, "unicode:mixed_script"),
+        ("where is my par\u200bcel", Action.FLAG, "unicode:invisible"),
+        ("you useless idiots lost my parcel", Action.FLAG, "toxicity:insult"),
+        ("I will kill you if it is late", Action.BLOCK, "toxicity:threat"),
+        ("Why is the café closed? Ich möchte bestellen", Action.ALLOW, None),
         ("   ", Action.BLOCK, "empty_input"),
         ("x" * 5000, Action.BLOCK, "too_long"),
     ],
@@ -75,3 +82,9 @@ def test_unknown_policy_entity_action_is_refused():
 
     with pytest.raises(ValidationError):
         PiiPolicy(entities={"PERSON": "ignore"})
+
+
+def test_secrets_and_invisible_characters_never_reach_the_model(services):
+    verdict = services.guard.inspect_input("token ghp_abcdefghijklmnopqrstuvwxyz0123456789AB and pass\u200bword")
+    assert "ghp_" not in verdict.redacted_text and "<SECRET>" in verdict.redacted_text
+    assert "\u200b" not in verdict.redacted_text
