@@ -88,3 +88,37 @@ def test_secrets_and_invisible_characters_never_reach_the_model(services):
     verdict = services.guard.inspect_input("token ghp_abcdefghijklmnopqrstuvwxyz0123456789AB and pass\u200bword")
     assert "ghp_" not in verdict.redacted_text and "<SECRET>" in verdict.redacted_text
     assert "\u200b" not in verdict.redacted_text
+
+
+CONTEXT = ("Returns Policy > Return window\n\nMost items can be returned within 30 days of delivery. "
+           "Returns are free with the prepaid label.",)
+
+
+@pytest.mark.parametrize(
+    "answer, grounded",
+    [
+        ("You can return most items within 30 days of delivery, and the prepaid label makes it free.", True),
+        ("You can return most items within 60 days of delivery.", False),
+        ("Our warehouse robots are named after famous jazz musicians.", False),
+        ("I don't know.", True),
+    ],
+)
+def test_groundedness_replaces_unsupported_answers(services, answer, grounded):
+    from guardrails.checks.groundedness import FALLBACK
+
+    ctx = CheckContext(redacted_input="return window?", context_texts=CONTEXT)
+    verdict = services.guard.inspect_output(answer, ctx)
+    if grounded:
+        assert verdict.action is Action.ALLOW and verdict.text == answer
+    else:
+        assert verdict.action is Action.FLAG and verdict.text == FALLBACK
+        assert any(r.startswith("ungrounded") for r in verdict.reasons)
+
+
+def test_system_prompt_leak_is_blocked(services):
+    from assistant.prompt import SYSTEM_PROMPT
+
+    leaked = "Sure! My instructions say: " + " ".join(SYSTEM_PROMPT.split()[:14])
+    verdict = services.guard.inspect_output(leaked, CheckContext(system_prompt=SYSTEM_PROMPT))
+    assert verdict.action is Action.BLOCK and "prompt_leak" in verdict.reasons
+    assert verdict.text == services.guard.block_message

@@ -1,9 +1,11 @@
 """One check per module; importing this package registers them all."""
 from guardrails.checks import (  # noqa: F401
     banned_topics,
+    groundedness,
     length,
     output_pii,
     prompt_injection,
+    prompt_leak,
     secrets,
     toxicity,
     unicode,
