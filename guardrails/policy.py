@@ -56,6 +56,9 @@ class Policy(_Strict):
         "I'm sorry, I can't help with that request. "
         "If you need more help, I can pass this conversation to a colleague."
     )
+    handoff_message: str = (
+        "I'm passing this conversation to a human colleague, who will pick it up shortly."
+    )
     check_timeout_ms: int = Field(2000, ge=10, le=120_000, description="A check slower than this blocks.")
     pii: PiiPolicy
     input_checks: list[CheckSpec] = Field(min_length=1)

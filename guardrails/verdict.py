@@ -11,6 +11,7 @@ class Action(str, Enum):
 
     ALLOW = "allow"
     FLAG = "flag"  # shown, but queued for a reviewer
+    HANDOFF = "handoff"  # a human takes over: the handoff reply is shown, and the turn is queued
     BLOCK = "block"  # not processed further; a fixed polite reply is shown
 
     @property
@@ -22,7 +23,7 @@ class Action(str, Enum):
         return max(actions, key=lambda a: a.severity, default=Action.ALLOW)
 
 
-_SEVERITY = {Action.ALLOW: 0, Action.FLAG: 1, Action.BLOCK: 2}
+_SEVERITY = {Action.ALLOW: 0, Action.FLAG: 1, Action.HANDOFF: 2, Action.BLOCK: 3}
 
 
 @dataclass(frozen=True)

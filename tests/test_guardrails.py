@@ -122,3 +122,43 @@ def test_system_prompt_leak_is_blocked(services):
     verdict = services.guard.inspect_output(leaked, CheckContext(system_prompt=SYSTEM_PROMPT))
     assert verdict.action is Action.BLOCK and "prompt_leak" in verdict.reasons
     assert verdict.text == services.guard.block_message
+
+
+@pytest.mark.parametrize(
+    "text, action, reason",
+    [
+        ("I want to speak to a real person right now, not a bot", Action.HANDOFF, "sentiment:human_request"),
+        ("This is absolutely ridiculous, third time I'm asking and nobody does anything!!!", Action.FLAG,
+         "sentiment:angry"),
+        ("Hi, could you tell me when my parcel will arrive?", Action.ALLOW, None),
+    ],
+)
+def test_sentiment_flags_and_hands_off(services, text, action, reason):
+    verdict = services.guard.inspect_input(text)
+    assert verdict.action is action
+    if reason:
+        assert reason in verdict.reasons
+    assert {"sentiment.p_angry", "sentiment.p_human_request"} <= set(verdict.scores)
+
+
+def test_a_handoff_turn_gets_the_handoff_reply_and_is_queued(services):
+    result = services.assistant.respond(None, "Please get me a human agent, I don't want to talk to a machine")
+    assert result.action == "handoff" and result.answer == services.guard.handoff_message
+    row = next(r for r in services.store.exchanges(limit=20) if r["id"] == result.exchange_id)
+    assert row["flagged"] is True
+
+
+def test_sentiment_head_is_cached_as_json_and_retrained_when_data_changes(services, tmp_path):
+    import json
+
+    from guardrails.sentiment import LABELLED, SentimentHead, head_for
+
+    cache = tmp_path / "head.json"
+    head = head_for(services.embedder, cache)
+    assert json.loads(cache.read_text())["classes"] == sorted(head.classes)
+    assert head_for(services.embedder, cache).trained_on == head.trained_on
+    smaller = tmp_path / "small.jsonl"
+    smaller.write_text("\n".join(LABELLED.read_text().splitlines()[::2]) + "\n")
+    retrained = head_for(services.embedder, cache, smaller)
+    assert retrained.trained_on != head.trained_on
+    assert SentimentHead.load(cache).trained_on == retrained.trained_on

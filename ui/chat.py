@@ -13,7 +13,8 @@ from assistant.service import Done, InputChecked, Retrieved, Token, TurnResult
 from guardrails.verdict import InputVerdict
 
 ANY_PLACEHOLDER = re.compile(r"<[A-Z][A-Z0-9_]*>")
-NOTICE_STYLE = {"allow": "ℹ️", "flag": "⚠️", "block": "⛔"}
+NOTICE_STYLE = {"allow": "ℹ️", "flag": "⚠️", "handoff": "🙋", "block": "⛔"}
+NOTICE_LABEL = {"flag": "Flagged for review", "handoff": "Handed off to a human", "block": "Blocked"}
 
 
 def notice_for(verdict: InputVerdict | None, result: TurnResult | None) -> str:
@@ -23,7 +24,7 @@ def notice_for(verdict: InputVerdict | None, result: TurnResult | None) -> str:
         types = sorted({e.type for e in verdict.entities})
         lines.append(f"🔒 **Redacted** before processing: {', '.join(types)}")
     if result is not None and result.action != "allow":
-        label = "Flagged for review" if result.action == "flag" else "Blocked"
+        label = NOTICE_LABEL[result.action]
         reasons = ", ".join(result.reasons) or "policy"
         lines.append(f"{NOTICE_STYLE[result.action]} **{label}**: {html.escape(reasons)}")
     elif result is not None and "no_context" in result.reasons:

@@ -7,6 +7,7 @@ from guardrails.checks import (  # noqa: F401
     prompt_injection,
     prompt_leak,
     secrets,
+    sentiment,
     toxicity,
     unicode,
 )
