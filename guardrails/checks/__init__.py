@@ -2,6 +2,7 @@
 from guardrails.checks import (  # noqa: F401
     banned_topics,
     groundedness,
+    injection_classifier,
     length,
     output_pii,
     prompt_injection,

@@ -6,9 +6,12 @@ from typing import ClassVar
 import numpy as np
 from pydantic import Field
 
+from guardrails.heads import DATA, head_for
 from guardrails.registry import CheckContext, Params, register
-from guardrails.sentiment import LABELS, head_for
 from guardrails.verdict import Action, CheckResult
+
+LABELS = ("neutral", "angry", "distressed", "human_request")
+LABELLED = DATA / "sentiment.jsonl"
 
 
 class SentimentParams(Params):
@@ -30,7 +33,7 @@ class SentimentCheck:
             raise ValueError(f"unknown labels {unknown}; known: {', '.join(LABELS)}")
         self.params = params
         self.embedder = embedder
-        self.head = head_for(embedder, cache_dir / "sentiment-head.json" if cache_dir else None)
+        self.head = head_for(embedder, LABELLED, LABELS, cache_dir / "sentiment-head.json" if cache_dir else None)
 
     def check(self, text: str, ctx: CheckContext) -> CheckResult:
         [probs] = self.head.predict(np.asarray(self.embedder.embed([text])))
