@@ -204,6 +204,36 @@ def cmd_eval_retrieval(args) -> int:
     return 0
 
 
+def cmd_eval_guardrails(args) -> int:
+    from guardrails.evaluate import evaluate_guardrails
+
+    services = _services(args)
+    report = evaluate_guardrails(services.guard, services.embedder, args.pii_sentences)
+    if args.json:
+        _emit(report)
+        return 0
+    print(f"PII ({report['pii']['overall']['sentences']} generated sentences)")
+    for kind, m in report["pii"].items():
+        if kind != "overall":
+            print(f"  {kind:15} P {m['precision']:.3f}  R {m['recall']:.3f}  F2 {m['f2']:.3f}  (n={m['gold']})")
+    o = report["pii"]["overall"]
+    print(f"  {'overall':15} P {o['precision']:.3f}  R {o['recall']:.3f}  F2 {o['f2']:.3f}")
+    inj = report["injection"]
+    print(f"Injection ({inj['attacks']} attacks, {inj['benign']} benign): policy TPR {inj['policy']['tpr']:.3f} "
+          f"FPR {inj['policy']['fpr']:.3f}")
+    for threshold, m in inj["classifier_cv"].items():
+        print(f"  classifier (5-fold CV) at {threshold}: TPR {m['tpr']:.3f} FPR {m['fpr']:.3f}")
+    g = report["groundedness"]
+    print(f"Groundedness ({g['pairs']} pairs): accuracy {g['accuracy']:.3f}, ungrounded caught "
+          f"{g['ungrounded_caught']:.3f}, grounded kept {g['grounded_kept']:.3f}")
+    print("Sentiment (5-fold CV)")
+    for label, m in report["sentiment"].items():
+        if label != "macro_f1":
+            print(f"  {label:14} P {m['precision']:.3f}  R {m['recall']:.3f}  F1 {m['f1']:.3f}  (n={m['n']})")
+    print(f"  macro F1 {report['sentiment']['macro_f1']:.3f}")
+    return 0
+
+
 def cmd_bench_turns(args) -> int:
     from assistant.bench import bench_turns, format_table
     from retrieval.evaluate import SAMPLE_QUESTIONS, load_questions
@@ -301,6 +331,11 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--collection", help=COLLECTION_HELP)
     q.add_argument("--json", action="store_true")
     q.set_defaults(func=cmd_eval_retrieval)
+
+    q = p.add_parser("guardrails", help="PII P/R/F2, injection TPR/FPR, groundedness accuracy, sentiment P/R/F1")
+    q.add_argument("--pii-sentences", type=int, default=1200)
+    q.add_argument("--json", action="store_true")
+    q.set_defaults(func=cmd_eval_guardrails)
 
     p = sub.add_parser("bench", help="measure speed").add_subparsers(dest="what", required=True)
     q = p.add_parser("turns", help="full chat turns on sample questions: latency by stage")

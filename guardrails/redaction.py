@@ -73,6 +73,7 @@ class Redactor:
         nlp_engine = _nlp_engine(spacy_model)
         registry = RecognizerRegistry(supported_languages=["en"])
         registry.load_predefined_recognizers(nlp_engine=nlp_engine, languages=["en"])
+        registry.add_recognizer(_mastercard_2_series())
         for spec in recognizers:
             registry.add_recognizer(
                 PatternRecognizer(
@@ -111,6 +112,9 @@ class Redactor:
                 allow_list=self.allow_list or None,
                 nlp_artifacts=None if NER_ENTITIES & set(wanted) else self._tokens_only(text),
             )
+        # spaCy sometimes tags a date or a number as a PERSON; names and places have letters.
+        results = [r for r in results
+                   if r.entity_type not in NER_ENTITIES or any(ch.isalpha() for ch in text[r.start:r.end])]
         return _drop_overlaps([Entity(r.entity_type, r.start, r.end, r.score) for r in results])
 
     def _tokens_only(self, text: str):
@@ -136,6 +140,17 @@ class Redactor:
         for ent in sorted(found, key=lambda e: e.start, reverse=True):
             out = out[: ent.start] + f"<{ent.type}>" + out[ent.end:]
         return out
+
+
+def _mastercard_2_series():
+    """Presidio's card patterns predate Mastercard's 2221-2720 range; same Luhn check applies."""
+    from presidio_analyzer import Pattern
+    from presidio_analyzer.predefined_recognizers import CreditCardRecognizer
+
+    regex = r"\b2(2[2-9][1-9]|2[3-9]\d|[3-6]\d\d|7[01]\d|720)[- ]?\d{4}[- ]?\d{4}[- ]?\d{4}\b"
+    return CreditCardRecognizer(
+        patterns=[Pattern("mastercard_2_series", regex, 0.3)], name="Mastercard2SeriesRecognizer"
+    )
 
 
 def _drop_overlaps(entities: list[Entity]) -> list[Entity]:

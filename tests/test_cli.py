@@ -136,3 +136,13 @@ def test_named_collections_and_filters(cli, tmp_path):
     assert bad.returncode != 0 and "KEY=VALUE" in bad.stderr
     bad_name = cli("docs", "list", "--collection", "x", check=False)
     assert bad_name.returncode != 0 and "--collection" in bad_name.stderr
+
+
+def test_eval_guardrails_reports_every_section(cli):
+    report = json.loads(cli("eval", "guardrails", "--pii-sentences", "60", "--json").stdout)
+    assert set(report) == {"pii", "injection", "groundedness", "sentiment"}
+    assert report["pii"]["overall"]["sentences"] == 60
+    assert 0 <= report["injection"]["policy"]["tpr"] <= 1 and report["injection"]["attacks"] > 80
+    assert set(report["injection"]["classifier_cv"]) == {"0.5", "0.7", "0.8", "0.9"}
+    assert 0.5 < report["groundedness"]["accuracy"] <= 1
+    assert report["sentiment"]["macro_f1"] > 0.7

@@ -1,0 +1,199 @@
+"""Guardrail evaluation: PII detection, injection detection, groundedness and sentiment.
+
+PII is measured on sentences generated from customer-service templates filled
+with Faker values (seeded, so runs repeat), with the gold span of every value
+known. The other sets are the hand-labelled files in `guardrails/data/`. The
+learned heads are scored out-of-fold (5-fold cross-validation): no row is
+scored by a head that saw it.
+"""
+from __future__ import annotations
+
+import json
+import random
+from collections import defaultdict
+
+import numpy as np
+
+from guardrails.heads import DATA, cross_val_probs, load_labelled
+
+# {SLOT} is filled by a value whose gold entity is the slot's name.
+TEMPLATES = [
+    "Hi, this is {PERSON}, my order {ORDER_NUMBER} hasn't arrived yet.",
+    "Please update the email on my account to {EMAIL_ADDRESS}.",
+    "You can reach me on {PHONE_NUMBER} after 5pm.",
+    "I was charged twice on my card {CREDIT_CARD}, can you refund one?",
+    "My name is {PERSON} and I live in {LOCATION}.",
+    "Customer {CUSTOMER_ID} says the parcel was left at the wrong door.",
+    "Refund to IBAN {IBAN_CODE} please, the card was cancelled.",
+    "Login attempts came from {IP_ADDRESS}, was that you?",
+    "For the credit check they gave SSN {US_SSN}.",
+    "{PERSON} called about order {ORDER_NUMBER}; callback number {PHONE_NUMBER}.",
+    "Send the invoice to {EMAIL_ADDRESS} and mark it for {PERSON}.",
+    "The delivery to {LOCATION} failed twice, customer is {PERSON}.",
+    "Date of birth {DATE_OF_BIRTH}, account {CUSTOMER_ID}, wants the data export.",
+    "She was born on {DATE_OF_BIRTH} and the account is under {EMAIL_ADDRESS}.",
+    "Can you check ORD number {ORDER_NUMBER} for {PERSON}?",
+    "Card ending in {CREDIT_CARD} was declined at checkout.",
+    "My husband {PERSON} placed the order, his phone is {PHONE_NUMBER}.",
+    "Please cancel {ORDER_NUMBER}, I ordered the wrong size.",
+    "The customer at {EMAIL_ADDRESS} never got the password reset link.",
+    "Our office moved to {LOCATION}, please update the shipping address.",
+    "Account {CUSTOMER_ID} is locked after too many tries from {IP_ADDRESS}.",
+    "Hello, {PERSON} here. My DOB is {DATE_OF_BIRTH} for verification.",
+    "Transfer the store credit to {IBAN_CODE} in the name of {PERSON}.",
+    "I need a receipt for order {ORDER_NUMBER} sent to {EMAIL_ADDRESS}.",
+    "Why was my card {CREDIT_CARD} charged before shipping?",
+    "Tell {PERSON} the replacement kettle ships Monday.",
+    "The courier said {LOCATION} is outside the delivery zone.",
+    "Phone {PHONE_NUMBER} keeps getting marketing texts, please stop them.",
+    "Is {EMAIL_ADDRESS} still the contact for the business account?",
+    "The tax form needs my SSN {US_SSN} and birthday {DATE_OF_BIRTH}.",
+]
+
+
+US_AREA_CODES = [201, 206, 212, 213, 214, 303, 305, 312, 404, 408, 415, 469, 480, 503, 510, 512, 602, 617, 646,
+                 702, 713, 718, 720, 773, 818, 917, 919]
+
+
+def _value(fake, kind: str, rng: random.Random) -> str:
+    if kind == "PERSON":
+        return fake.name()
+    if kind == "EMAIL_ADDRESS":
+        return fake.email()
+    if kind == "PHONE_NUMBER":
+        # A dialable US number: a real area code, an exchange starting 2-9.
+        area = rng.choice(US_AREA_CODES)
+        exchange, line = rng.randrange(200, 1000), rng.randrange(10_000)
+        return rng.choice([f"{area}-{exchange}-{line:04d}", f"({area}) {exchange}-{line:04d}",
+                           f"+1 {area} {exchange} {line:04d}", f"{area}.{exchange}.{line:04d}"])
+    if kind == "CREDIT_CARD":
+        return fake.credit_card_number(card_type=rng.choice(["visa16", "mastercard", "amex", "discover"]))
+    if kind == "IBAN_CODE":
+        return fake.iban()
+    if kind == "IP_ADDRESS":
+        return fake.ipv4_public()
+    if kind == "US_SSN":
+        return fake.ssn()
+    if kind == "LOCATION":
+        return rng.choice([fake.city(), fake.state(), fake.country()])
+    if kind == "ORDER_NUMBER":
+        return f"ORD-{rng.randrange(10**6):06d}"
+    if kind == "CUSTOMER_ID":
+        return "LG-" + "".join(rng.choice("ABCDEFGHJKLMNPQRSTUVWXYZ23456789") for _ in range(8))
+    if kind == "DATE_OF_BIRTH":
+        return fake.date_of_birth(minimum_age=18, maximum_age=90).strftime(rng.choice(["%m/%d/%Y", "%B %d, %Y"]))
+    raise ValueError(kind)
+
+
+def generate_pii_set(n: int, seed: int = 0) -> list[dict]:
+    """Sentences with gold spans: [{"text", "spans": [(start, end, type)]}]."""
+    from faker import Faker
+
+    fake = Faker("en_US")
+    fake.seed_instance(seed)
+    rng = random.Random(seed)
+    rows = []
+    for i in range(n):
+        template = TEMPLATES[i % len(TEMPLATES)]
+        text, spans = "", []
+        for piece in template.replace("}", "{").split("{"):
+            if piece.isupper() and piece.replace("_", "").isalpha():
+                value = _value(fake, piece, rng)
+                spans.append((len(text), len(text) + len(value), piece))
+                text += value
+            else:
+                text += piece
+        rows.append({"text": text, "spans": spans})
+    return rows
+
+
+def pii_metrics(redactor, rows: list[dict]) -> dict:
+    """Per-entity precision, recall and F2 (recall counts double: a missed value is a leak)."""
+    tp_pred: dict[str, int] = defaultdict(int)
+    n_pred: dict[str, int] = defaultdict(int)
+    tp_gold: dict[str, int] = defaultdict(int)
+    n_gold: dict[str, int] = defaultdict(int)
+    for row in rows:
+        found = redactor.analyze(row["text"])
+        gold = row["spans"]
+        for ent in found:
+            n_pred[ent.type] += 1
+            tp_pred[ent.type] += any(g[2] == ent.type and ent.start < g[1] and g[0] < ent.end for g in gold)
+        for start, end, kind in gold:
+            n_gold[kind] += 1
+            tp_gold[kind] += any(e.type == kind and e.start < end and start < e.end for e in found)
+    report = {}
+    for kind in sorted(set(n_gold) | set(n_pred)):
+        p = tp_pred[kind] / n_pred[kind] if n_pred[kind] else 0.0
+        r = tp_gold[kind] / n_gold[kind] if n_gold[kind] else 0.0
+        report[kind] = {"precision": round(p, 3), "recall": round(r, 3), "f2": round(_f2(p, r), 3),
+                        "gold": n_gold[kind], "predicted": n_pred[kind]}
+    p_all = sum(tp_pred.values()) / max(1, sum(n_pred.values()))
+    r_all = sum(tp_gold.values()) / max(1, sum(n_gold.values()))
+    report["overall"] = {"precision": round(p_all, 3), "recall": round(r_all, 3), "f2": round(_f2(p_all, r_all), 3),
+                         "sentences": len(rows)}
+    return report
+
+
+def _f2(p: float, r: float) -> float:
+    return 5 * p * r / (4 * p + r) if p + r else 0.0
+
+
+def injection_metrics(guard, embedder) -> dict:
+    """The policy's input checks on labelled attacks and benign questions full of trigger words."""
+    rows = load_labelled(DATA / "injection.jsonl", ("attack", "benign"))
+    attack = np.array([r["label"] == "attack" for r in rows])
+    detected = np.array([any(x.startswith("prompt_injection") for x in guard.inspect_input(r["text"]).reasons)
+                         for r in rows])
+    report = {"attacks": int(attack.sum()), "benign": int((~attack).sum()),
+              "policy": {"tpr": round(float(detected[attack].mean()), 3),
+                         "fpr": round(float(detected[~attack].mean()), 3)}}
+    from guardrails.checks.injection_classifier import REGULARISATION
+
+    probs, classes, _ = cross_val_probs(embedder, rows, REGULARISATION)
+    p_attack = probs[:, classes.index("attack")]
+    report["classifier_cv"] = {
+        str(t): {"tpr": round(float((p_attack[attack] >= t).mean()), 3),
+                 "fpr": round(float((p_attack[~attack] >= t).mean()), 3)}
+        for t in (0.5, 0.7, 0.8, 0.9)
+    }
+    return report
+
+
+def groundedness_metrics(embedder, threshold: float = 0.45) -> dict:
+    from guardrails.checks.groundedness import support_score, unsupported_numbers
+
+    rows = [json.loads(line) for line in (DATA / "groundedness.jsonl").read_text().splitlines() if line.strip()]
+    truth = np.array([r["label"] == "grounded" for r in rows])
+    passed = np.array([support_score(embedder, r["answer"], [r["context"]]) >= threshold
+                       and not unsupported_numbers(r["answer"], [r["context"]]) for r in rows])
+    return {"pairs": len(rows), "accuracy": round(float((passed == truth).mean()), 3),
+            "ungrounded_caught": round(float((~passed[~truth]).mean()), 3),
+            "grounded_kept": round(float(passed[truth].mean()), 3), "threshold": threshold}
+
+
+def sentiment_metrics(embedder) -> dict:
+    from guardrails.checks.sentiment import LABELLED, LABELS
+
+    rows = load_labelled(LABELLED, LABELS)
+    probs, classes, labels = cross_val_probs(embedder, rows, 4.0)
+    predicted = np.asarray(classes)[probs.argmax(axis=1)]
+    report = {}
+    for label in LABELS:
+        tp = int(((predicted == label) & (labels == label)).sum())
+        p = tp / max(1, int((predicted == label).sum()))
+        r = tp / max(1, int((labels == label).sum()))
+        report[label] = {"precision": round(p, 3), "recall": round(r, 3),
+                         "f1": round(2 * p * r / (p + r) if p + r else 0.0, 3), "n": int((labels == label).sum())}
+    report["macro_f1"] = round(float(np.mean([v["f1"] for v in report.values()])), 3)
+    return report
+
+
+def evaluate_guardrails(guard, embedder, pii_sentences: int = 1200) -> dict:
+    return {
+        "pii": pii_metrics(guard.redactor, generate_pii_set(pii_sentences)),
+        "injection": injection_metrics(guard, embedder),
+        "groundedness": groundedness_metrics(embedder),
+        "sentiment": sentiment_metrics(embedder),
+    }
+
