@@ -16,7 +16,10 @@ test: $(INSTALLED_DEV) browser
 
 bench: $(INSTALLED)
 	$(VENV)/bin/helpdesk eval retrieval
+	$(VENV)/bin/helpdesk eval guardrails
+	$(VENV)/bin/helpdesk bench guard
 	$(VENV)/bin/helpdesk bench turns --n 20
+	$(VENV)/bin/helpdesk bench retrieval --sizes 1000,10000,100000
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)

@@ -122,3 +122,54 @@ def bench_retrieval(settings, sizes: list[int], queries: int, chunk_chars: int) 
             log.info("bench retrieval: %s", report)
             reports.append(report)
     return reports
+
+
+def bench_guard(services, n: int = 200, seed: int = 0) -> dict:
+    """Input guard latency on 60-word messages, side by side with bare Presidio analyze + anonymize
+    (same spaCy model, default recognizers) on the same messages in the same run."""
+    import random
+    import time
+    import uuid
+
+    from presidio_analyzer import AnalyzerEngine
+    from presidio_anonymizer import AnonymizerEngine
+
+    from guardrails.evaluate import generate_pii_set
+    from guardrails.redaction import _nlp_engine
+
+    rng = random.Random(seed)
+    filler = ("please could you check this for me because the parcel was supposed to arrive last week and "
+              "nobody has told me anything about the delay or the refund I was promised by your colleague").split()
+    messages = []
+    for row in generate_pii_set(n, seed):
+        words = row["text"].split()
+        while len(words) < 60:
+            words.insert(rng.randrange(len(words) + 1), rng.choice(filler))
+        messages.append(" ".join(words[:60]))
+    guard = services.guard
+    analyzer = AnalyzerEngine(nlp_engine=_nlp_engine(services.settings.guardrails.spacy_model),
+                              supported_languages=["en"])
+    anonymizer = AnonymizerEngine()
+    session = "bench-" + uuid.uuid4().hex
+    guard.inspect_input(messages[0], session)
+    anonymizer.anonymize(messages[0], analyzer.analyze(messages[0], language="en"))
+    ours, bare = [], []
+    for text in messages:  # interleaved, so machine noise hits both alike
+        t0 = time.perf_counter()
+        guard.inspect_input(text, session)
+        t1 = time.perf_counter()
+        anonymizer.anonymize(text, analyzer.analyze(text, language="en"))
+        t2 = time.perf_counter()
+        ours.append((t1 - t0) * 1000)
+        bare.append((t2 - t1) * 1000)
+    services.vault.forget(session)
+    return {
+        "messages": n,
+        "words": 60,
+        "guard_p50_ms": round(statistics.median(ours), 1),
+        "guard_p95_ms": round(percentile(ours, 0.95), 1),
+        "presidio_p50_ms": round(statistics.median(bare), 1),
+        "presidio_p95_ms": round(percentile(bare, 0.95), 1),
+        "ratio_p50": round(statistics.median(ours) / statistics.median(bare), 2),
+        "checks": [c.name for c in guard.input_checks],
+    }

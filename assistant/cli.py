@@ -248,6 +248,17 @@ def cmd_bench_turns(args) -> int:
     return 0
 
 
+def cmd_bench_guard(args) -> int:
+    from assistant.bench import bench_guard
+
+    report = bench_guard(_services(args), args.n)
+    if args.json:
+        _emit(report)
+    else:
+        print("  ".join(f"{k}={v}" for k, v in report.items()))
+    return 0
+
+
 def cmd_bench_retrieval(args) -> int:
     from assistant.bench import bench_retrieval
     from assistant.settings import load_settings
@@ -342,6 +353,10 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--n", type=int, default=20)
     q.add_argument("--json", action="store_true")
     q.set_defaults(func=cmd_bench_turns)
+    q = p.add_parser("guard", help="input guard latency vs bare Presidio on 60-word messages")
+    q.add_argument("--n", type=int, default=200)
+    q.add_argument("--json", action="store_true")
+    q.set_defaults(func=cmd_bench_guard)
     q = p.add_parser("retrieval", help="ingestion throughput and query latency on generated corpora")
     q.add_argument("--sizes", default="1000,10000,100000", help="corpus sizes in chunks, comma-separated")
     q.add_argument("--queries", type=int, default=100)

@@ -146,3 +146,10 @@ def test_eval_guardrails_reports_every_section(cli):
     assert set(report["injection"]["classifier_cv"]) == {"0.5", "0.7", "0.8", "0.9"}
     assert 0.5 < report["groundedness"]["accuracy"] <= 1
     assert report["sentiment"]["macro_f1"] > 0.7
+
+
+def test_bench_guard_prints_side_by_side_figures(cli):
+    report = json.loads(cli("bench", "guard", "--n", "10", "--json").stdout)
+    assert report["messages"] == 10 and report["words"] == 60
+    assert report["guard_p50_ms"] > 0 and report["presidio_p50_ms"] > 0
+    assert report["ratio_p50"] == pytest.approx(report["guard_p50_ms"] / report["presidio_p50_ms"], rel=0.05)
