@@ -223,6 +223,9 @@ def cmd_eval_guardrails(args) -> int:
           f"FPR {inj['policy']['fpr']:.3f}")
     for threshold, m in inj["classifier_cv"].items():
         print(f"  classifier (5-fold CV) at {threshold}: TPR {m['tpr']:.3f} FPR {m['fpr']:.3f}")
+    b = report["banned_topics"]
+    print(f"Banned topics ({b['off_limits']} off-limits, {b['ordinary']} ordinary): caught {b['caught']:.3f}, "
+          f"ordinary flagged {b['ordinary_flagged']:.3f}")
     g = report["groundedness"]
     print(f"Groundedness ({g['pairs']} pairs): accuracy {g['accuracy']:.3f}, ungrounded caught "
           f"{g['ungrounded_caught']:.3f}, grounded kept {g['grounded_kept']:.3f}")

@@ -189,8 +189,20 @@ def sentiment_metrics(embedder) -> dict:
     return report
 
 
+def banned_topic_metrics(guard) -> dict:
+    """The policy's input checks on labelled off-limits questions and ordinary ones."""
+    rows = [json.loads(line) for line in (DATA / "banned_topics.jsonl").read_text().splitlines() if line.strip()]
+    on_topic = np.array([r["topic"] != "none" for r in rows])
+    caught = np.array([any(x.startswith("banned_topic:") for x in guard.inspect_input(r["text"]).reasons)
+                       for r in rows])
+    return {"off_limits": int(on_topic.sum()), "ordinary": int((~on_topic).sum()),
+            "caught": round(float(caught[on_topic].mean()), 3),
+            "ordinary_flagged": round(float(caught[~on_topic].mean()), 3)}
+
+
 def evaluate_guardrails(guard, embedder, pii_sentences: int = 1200) -> dict:
     return {
+        "banned_topics": banned_topic_metrics(guard),
         "pii": pii_metrics(guard.redactor, generate_pii_set(pii_sentences)),
         "injection": injection_metrics(guard, embedder),
         "groundedness": groundedness_metrics(embedder),

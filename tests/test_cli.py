@@ -140,7 +140,7 @@ def test_named_collections_and_filters(cli, tmp_path):
 
 def test_eval_guardrails_reports_every_section(cli):
     report = json.loads(cli("eval", "guardrails", "--pii-sentences", "60", "--json").stdout)
-    assert set(report) == {"pii", "injection", "groundedness", "sentiment"}
+    assert set(report) == {"pii", "injection", "groundedness", "sentiment", "banned_topics"}
     assert report["pii"]["overall"]["sentences"] == 60
     assert 0 <= report["injection"]["policy"]["tpr"] <= 1 and report["injection"]["attacks"] > 80
     assert set(report["injection"]["classifier_cv"]) == {"0.5", "0.7", "0.8", "0.9"}

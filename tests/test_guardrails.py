@@ -174,3 +174,15 @@ def test_injection_classifier_flags_a_paraphrased_attack(services, tmp_path):
     assert attack.action is Action.FLAG and attack.reasons == ("prompt_injection:classifier",)
     assert check.check("thanks", CheckContext()).action is Action.ALLOW  # too short to judge
     assert (tmp_path / "injection-head.json").exists()
+
+
+def test_banned_topics_match_paraphrases_by_meaning(services):
+    from guardrails.checks.banned_topics import BannedTopicsCheck, BannedTopicsParams
+
+    check = BannedTopicsCheck(BannedTopicsParams(
+        action="flag", similarity=0.5, examples={"medical_advice": ["What medicine should I take for this?"]}),
+        services.embedder)
+    paraphrase = check.check("Which medication should I take for it?", CheckContext())
+    assert paraphrase.action is Action.FLAG and paraphrase.reasons == ("banned_topic:medical_advice",)
+    ordinary = check.check("Where is my parcel?", CheckContext())
+    assert ordinary.action is Action.ALLOW and ordinary.scores["sim_medical_advice"] < 0.5

@@ -1,10 +1,16 @@
-"""Topics the assistant must not discuss, recognised by keyword phrases."""
+"""Topics the assistant must not discuss: by keyword phrases, and by embedding similarity.
+
+Keywords catch the exact phrases; `examples` (a few example messages per
+topic, written in the policy) catch paraphrases: a message whose embedding is
+within `similarity` (cosine) of any example of a topic is on that topic.
+"""
 from __future__ import annotations
 
 import re
 from typing import ClassVar, Literal
 
-from pydantic import Field
+import numpy as np
+from pydantic import Field, model_validator
 
 from guardrails.checks.prompt_injection import normalise
 from guardrails.registry import CheckContext, Params, register
@@ -13,7 +19,15 @@ from guardrails.verdict import Action, CheckResult
 
 class BannedTopicsParams(Params):
     action: Literal["flag", "block"] = "block"
-    topics: dict[str, list[str]] = Field(min_length=1, description="Topic name -> keyword phrases.")
+    topics: dict[str, list[str]] = Field({}, description="Topic name -> keyword phrases.")
+    examples: dict[str, list[str]] = Field({}, description="Topic name -> example messages, matched by meaning.")
+    similarity: float = Field(0.5, ge=0.0, le=1.0, description="Cosine similarity to an example that counts.")
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> "BannedTopicsParams":
+        if not any(self.topics.values()) and not any(self.examples.values()):
+            raise ValueError("give at least one topic with keywords or examples")
+        return self
 
 
 @register
@@ -21,9 +35,16 @@ class BannedTopicsCheck:
     name: ClassVar[str] = "banned_topics"
     stages: ClassVar[tuple[str, ...]] = ("input", "output")
     Params: ClassVar[type[BannedTopicsParams]] = BannedTopicsParams
+    needs: ClassVar[tuple[str, ...]] = ("embedder",)
 
-    def __init__(self, params: BannedTopicsParams) -> None:
+    def __init__(self, params: BannedTopicsParams, embedder=None) -> None:
         self.action = Action(params.action)
+        self.similarity = params.similarity
+        self.embedder = embedder if any(params.examples.values()) else None
+        self.examples = {
+            topic: np.asarray(embedder.embed(texts), dtype=np.float32)
+            for topic, texts in params.examples.items() if texts and self.embedder is not None
+        }
         # Whole-word phrase match, so "vote" does not fire on "devoted".
         self.topics = {
             topic: re.compile(r"\b(" + "|".join(re.escape(k.lower()) for k in words) + r")\b")
@@ -33,6 +54,15 @@ class BannedTopicsCheck:
     def check(self, text: str, ctx: CheckContext) -> CheckResult:
         norm = normalise(text)
         found = [topic for topic, rule in self.topics.items() if rule.search(norm)]
+        scores: dict[str, float] = {}
+        if self.examples:
+            [vector] = self.embedder.embed([text])
+            query = np.asarray(vector, dtype=np.float32)
+            for topic, vectors in self.examples.items():
+                scores[f"sim_{topic}"] = best = float((vectors @ query).max())
+                if best >= self.similarity and topic not in found:
+                    found.append(topic)
+        scores["topics"] = len(found)
         if found:
-            return CheckResult(self.name, self.action, tuple(f"banned_topic:{t}" for t in found), {"topics": len(found)})
-        return CheckResult(self.name, Action.ALLOW, (), {"topics": 0})
+            return CheckResult(self.name, self.action, tuple(f"banned_topic:{t}" for t in found), scores)
+        return CheckResult(self.name, Action.ALLOW, (), scores)
