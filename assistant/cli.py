@@ -135,12 +135,19 @@ def cmd_ask(args) -> int:
     return 0
 
 
-def cmd_redact(args) -> int:
+def _stateless_guard(args):
+    """A guard without the vault: plain <TYPE> placeholders, nothing stored. Trained heads are
+    cached in the data directory as usual."""
     from assistant.settings import load_settings
     from guardrails.guard import Guard
 
     settings = load_settings(args.config)
-    guard = Guard.from_file(settings.guardrails.policy, settings.guardrails.spacy_model)
+    g = settings.guardrails
+    return Guard.from_file(g.policy, g.spacy_model, cache_dir=settings.models_dir)
+
+
+def cmd_redact(args) -> int:
+    guard = _stateless_guard(args)
 
     def one(text: str) -> dict:
         redacted, entities = guard.redact(text)
@@ -160,11 +167,7 @@ def cmd_redact(args) -> int:
 
 def cmd_guard(args) -> int:
     """Input verdicts for one message per line: offline evaluation of the policy by anyone."""
-    from assistant.settings import load_settings
-    from guardrails.guard import Guard
-
-    settings = load_settings(args.config)
-    guard = Guard.from_file(settings.guardrails.policy, settings.guardrails.spacy_model)
+    guard = _stateless_guard(args)
     texts = (line.rstrip("\n") for line in sys.stdin) if args.text == "-" else [args.text]
     for text in texts:
         verdict = guard.inspect_input(text)
