@@ -17,27 +17,16 @@ from typing import Sequence
 
 import numpy as np
 
-from assistant.errors import BadInput
+from assistant.jsonl import read_jsonl
 
 log = logging.getLogger(__name__)
 DATA = Path(__file__).with_name("data")
 
 
 def load_labelled(path: Path, labels: Sequence[str]) -> list[dict]:
-    rows = []
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise BadInput(f"{path}:{n}: not JSON: {exc.msg}") from None
-        if not isinstance(row, dict) or row.get("label") not in labels or not isinstance(row.get("text"), str):
-            raise BadInput(f"{path}:{n}: needs 'text' and a 'label' in {', '.join(labels)}")
-        rows.append({"text": row["text"], "label": row["label"]})
-    if not rows:
-        raise BadInput(f"{path}: no labelled rows")
-    return rows
+    rows = read_jsonl(path, lambda r: r.get("label") in labels and isinstance(r.get("text"), str),
+                      f"'text' and a 'label' in {', '.join(labels)}")
+    return [{"text": r["text"], "label": r["label"]} for r in rows]
 
 
 def data_hash(rows: list[dict]) -> str:

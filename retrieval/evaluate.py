@@ -5,33 +5,18 @@ A document's rank is the rank of its best chunk among the hits.
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-from assistant.errors import BadInput
+from assistant.jsonl import read_jsonl
 
 SAMPLE_QUESTIONS = Path(__file__).with_name("sample_questions.jsonl")
 
 
 def load_questions(path: Path) -> list[dict]:
-    rows = []
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise BadInput(f"cannot read questions from {path}: {exc}") from None
-    for n, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise BadInput(f"{path}:{n}: not JSON: {exc.msg}") from None
-        if not isinstance(row, dict) or not isinstance(row.get("question"), str) or not isinstance(row.get("source"), str):
-            raise BadInput(f"{path}:{n}: needs string fields 'question' and 'source'")
-        rows.append(row)
-    if not rows:
-        raise BadInput(f"{path}: no questions")
-    return rows
+    return list(read_jsonl(
+        path, lambda r: isinstance(r.get("question"), str) and isinstance(r.get("source"), str),
+        "string fields 'question' and 'source'",
+    ))
 
 
 def evaluate(search, questions: list[dict], depth: int = 10) -> dict:
