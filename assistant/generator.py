@@ -131,7 +131,15 @@ class LocalGenerator:
 
     def stream(self, messages: Sequence[dict]) -> Iterator[str]:
         import torch
-        from transformers import TextIteratorStreamer
+        from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
+
+        stop = threading.Event()
+
+        class StopWhenAbandoned(StoppingCriteria):
+            """Ends generation at the next token once the reader has gone away."""
+
+            def __call__(self, input_ids, scores, **kwargs) -> bool:
+                return stop.is_set()
 
         inputs = self.tokenizer.apply_chat_template(
             list(messages), add_generation_prompt=True, return_tensors="pt", return_dict=True
@@ -144,6 +152,7 @@ class LocalGenerator:
             do_sample=self.temperature > 0,
             repetition_penalty=self.repetition_penalty,
             pad_token_id=self.tokenizer.pad_token_id or self.tokenizer.eos_token_id,
+            stopping_criteria=StoppingCriteriaList([StopWhenAbandoned()]),
         )
         if self.temperature > 0:
             kwargs["temperature"] = self.temperature
@@ -160,7 +169,12 @@ class LocalGenerator:
         with self._lock:
             worker = threading.Thread(target=run, daemon=True)
             worker.start()
-            yield from streamer
-            worker.join()
+            try:
+                yield from streamer
+            finally:
+                # A reader that stops early (a closed tab) must not leave the model generating
+                # on its own: that wastes the CPU and aborts the process if it exits meanwhile.
+                stop.set()
+                worker.join()
         if errors:
             raise errors[0]

@@ -85,3 +85,17 @@ def test_pseudonyms_are_consistent_within_a_conversation_only(services):
     assert services.guard.reveal(first.session_id, "Hi <PERSON_2>, see <EMAIL_ADDRESS_1>") == \
         "Hi Bob Stone, see jane.doe@example.com"
     assert services.guard.reveal(other.session_id, "Hi <PERSON_2>") == "Hi <PERSON_2>"
+
+
+def test_a_turn_abandoned_mid_answer_is_still_logged(services):
+    from assistant.service import Token
+
+    before = len(services.store.exchanges(limit=10_000))
+    stream = services.assistant.stream(None, "How do I track my order?")
+    for event in stream:
+        if isinstance(event, Token):
+            break  # the browser tab closed while the answer was streaming
+    stream.close()
+    rows = services.store.exchanges(limit=10_000)
+    assert len(rows) == before + 1
+    assert "interrupted" in rows[0]["reasons"] and rows[0]["flagged"] is True
