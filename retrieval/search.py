@@ -53,6 +53,7 @@ class _Bm25Index:
         self._weights = None  # CSC matrix: chunks x terms
         self._vocab: dict[str, int] = {}
         self.ids: list[str] = []
+        self.position: dict[str, int] = {}
 
     def scores(self, store: VectorStore, query: str) -> np.ndarray:
         """BM25 score of every chunk (aligned with `self.ids`), scaled so the best is 1."""
@@ -71,6 +72,7 @@ class _Bm25Index:
                 return
             got = store.collection.get(include=["documents"])
             self.ids = list(got["ids"])
+            self.position = {cid: i for i, cid in enumerate(self.ids)}
             self._weights, self._vocab = self._build([tokenize(d or "") for d in got["documents"]])
             self._version = version
 
@@ -96,6 +98,14 @@ class _Bm25Index:
         norm = self.K1 * (1 - self.B + self.B * lengths[rows_a] / max(lengths.mean(), 1e-9))
         weights = idf[cols_a] * tf * (self.K1 + 1) / (tf + norm)
         return csc_matrix((weights, (rows_a, cols_a)), shape=(len(docs), len(vocab))), vocab
+
+
+def _top(scores: np.ndarray, n: int) -> np.ndarray:
+    """Indices of the n highest scores, best first, without sorting all of them."""
+    if len(scores) <= n:
+        return np.argsort(-scores)
+    part = np.argpartition(-scores, n)[:n]
+    return part[np.argsort(-scores[part])]
 
 
 class Retriever:
@@ -143,10 +153,13 @@ class Retriever:
             return self.store.query(vector, k, where)
         keyword = self._bm25.scores(self.store, query)
         if where:
-            allowed = set(self.store.collection.get(where=where, include=[])["ids"])
-            keyword = np.where([cid in allowed for cid in self._bm25.ids], keyword, 0.0)
+            allowed = [self._bm25.position[cid] for cid in self.store.collection.get(where=where, include=[])["ids"]
+                       if cid in self._bm25.position]
+            mask = np.zeros(len(keyword), dtype=bool)
+            mask[allowed] = True
+            keyword = np.where(mask, keyword, 0.0)
         pool = max(4 * k, 20)
-        ranked_ids = [self._bm25.ids[i] for i in np.argsort(-keyword)[:pool] if keyword[i] > 0]
+        ranked_ids = [self._bm25.ids[i] for i in _top(keyword, pool) if keyword[i] > 0]
         if mode == "bm25":
             by_id = {h.chunk_id: h for h in self.store.get_scored(ranked_ids[:k], vector)}
             return [by_id[cid] for cid in ranked_ids[:k] if cid in by_id]
@@ -155,10 +168,8 @@ class Retriever:
         missing = [cid for cid in ranked_ids if cid not in candidates]
         if missing:  # keyword-only candidates still get a cosine score
             candidates.update({h.chunk_id: h for h in self.store.get_scored(missing, vector)})
-        position = {cid: i for i, cid in enumerate(self._bm25.ids)}
-
         def fused(hit: Hit) -> float:
-            i = position.get(hit.chunk_id)
+            i = self._bm25.position.get(hit.chunk_id)
             return hit.score + self.bm25_weight * (keyword[i] if i is not None else 0.0)
 
         return sorted(candidates.values(), key=fused, reverse=True)[:k]

@@ -5,6 +5,7 @@ We pass our own vectors, so Chroma never loads (or downloads) an embedding model
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -52,6 +53,7 @@ class VectorStore:
             collection, embedding_function=None, configuration={"hnsw": {"space": "cosine"}}
         )
         self._writes = 0
+        self._count, self._counted_at = 0, float("-inf")
 
     def count(self) -> int:
         return self.collection.count()
@@ -80,8 +82,12 @@ class VectorStore:
 
     def version(self) -> tuple[int, int]:
         """Changes when this process writes, or when the chunk count changes (another process
-        ingested or removed documents). Cheap: it runs on every search."""
-        return self._writes, self.collection.count()
+        ingested or removed documents). It runs on every search, and counting 100k chunks
+        takes ~6 ms, so the count is re-read at most once a second."""
+        now = time.monotonic()
+        if now - self._counted_at > 1.0:
+            self._count, self._counted_at = self.collection.count(), now
+        return self._writes, self._count
 
     def get_scored(self, ids: Sequence[str], vector: Sequence[float]) -> list[Hit]:
         """Chunks by id, scored by cosine similarity to `vector` (stored vectors are unit length)."""
@@ -95,8 +101,6 @@ class VectorStore:
         ]
 
     def query(self, vector: Sequence[float], k: int, where: dict | None = None) -> list[Hit]:
-        if self.collection.count() == 0:
-            return []
         got = self.collection.query(
             query_embeddings=[list(vector)], n_results=k, where=where or None,
             include=["documents", "metadatas", "distances"],
