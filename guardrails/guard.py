@@ -109,7 +109,8 @@ class Guard:
             ),
             {"entities": len(entities)},
         )
-        results = [pii, *self._run(self.input_checks, redacted, CheckContext(redacted_input=redacted))]
+        ctx = CheckContext(redacted_input=redacted, original=text)
+        results = [pii, *self._run(self.input_checks, redacted, ctx)]
         action, reasons, scores = combine(results)
         for result in results:  # a check may rewrite the text (a secret masked, invisible characters dropped)
             if result.text is not None:

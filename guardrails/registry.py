@@ -18,10 +18,13 @@ class Params(BaseModel):
 
 
 class CheckContext(BaseModel):
-    """What an output check may look at besides the answer."""
+    """What a check may look at besides the text it is given."""
 
     model_config = ConfigDict(arbitrary_types_allowed=True, frozen=True)
     redacted_input: str = ""
+    # The message before redaction, for pattern checks whose signal redaction can destroy
+    # (spaCy's English NER tags foreign words as names). Never stored, never returned.
+    original: str = ""
     context_texts: tuple[str, ...] = ()
     system_prompt: str = ""
 

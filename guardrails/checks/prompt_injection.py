@@ -22,6 +22,13 @@ DEFAULT_RULES: dict[str, str] = {
     "jailbreak_terms": r"\b(jailbreak|jailbroken|do anything now|developer mode (enabled|on)|dan mode)\b",
     "new_instructions": r"\b(new|updated|real)\s+(system\s+)?(instructions|rules|prompt)\s*:",
     "fake_role_tag": r"(^|\n)\s*(system|assistant|developer)\s*:|<\|?(system|im_start|im_end)\|?>|\[/?(inst|sys)\]",
+    # Asking about the assistant's own instructions in any wording: the object gives it away.
+    "prompt_extraction": r"\b(your|the)\s+(system\s+(prompt|message|instructions?)|(hidden|initial|original|secret|internal|confidential)\s+(prompt|instructions?|rules|guidelines|configuration|config)|context window)\b|\bwhat (were|are) you told\b|\b(everything|text) above this line\b",
+    "privileged_mode": r"\b(developer|debug|maintenance|admin|god|sudo)\s+mode\b|\[\s*admin\s+override\s*\]|\badmin\s+override\s*:|#+\s*system\s*#+",
+    "no_limits": r"\b(never refuses?|no (rules|restrictions|filters|limits) apply|without (any )?(restrictions|rules|filters)|unrestricted|unfiltered|(the )?rules don'?t apply|no longer bound by|not bound by)\b",
+    "encoded_payload": r"\b(decode|base64|rot13|hex|backwards|reversed?)\b[\w\s,.'()-]{0,40}\b(do what it says|and (do|follow|obey|execute)|follow it|obey)\b",
+    # The classic override in other languages (es, de, fr, it, nl, pt).
+    "override_multilingual": r"\bignora (todas )?(las|tutte le) (instrucciones|istruzioni)|\bignoriere (alle )?(vorherigen )?anweisungen|\b(oublie|ignore) (toutes )?(tes|les|vos) (consignes|instructions)|\bnegeer (alle )?(vorige )?instructies|\bignore as instru",
 }
 
 
@@ -59,8 +66,9 @@ class PromptInjectionCheck:
         self.rules = {n: re.compile(p, re.IGNORECASE) for n, p in {**params.rules, **params.extra_rules}.items()}
 
     def check(self, text: str, ctx: CheckContext) -> CheckResult:
-        norm = normalise(text)
-        hits = [name for name, rule in self.rules.items() if rule.search(norm)]
+        # Both texts: redaction can turn "Anweisungen" into <PERSON> and hide the attack.
+        texts = [normalise(text)] + ([normalise(ctx.original)] if ctx.original else [])
+        hits = [name for name, rule in self.rules.items() if any(rule.search(t) for t in texts)]
         if hits:
             return CheckResult(self.name, self.action, tuple(f"prompt_injection:{h}" for h in hits), {"rules_matched": len(hits)})
         return CheckResult(self.name, Action.ALLOW, (), {"rules_matched": 0})
