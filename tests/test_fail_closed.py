@@ -137,3 +137,13 @@ def test_a_check_that_hangs_times_out_and_blocks(services):
     verdict = guard.inspect_input("Where is my parcel?")
     release.set()
     assert verdict.action.value == "block" and "check_timeout:hanging" in verdict.reasons
+
+
+def test_missing_ner_or_embedding_model_stops_start_up(tmp_path):
+    from assistant.errors import ModelUnavailable
+    from retrieval.embeddings import Embedder
+
+    with pytest.raises(ModelUnavailable, match="no_such_spacy_model"):
+        Guard.from_file(spacy_model="no_such_spacy_model")
+    with pytest.raises(ModelUnavailable, match="cannot load embedding model"):
+        Embedder(model_path=str(tmp_path / "no-embedder"))
