@@ -135,7 +135,7 @@ def bench_guard(services, n: int = 200, seed: int = 0) -> dict:
     from presidio_anonymizer import AnonymizerEngine
 
     from guardrails.evaluate import generate_pii_set
-    from guardrails.redaction import _nlp_engine
+    from guardrails.redaction import nlp_engine
 
     rng = random.Random(seed)
     filler = ("please could you check this for me because the parcel was supposed to arrive last week and "
@@ -147,7 +147,7 @@ def bench_guard(services, n: int = 200, seed: int = 0) -> dict:
             words.insert(rng.randrange(len(words) + 1), rng.choice(filler))
         messages.append(" ".join(words[:60]))
     guard = services.guard
-    analyzer = AnalyzerEngine(nlp_engine=_nlp_engine(services.settings.guardrails.spacy_model),
+    analyzer = AnalyzerEngine(nlp_engine=nlp_engine(services.settings.guardrails.spacy_model),
                               supported_languages=["en"])
     anonymizer = AnonymizerEngine()
     session = "bench-" + uuid.uuid4().hex

@@ -30,7 +30,7 @@ def _offline_tldextract() -> None:
 
 
 @lru_cache(maxsize=4)
-def _nlp_engine(spacy_model: str):
+def nlp_engine(spacy_model: str):
     from presidio_analyzer.nlp_engine import NlpEngineProvider
 
     _offline_tldextract()
@@ -70,9 +70,9 @@ class Redactor:
         from presidio_analyzer import AnalyzerEngine, Pattern, PatternRecognizer, RecognizerRegistry
         from presidio_anonymizer import AnonymizerEngine
 
-        nlp_engine = _nlp_engine(spacy_model)
+        engine = nlp_engine(spacy_model)
         registry = RecognizerRegistry(supported_languages=["en"])
-        registry.load_predefined_recognizers(nlp_engine=nlp_engine, languages=["en"])
+        registry.load_predefined_recognizers(nlp_engine=engine, languages=["en"])
         registry.add_recognizer(_mastercard_2_series())
         for spec in recognizers:
             registry.add_recognizer(
@@ -92,8 +92,8 @@ class Redactor:
             raise ConfigError(f"pii.entities: no recognizer for {', '.join(unknown)}")
         self.allow_list = list(allow_list)
         self.score_threshold = score_threshold
-        self._nlp_engine = nlp_engine
-        self._analyzer = AnalyzerEngine(registry=registry, nlp_engine=nlp_engine, supported_languages=["en"])
+        self._nlp_engine = engine
+        self._analyzer = AnalyzerEngine(registry=registry, nlp_engine=engine, supported_languages=["en"])
         self._anonymizer = AnonymizerEngine()
         # spaCy pipelines are not documented as thread-safe; turns are short, so serialise.
         self._lock = threading.Lock()
