@@ -42,7 +42,8 @@ class Services:
 
     @cached_property
     def embedder(self) -> Embedder:
-        return get_embedder(self.settings.retrieval.embedding_device)
+        r = self.settings.retrieval
+        return get_embedder(r.embedding_device, r.embedding_precision)
 
     @cached_property
     def vectors(self) -> VectorStore:

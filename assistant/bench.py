@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import logging
 import statistics
-from typing import Iterable
+from typing import Iterable, Sequence
 
 log = logging.getLogger(__name__)
 
@@ -78,9 +78,12 @@ def synthetic_corpus(folder, chunks: int, chunk_chars: int, seed: int = 0) -> No
         (folder / f"doc-{d:06d}.md").write_text("\n\n".join(parts) + "\n", encoding="utf-8")
 
 
-def bench_retrieval(settings, sizes: list[int], queries: int, chunk_chars: int) -> list[dict]:
+def bench_retrieval(settings, sizes: list[int], queries: int, chunk_chars: int,
+                    precisions: Sequence[str] = ("fp32",)) -> list[dict]:
     """Ingest generated corpora of each size into a fresh store; ingestion chunks/s and
-    hybrid query latency. Nothing is written to the real data directory."""
+    hybrid query latency, for each embedding precision in turn on the same corpus.
+    Nothing is written to the real data directory."""
+    import itertools
     import random
     import tempfile
     import time
@@ -89,9 +92,11 @@ def bench_retrieval(settings, sizes: list[int], queries: int, chunk_chars: int) 
     from assistant.app import Services
 
     reports = []
-    for size in sizes:
+    for size, precision in itertools.product(sizes, precisions):
         with tempfile.TemporaryDirectory(prefix="helpdesk-bench-") as tmp:
-            run_settings = settings.model_copy(update={"home": Path(tmp) / "home", "ingest_samples": False})
+            retrieval = settings.retrieval.model_copy(update={"embedding_precision": precision})
+            run_settings = settings.model_copy(
+                update={"home": Path(tmp) / "home", "ingest_samples": False, "retrieval": retrieval})
             services = Services(run_settings)
             services.embedder.embed(["warm-up"])
             services.guard  # noqa: B018  (load Presidio before the clock starts)
@@ -113,6 +118,7 @@ def bench_retrieval(settings, sizes: list[int], queries: int, chunk_chars: int) 
                     timings[mode].append((time.perf_counter() - t0) * 1000)
             report = {
                 "chunks": summary.chunks_added,
+                "precision": precision,
                 "ingest_s": round(ingest_s, 1),
                 "ingest_chunks_per_s": round(summary.chunks_added / ingest_s, 1),
                 "bm25_build_ms": round(index_ms, 1),

@@ -267,10 +267,17 @@ def cmd_bench_guard(args) -> int:
 
 def cmd_bench_retrieval(args) -> int:
     from assistant.bench import bench_retrieval
+    from assistant.errors import BadInput
     from assistant.settings import load_settings
 
     sizes = [int(x) for x in args.sizes.split(",") if x.strip()]
-    for report in bench_retrieval(load_settings(args.config), sizes, args.queries, args.chunk_chars):
+    settings = load_settings(args.config)
+    precisions = [x.strip() for x in args.precision.split(",") if x.strip()] if args.precision else \
+        [settings.retrieval.embedding_precision]
+    unknown = sorted(set(precisions) - {"fp32", "int8"})
+    if unknown:
+        raise BadInput(f"--precision: unknown {', '.join(unknown)} (fp32, int8)")
+    for report in bench_retrieval(settings, sizes, args.queries, args.chunk_chars, precisions):
         if args.json:
             _emit(report)
         else:
@@ -367,6 +374,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--sizes", default="1000,10000,100000", help="corpus sizes in chunks, comma-separated")
     q.add_argument("--queries", type=int, default=100)
     q.add_argument("--chunk-chars", type=int, default=400, help="characters of text per generated chunk")
+    q.add_argument("--precision", help="embedding precisions to compare, e.g. fp32,int8 (default: the setting)")
     q.add_argument("--json", action="store_true")
     q.set_defaults(func=cmd_bench_retrieval)
 

@@ -44,6 +44,8 @@ class ModelSettings(_Strict):
 class RetrievalSettings(_Strict):
     collection: str = Field("helpdesk", min_length=3, max_length=63)
     embedding_device: str = "cpu"
+    embedding_precision: Literal["fp32", "int8"] = Field(
+        "fp32", description="int8: faster CPU ingestion, slightly weaker vectors. Re-ingest after changing it.")
     k: int = Field(4, ge=1, le=50, description="Chunks retrieved per turn.")
     mode: Literal["vector", "bm25", "hybrid", "hybrid+rerank"] = "hybrid"
     rerank_weight: float = Field(0.5, ge=0.0, le=10.0, description="hybrid+rerank: weight of the best sentence.")

@@ -1,6 +1,7 @@
 """Loaders, chunking, incremental ingest and search against a real Chroma in a temp dir."""
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from assistant.errors import BadInput
@@ -259,3 +260,29 @@ def test_reranker_prefers_the_chunk_with_the_answering_sentence(services):
     [vector] = services.embedder.embed([query])
     reranked = SentenceReranker(services.embedder, weight=1.0).rerank(vector, [vague, exact])
     assert [h.chunk_id for h in reranked] == ["b", "a"]
+
+
+def test_int8_embeddings_are_quantized_and_rank_like_fp32(services):
+    import torch
+
+    from retrieval.embeddings import Embedder
+
+    int8 = Embedder(precision="int8")
+    linear = [m for m in int8.model.modules() if type(m).__name__ == "Linear"]
+    assert linear and all(type(m).__module__.startswith("torch.ao.nn.quantized") for m in linear)
+    assert not any(isinstance(m, torch.nn.Linear) and type(m) is torch.nn.Linear for m in int8.model.modules())
+    texts = ["How long do refunds take to reach my card?", "Refunds reach your card within 5 business days.",
+             "Standard shipping costs 4.95 and takes three days."]
+    fp, q = np.asarray(services.embedder.embed(texts)), np.asarray(int8.embed(texts))
+    assert (np.sum(fp * q, axis=1) > 0.9).all()  # close to the full-precision vectors
+    assert q[0] @ q[1] > q[0] @ q[2]  # and the refund answer still ranks first
+
+
+def test_bench_retrieval_compares_precisions_on_the_same_corpus(services):
+    from assistant.bench import bench_retrieval
+
+    reports = bench_retrieval(services.settings, [30], queries=3, chunk_chars=200, precisions=["fp32", "int8"])
+    assert [r["precision"] for r in reports] == ["fp32", "int8"]
+    for r in reports:
+        assert r["chunks"] == 30 and r["ingest_chunks_per_s"] > 0
+        assert 0 < r["vector_p50_ms"] <= r["vector_p95_ms"] and 0 < r["hybrid_p50_ms"] <= r["hybrid_p95_ms"]
