@@ -38,7 +38,7 @@ class Services:
     @cached_property
     def guard(self) -> Guard:
         g = self.settings.guardrails
-        return Guard.from_file(g.policy, g.spacy_model, self.vault, self.embedder, self.settings.models_dir)
+        return Guard.from_file(g.policy, g.spacy_model, self.vault, self.embedder, self.settings.classifier_dir)
 
     @cached_property
     def embedder(self) -> Embedder:

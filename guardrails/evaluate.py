@@ -139,24 +139,47 @@ def _f2(p: float, r: float) -> float:
     return 5 * p * r / (4 * p + r) if p + r else 0.0
 
 
-def injection_metrics(guard, embedder) -> dict:
-    """The policy's input checks on labelled attacks and benign questions full of trigger words."""
-    rows = load_labelled(DATA / "injection.jsonl", ("attack", "benign"))
-    attack = np.array([r["label"] == "attack" for r in rows])
-    detected = np.array([any(x.startswith("prompt_injection") for x in guard.inspect_input(r["text"]).reasons)
-                         for r in rows])
-    report = {"attacks": int(attack.sum()), "benign": int((~attack).sum()),
-              "policy": {"tpr": round(float(detected[attack].mean()), 3),
-                         "fpr": round(float(detected[~attack].mean()), 3)}}
-    from guardrails.checks.injection_classifier import REGULARISATION
+def _rates(detected: np.ndarray, attack: np.ndarray) -> dict:
+    return {"tpr": round(float(detected[attack].mean()), 3), "fpr": round(float(detected[~attack].mean()), 3)}
 
-    probs, classes, _ = cross_val_probs(embedder, rows, REGULARISATION)
-    p_attack = probs[:, classes.index("attack")]
-    report["classifier_cv"] = {
-        str(t): {"tpr": round(float((p_attack[attack] >= t).mean()), 3),
-                 "fpr": round(float((p_attack[~attack] >= t).mean()), 3)}
-        for t in (0.5, 0.7, 0.8, 0.9)
-    }
+
+def injection_metrics(guard, embedder) -> dict:
+    """Injection detection on two labelled sets: the training set (the classifier scored
+    out-of-fold) and a held-out set written separately, which nothing was tuned on."""
+    from guardrails.checks.injection_classifier import HELD_OUT, LABELLED, training_rows
+    from guardrails.checks.prompt_injection import PromptInjectionCheck
+    from guardrails.text_classifier import FOLDS, normalise, out_of_fold_scores
+
+    labelled = load_labelled(LABELLED, ("attack", "benign"))
+    held_out = load_labelled(HELD_OUT, ("attack", "benign"))
+    rules = PromptInjectionCheck(PromptInjectionCheck.Params()).rules.values()
+
+    def rule_hits(rows: list[dict]) -> np.ndarray:
+        return np.array([any(r.search(normalise(row["text"])) for r in rules) for row in rows])
+
+    def is_attack(rows: list[dict]) -> np.ndarray:
+        return np.array([r["label"] == "attack" for r in rows])
+
+    report: dict = {"labelled": {"attacks": int(is_attack(labelled).sum()), "benign": int((~is_attack(labelled)).sum())},
+                    "held_out": {"attacks": int(is_attack(held_out).sum()), "benign": int((~is_attack(held_out)).sum())}}
+    report["rules"] = {"labelled": _rates(rule_hits(labelled), is_attack(labelled)),
+                       "held_out": _rates(rule_hits(held_out), is_attack(held_out))}
+    # Out-of-fold scores of the classifier's own training rows, at the policy's operating points.
+    train = training_rows()
+    texts = [normalise(r["text"]) for r in train]
+    oof = out_of_fold_scores(texts, np.asarray(embedder.embed(texts)), is_attack(train))
+    benign = np.sort(oof[~is_attack(train)])
+    cv = {}
+    for fpr in (0.005, 0.01, 0.02, 0.05):
+        threshold = benign[len(benign) - 1 - int(np.floor(fpr * len(benign)))]
+        cv[str(fpr)] = _rates(oof[: len(labelled)] > threshold, is_attack(labelled))
+    report[f"classifier_cv_{FOLDS}fold"] = cv
+    # The whole input policy (rules, classifier and every other check) on the held-out set.
+    verdicts = [guard.inspect_input(r["text"]) for r in held_out]
+    flagged = np.array([any(x.startswith("prompt_injection") for x in v.reasons) for v in verdicts])
+    blocked = np.array([v.action.value == "block" for v in verdicts])
+    report["policy_held_out"] = {"detected": _rates(flagged, is_attack(held_out)),
+                                 "blocked": _rates(blocked, is_attack(held_out))}
     return report
 
 

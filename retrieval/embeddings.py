@@ -4,12 +4,14 @@ from __future__ import annotations
 import logging
 import threading
 import warnings
+from collections import OrderedDict
 from functools import lru_cache
 from typing import Literal, Sequence
 
 from assistant.errors import ModelUnavailable
 
 log = logging.getLogger(__name__)
+RECENT = 256  # single texts remembered: one message is embedded once per turn, not once per check
 
 
 def default_model_path() -> str:
@@ -48,15 +50,22 @@ class Embedder:
         self.precision = precision
         self.dim = self.model.get_embedding_dimension() if hasattr(self.model, "get_embedding_dimension") else 384
         self._lock = threading.Lock()
+        self._recent: OrderedDict[str, list[float]] = OrderedDict()
 
-    def embed(self, texts: Sequence[str], batch_size: int = 64) -> list[list[float]]:
+    def embed(self, texts: Sequence[str], batch_size: int = 32) -> list[list[float]]:
         if not texts:
             return []
         with self._lock:
+            if len(texts) == 1 and texts[0] in self._recent:  # several guardrail checks embed one message
+                return [list(self._recent[texts[0]])]
             vectors = self.model.encode(
                 list(texts), batch_size=batch_size, normalize_embeddings=True, show_progress_bar=False
-            )
-        return vectors.tolist()
+            ).tolist()
+            if len(texts) == 1:
+                self._recent[texts[0]] = vectors[0]
+                while len(self._recent) > RECENT:
+                    self._recent.popitem(last=False)
+        return vectors
 
 
 def _quantize_int8(model):

@@ -57,6 +57,9 @@ def settings_env(home: Path, model_dir: Path) -> dict[str, str]:
         # A random model decoded greedily repeats one token (often a newline); sampling
         # gives visible text, which is all these tests need from it.
         "HELPDESK_MODEL__TEMPERATURE": "1.0",
+        # Trained guardrail classifiers are shared by every test home: they depend only on
+        # the labelled data, and training them once per home would dominate the suite.
+        "HELPDESK_GUARDRAILS__CLASSIFIER_CACHE": str(model_dir.parent / "classifiers"),
     }
 
 

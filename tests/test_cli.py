@@ -142,8 +142,12 @@ def test_eval_guardrails_reports_every_section(cli):
     report = json.loads(cli("eval", "guardrails", "--pii-sentences", "60", "--json").stdout)
     assert set(report) == {"pii", "injection", "groundedness", "sentiment", "banned_topics"}
     assert report["pii"]["overall"]["sentences"] == 60
-    assert 0 <= report["injection"]["policy"]["tpr"] <= 1 and report["injection"]["attacks"] > 80
-    assert set(report["injection"]["classifier_cv"]) == {"0.5", "0.7", "0.8", "0.9"}
+    inj = report["injection"]
+    assert inj["labelled"]["attacks"] > 400 and inj["held_out"]["attacks"] > 200
+    assert set(inj["classifier_cv_5fold"]) == {"0.005", "0.01", "0.02", "0.05"}
+    # The whole input policy on the held-out set nothing was tuned on: the measured level, kept.
+    assert inj["policy_held_out"]["detected"]["tpr"] >= 0.8 and inj["policy_held_out"]["detected"]["fpr"] <= 0.03
+    assert inj["rules"]["held_out"]["fpr"] <= 0.02
     assert 0.5 < report["groundedness"]["accuracy"] <= 1
     assert report["sentiment"]["macro_f1"] > 0.7
 

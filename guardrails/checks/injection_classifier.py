@@ -1,38 +1,61 @@
-"""Prompt injection by a learned classifier: a logistic-regression head on MiniLM vectors.
+"""Prompt injection by a learned classifier: n-grams plus MiniLM vectors (`guardrails.text_classifier`).
 
-Trained on `guardrails/data/injection.jsonl` (attacks, and benign support
-questions that use trigger words such as "ignore" or "system"). It catches
-what phrase rules miss: paraphrases, role-play, data-exfiltration requests,
-other languages. Cross-validated TPR/FPR is in `helpdesk eval guardrails`.
+It catches what the phrase rules miss: paraphrases, role-play, instructions
+hidden in pasted text, data-exfiltration requests, other languages. Trained on
+`guardrails/data/injection.jsonl` (attacks, and benign support messages full of
+trigger words), with everyday customer messages (`sentiment.jsonl`) and the
+sample questions added as benign rows, so short ordinary messages are not
+mistaken for attacks.
 
-Not in the default policy: on 194 labelled rows it still scores some ordinary
-short messages ("thanks") as attacks, so it is opt-in, flags rather than
-blocks by default, and ignores messages under `min_words`.
-
-The packaged NanoGuard classifier was measured on the same set and not used:
-TPR 0.48 at FPR 0.02 (0.71 at FPR 0.10), and 74 ms a scan on 2 cores because
-it pads every input to 512 tokens.
+The policy sets two operating points as cross-validated false-positive rates:
+a high score blocks, a middling one flags for a reviewer (the answer still goes
+through the output checks). `helpdesk eval guardrails` reports both on a
+held-out set that nothing was tuned on.
 """
 from __future__ import annotations
 
-from typing import ClassVar, Literal
+from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
-from pydantic import Field
+from pydantic import Field, model_validator
 
-from guardrails.heads import DATA, head_for
+from assistant.jsonl import read_jsonl
+from guardrails.heads import DATA, load_labelled
 from guardrails.registry import CheckContext, Params, register
+from guardrails.text_classifier import TextClassifier, classifier_for
 from guardrails.verdict import Action, CheckResult
 
-LABELS = ("attack", "benign")
 LABELLED = DATA / "injection.jsonl"
-REGULARISATION = 16.0  # chosen by 5-fold cross-validation on the labelled set
+HELD_OUT = DATA / "injection_heldout.jsonl"
+EVERYDAY = (DATA / "sentiment.jsonl", Path(__file__).parents[2] / "retrieval" / "sample_questions.jsonl")
+
+
+def training_rows() -> list[dict]:
+    """The labelled attacks and hard negatives, plus everyday messages as benign rows."""
+    rows = load_labelled(LABELLED, ("attack", "benign"))
+    for path in EVERYDAY:
+        for r in read_jsonl(path, lambda r: isinstance(r.get("text", r.get("question")), str), "'text' or 'question'"):
+            rows.append({"text": r.get("text", r.get("question")), "label": "benign"})
+    return rows
+
+
+def injection_classifier(embedder, cache_dir: Path | None) -> TextClassifier:
+    # Vectors differ a little between embedding precisions: one cached model for each.
+    name = f"injection-classifier-{getattr(embedder, 'precision', 'fp32')}.json"
+    return classifier_for(embedder, training_rows(), "attack", cache_dir / name if cache_dir else None)
 
 
 class InjectionClassifierParams(Params):
-    threshold: float = Field(0.8, ge=0.0, le=1.0, description="Attack probability at or above which to act.")
-    action: Literal["flag", "block"] = "flag"
-    min_words: int = Field(6, ge=0, description="Shorter messages are not scored: too little to judge.")
+    block_fpr: float = Field(0.005, ge=0.0, le=1.0,
+                             description="Block at the score whose cross-validated false-positive rate is this.")
+    flag_fpr: float = Field(0.02, ge=0.0, le=1.0, description="Flag for review at this false-positive rate.")
+
+    @model_validator(mode="after")
+    def _ordered(self):
+        if self.block_fpr > self.flag_fpr:
+            raise ValueError("block_fpr must not exceed flag_fpr (blocking needs the stronger evidence)")
+        return self
 
 
 @register
@@ -43,17 +66,20 @@ class InjectionClassifierCheck:
     needs: ClassVar[tuple[str, ...]] = ("embedder", "cache_dir")
 
     def __init__(self, params: InjectionClassifierParams, embedder, cache_dir=None) -> None:
-        self.params = params
         self.embedder = embedder
-        cache = cache_dir / "injection-head.json" if cache_dir else None
-        self.head = head_for(embedder, LABELLED, LABELS, cache, c=REGULARISATION)
+        self.model = injection_classifier(embedder, cache_dir)
+        self.block_at = self.model.threshold_for_fpr(params.block_fpr)
+        self.flag_at = self.model.threshold_for_fpr(params.flag_fpr)
 
     def check(self, text: str, ctx: CheckContext) -> CheckResult:
-        if len(text.split()) < self.params.min_words:
-            return CheckResult(self.name, Action.ALLOW, (), {})
-        [probs] = self.head.predict(np.asarray(self.embedder.embed([text])))
-        score = probs["attack"]
-        if score >= self.params.threshold:
-            return CheckResult(self.name, Action(self.params.action), ("prompt_injection:classifier",),
-                               {"attack": score})
-        return CheckResult(self.name, Action.ALLOW, (), {"attack": score})
+        # The text as typed, which is what it learned from: redaction can turn foreign words
+        # into <PERSON> and hide an attack. It is scored in memory and never stored.
+        typed = ctx.original or text
+        [score] = self.model.scores([typed], np.asarray(self.embedder.embed([typed])))
+        score = float(score)
+        scores = {"attack": round(score, 4)}
+        if score >= self.block_at:
+            return CheckResult(self.name, Action.BLOCK, ("prompt_injection:classifier",), scores)
+        if score >= self.flag_at:
+            return CheckResult(self.name, Action.FLAG, ("prompt_injection:classifier",), scores)
+        return CheckResult(self.name, Action.ALLOW, (), scores)
