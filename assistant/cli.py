@@ -232,8 +232,9 @@ def cmd_eval_guardrails(args) -> int:
     for what, m in inj["policy_held_out"].items():
         print(f"  input policy on the held-out set, {what:8}  TPR {m['tpr']:.3f}  FPR {m['fpr']:.3f}")
     b = report["banned_topics"]
-    print(f"Banned topics ({b['off_limits']} off-limits, {b['ordinary']} ordinary): caught {b['caught']:.3f}, "
-          f"ordinary flagged {b['ordinary_flagged']:.3f}")
+    print(f"Banned topics ({b['off_limits']} off-limits, {b['ordinary']} near-topic ordinary): caught "
+          f"{b['caught']:.3f} (right topic {b['right_topic']:.3f}), ordinary flagged {b['ordinary_flagged']:.3f}; "
+          f"{b['everyday']} everyday messages flagged {b['everyday_flagged']:.3f}")
     g = report["groundedness"]
     print(f"Groundedness ({g['pairs']} pairs): accuracy {g['accuracy']:.3f}, ungrounded caught "
           f"{g['ungrounded_caught']:.3f}, grounded kept {g['grounded_kept']:.3f}")

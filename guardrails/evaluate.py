@@ -148,7 +148,8 @@ def injection_metrics(guard, embedder) -> dict:
     out-of-fold) and a held-out set written separately, which nothing was tuned on."""
     from guardrails.checks.injection_classifier import HELD_OUT, LABELLED, training_rows
     from guardrails.checks.prompt_injection import PromptInjectionCheck
-    from guardrails.text_classifier import FOLDS, normalise, out_of_fold_scores
+    from guardrails.text import normalise
+    from guardrails.text_classifier import FOLDS, out_of_fold_scores
 
     labelled = load_labelled(LABELLED, ("attack", "benign"))
     held_out = load_labelled(HELD_OUT, ("attack", "benign"))
@@ -170,7 +171,7 @@ def injection_metrics(guard, embedder) -> dict:
     oof = out_of_fold_scores(texts, np.asarray(embedder.embed(texts)), is_attack(train))
     benign = np.sort(oof[~is_attack(train)])
     cv = {}
-    for fpr in (0.005, 0.01, 0.02, 0.05):
+    for fpr in (0.005, 0.01, 0.02, 0.03, 0.05):
         threshold = benign[len(benign) - 1 - int(np.floor(fpr * len(benign)))]
         cv[str(fpr)] = _rates(oof[: len(labelled)] > threshold, is_attack(labelled))
     report[f"classifier_cv_{FOLDS}fold"] = cv
@@ -213,14 +214,24 @@ def sentiment_metrics(embedder) -> dict:
 
 
 def banned_topic_metrics(guard) -> dict:
-    """The policy's input checks on labelled off-limits questions and ordinary ones."""
+    """The policy's input checks on labelled off-limits questions and near-topic ordinary ones;
+    and the banned-topic checks alone on everyday messages (sample questions, sentiment set)."""
+    from guardrails.checks.injection_classifier import everyday_messages
+    from guardrails.registry import CheckContext
+
     rows = [json.loads(line) for line in (DATA / "banned_topics.jsonl").read_text().splitlines() if line.strip()]
     on_topic = np.array([r["topic"] != "none" for r in rows])
-    caught = np.array([any(x.startswith("banned_topic:") for x in guard.inspect_input(r["text"]).reasons)
-                       for r in rows])
+    reasons = [guard.inspect_input(r["text"]).reasons for r in rows]
+    caught = np.array([any(x.startswith("banned_topic:") for x in rs) for rs in reasons])
+    right = np.array([f"banned_topic:{r['topic']}" in rs for r, rs in zip(rows, reasons)])
+    checks = [c for c in guard.input_checks if c.name == "banned_topics"]
+    everyday = everyday_messages()
+    flagged = [any(c.check(t, CheckContext()).reasons for c in checks) for t in everyday]
     return {"off_limits": int(on_topic.sum()), "ordinary": int((~on_topic).sum()),
             "caught": round(float(caught[on_topic].mean()), 3),
-            "ordinary_flagged": round(float(caught[~on_topic].mean()), 3)}
+            "right_topic": round(float(right[on_topic].mean()), 3),
+            "ordinary_flagged": round(float(caught[~on_topic].mean()), 3),
+            "everyday": len(everyday), "everyday_flagged": round(float(np.mean(flagged)), 3)}
 
 
 def evaluate_guardrails(guard, embedder, pii_sentences: int = 1200) -> dict:

@@ -26,7 +26,7 @@ from typing import Sequence
 
 import numpy as np
 
-from guardrails.checks.prompt_injection import normalise
+from guardrails.text import normalise
 from guardrails.heads import data_hash
 
 log = logging.getLogger(__name__)

@@ -144,7 +144,7 @@ def test_eval_guardrails_reports_every_section(cli):
     assert report["pii"]["overall"]["sentences"] == 60
     inj = report["injection"]
     assert inj["labelled"]["attacks"] > 400 and inj["held_out"]["attacks"] > 200
-    assert set(inj["classifier_cv_5fold"]) == {"0.005", "0.01", "0.02", "0.05"}
+    assert set(inj["classifier_cv_5fold"]) == {"0.005", "0.01", "0.02", "0.03", "0.05"}
     # The whole input policy on the held-out set nothing was tuned on: the measured level, kept.
     assert inj["policy_held_out"]["detected"]["tpr"] >= 0.8 and inj["policy_held_out"]["detected"]["fpr"] <= 0.03
     assert inj["rules"]["held_out"]["fpr"] <= 0.02

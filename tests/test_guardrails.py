@@ -224,6 +224,21 @@ def test_text_classifier_thresholds_round_trip_and_retrain(services, tmp_path):
     assert changed.trained_on != model.trained_on and TextClassifier.load(cache).trained_on == changed.trained_on
 
 
+def test_banned_topics_yield_to_a_closer_allowed_example(services):
+    from guardrails.checks.banned_topics import BannedTopicsCheck, BannedTopicsParams
+
+    examples = {"medical_advice": ["What medicine should I take for this?", "Can you diagnose my symptoms?"]}
+    message = "My doctor told me not to lift heavy things, can the courier carry the box upstairs?"
+    loose = BannedTopicsCheck(BannedTopicsParams(action="flag", similarity=0.05, examples=examples), services.embedder)
+    assert loose.check(message, CheckContext()).action is Action.FLAG  # near enough to the topic alone
+    contrasted = BannedTopicsCheck(BannedTopicsParams(
+        action="flag", similarity=0.05, examples=examples,
+        allowed=["My doctor says I can't lift heavy boxes, can you deliver it to my upstairs flat?"]), services.embedder)
+    result = contrasted.check(message, CheckContext())
+    assert result.action is Action.ALLOW and result.scores["sim_allowed"] > result.scores["sim_medical_advice"]
+    assert contrasted.check("Which pills should I take for my migraine?", CheckContext()).action is Action.FLAG
+
+
 def test_banned_topics_match_paraphrases_by_meaning(services):
     from guardrails.checks.banned_topics import BannedTopicsCheck, BannedTopicsParams
 

@@ -1,8 +1,12 @@
 """Topics the assistant must not discuss: by keyword phrases, and by embedding similarity.
 
-Keywords catch the exact phrases; `examples` (a few example messages per
-topic, written in the policy) catch paraphrases: a message whose embedding is
-within `similarity` (cosine) of any example of a topic is on that topic.
+Keywords catch the exact phrases; `examples` (example messages per topic,
+written in the policy) catch paraphrases: a message whose embedding is within
+`similarity` (cosine) of an example of a topic is on that topic, unless it is
+as close to one of the `allowed` examples (ordinary support messages that share
+the topic's words: "my doctor says I can't lift boxes, can you deliver
+upstairs?"). That contrast lets the similarity bar sit low enough to catch
+paraphrases without flagging everyday questions.
 """
 from __future__ import annotations
 
@@ -12,7 +16,7 @@ from typing import ClassVar, Literal
 import numpy as np
 from pydantic import Field, model_validator
 
-from guardrails.checks.prompt_injection import normalise
+from guardrails.text import normalise
 from guardrails.registry import CheckContext, Params, register
 from guardrails.verdict import Action, CheckResult
 
@@ -22,6 +26,8 @@ class BannedTopicsParams(Params):
     topics: dict[str, list[str]] = Field({}, description="Topic name -> keyword phrases.")
     examples: dict[str, list[str]] = Field({}, description="Topic name -> example messages, matched by meaning.")
     similarity: float = Field(0.5, ge=0.0, le=1.0, description="Cosine similarity to an example that counts.")
+    allowed: list[str] = Field([], description="Ordinary messages near the topics; a closer match to one wins.")
+    margin: float = Field(0.05, ge=0.0, le=1.0, description="How much closer a topic must be than `allowed`.")
 
     @model_validator(mode="after")
     def _not_empty(self) -> "BannedTopicsParams":
@@ -45,6 +51,9 @@ class BannedTopicsCheck:
             topic: np.asarray(embedder.embed(texts), dtype=np.float32)
             for topic, texts in params.examples.items() if texts and self.embedder is not None
         }
+        self.allowed = (np.asarray(embedder.embed(params.allowed), dtype=np.float32)
+                        if params.allowed and self.embedder is not None else None)
+        self.margin = params.margin
         # Whole-word phrase match, so "vote" does not fire on "devoted".
         self.topics = {
             topic: re.compile(r"\b(" + "|".join(re.escape(k.lower()) for k in words) + r")\b")
@@ -56,11 +65,17 @@ class BannedTopicsCheck:
         found = [topic for topic, rule in self.topics.items() if rule.search(norm)]
         scores: dict[str, float] = {}
         if self.examples:
-            [vector] = self.embedder.embed([text])
+            # Input stage: the message as typed (shared embedding with the other input checks);
+            # output stage: the answer (no `original` there).
+            [vector] = self.embedder.embed([ctx.original or text])
             query = np.asarray(vector, dtype=np.float32)
+            bar = self.similarity
+            if self.allowed is not None:
+                scores["sim_allowed"] = allowed = float((self.allowed @ query).max())
+                bar = max(bar, allowed + self.margin)
             for topic, vectors in self.examples.items():
                 scores[f"sim_{topic}"] = best = float((vectors @ query).max())
-                if best >= self.similarity and topic not in found:
+                if best >= bar and topic not in found:
                     found.append(topic)
         scores["topics"] = len(found)
         if found:

@@ -31,13 +31,16 @@ HELD_OUT = DATA / "injection_heldout.jsonl"
 EVERYDAY = (DATA / "sentiment.jsonl", Path(__file__).parents[2] / "retrieval" / "sample_questions.jsonl")
 
 
+def everyday_messages() -> list[str]:
+    """Ordinary customer messages: the sentiment set's and the sample questions."""
+    return [r.get("text", r.get("question")) for path in EVERYDAY
+            for r in read_jsonl(path, lambda r: isinstance(r.get("text", r.get("question")), str),
+                                "'text' or 'question'")]
+
+
 def training_rows() -> list[dict]:
     """The labelled attacks and hard negatives, plus everyday messages as benign rows."""
-    rows = load_labelled(LABELLED, ("attack", "benign"))
-    for path in EVERYDAY:
-        for r in read_jsonl(path, lambda r: isinstance(r.get("text", r.get("question")), str), "'text' or 'question'"):
-            rows.append({"text": r.get("text", r.get("question")), "label": "benign"})
-    return rows
+    return load_labelled(LABELLED, ("attack", "benign")) + [{"text": t, "label": "benign"} for t in everyday_messages()]
 
 
 def injection_classifier(embedder, cache_dir: Path | None) -> TextClassifier:
@@ -49,7 +52,7 @@ def injection_classifier(embedder, cache_dir: Path | None) -> TextClassifier:
 class InjectionClassifierParams(Params):
     block_fpr: float = Field(0.005, ge=0.0, le=1.0,
                              description="Block at the score whose cross-validated false-positive rate is this.")
-    flag_fpr: float = Field(0.02, ge=0.0, le=1.0, description="Flag for review at this false-positive rate.")
+    flag_fpr: float = Field(0.03, ge=0.0, le=1.0, description="Flag for review at this false-positive rate.")
 
     @model_validator(mode="after")
     def _ordered(self):
@@ -72,8 +75,9 @@ class InjectionClassifierCheck:
         self.flag_at = self.model.threshold_for_fpr(params.flag_fpr)
 
     def check(self, text: str, ctx: CheckContext) -> CheckResult:
-        # The text as typed, which is what it learned from: redaction can turn foreign words
-        # into <PERSON> and hide an attack. It is scored in memory and never stored.
+        # The message as typed, which is what the classifier learned from: redaction can turn
+        # foreign words into <PERSON> and hide an attack. Scored in memory, never stored. The
+        # sentiment and topic checks embed the same text, so a turn embeds it once.
         typed = ctx.original or text
         [score] = self.model.scores([typed], np.asarray(self.embedder.embed([typed])))
         score = float(score)

@@ -7,12 +7,12 @@ customer who asks to "ignore my previous order" is not blocked.
 from __future__ import annotations
 
 import re
-import unicodedata
 from typing import ClassVar, Literal
 
 from pydantic import field_validator
 
 from guardrails.registry import CheckContext, Params, register
+from guardrails.text import normalise
 from guardrails.verdict import Action, CheckResult
 
 DEFAULT_RULES: dict[str, str] = {
@@ -30,13 +30,6 @@ DEFAULT_RULES: dict[str, str] = {
     # The classic override in other languages (es, de, fr, it, nl, pt).
     "override_multilingual": r"\bignora (todas )?(las|tutte le) (instrucciones|istruzioni)|\bignoriere (alle )?(vorherigen )?anweisungen|\b(oublie|ignore) (toutes )?(tes|les|vos) (consignes|instructions)|\bnegeer (alle )?(vorige )?instructies|\bignore as instru",
 }
-
-
-def normalise(text: str) -> str:
-    """NFKC folds look-alike characters; zero-width characters are dropped."""
-    folded = unicodedata.normalize("NFKC", text)
-    folded = "".join(ch for ch in folded if unicodedata.category(ch) != "Cf")
-    return folded.lower()
 
 
 class InjectionParams(Params):

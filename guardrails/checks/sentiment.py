@@ -36,7 +36,9 @@ class SentimentCheck:
         self.head = head_for(embedder, LABELLED, LABELS, cache_dir / "sentiment-head.json" if cache_dir else None)
 
     def check(self, text: str, ctx: CheckContext) -> CheckResult:
-        [probs] = self.head.predict(np.asarray(self.embedder.embed([text])))
+        # The message as typed, like the labelled examples; and one embedding per turn is shared
+        # with the other input checks. Only scores leave this function.
+        [probs] = self.head.predict(np.asarray(self.embedder.embed([ctx.original or text])))
         label = max(probs, key=probs.get)
         scores = {f"p_{k}": v for k, v in probs.items()}
         if probs[label] < self.params.min_confidence:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from typing import ClassVar, Literal
 
-from guardrails.checks.prompt_injection import normalise
+from guardrails.text import normalise
 from guardrails.registry import CheckContext, Params, register
 from guardrails.verdict import Action, CheckResult
 
