@@ -113,6 +113,7 @@ def bench_retrieval(settings, sizes: list[int], queries: int, chunk_chars: int,
             timings = {mode: [] for mode in ("vector", "hybrid")}
             for text in texts:
                 for mode in timings:
+                    services.embedder.forget_recent()  # each mode pays for its own query embedding
                     t0 = time.perf_counter()
                     services.retriever.search(text, mode=mode)
                     timings[mode].append((time.perf_counter() - t0) * 1000)

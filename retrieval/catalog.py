@@ -55,14 +55,16 @@ class Catalog:
         ids = list(ids)
         if not ids:
             return {}
+        # No ORDER BY: with one, SQLite walks the (collection, source) index over the whole
+        # collection instead of looking the ids up (20 ms instead of 0.2 at 100k chunks).
         query = text(
-            "SELECT chunk_id, source FROM document_chunks WHERE collection = :c AND chunk_id IN :ids ORDER BY source"
+            "SELECT chunk_id, source FROM document_chunks WHERE collection = :c AND chunk_id IN :ids"
         ).bindparams(bindparam("ids", expanding=True))
         out: dict[str, list[str]] = {}
         with self.engine.connect() as conn:
             for chunk_id, source in conn.execute(query, {"c": self.collection, "ids": ids}):
                 out.setdefault(chunk_id, []).append(source)
-        return out
+        return {chunk_id: sorted(sources) for chunk_id, sources in out.items()}
 
     # -- writing, in the order an ingest takes ---------------------------------------------------
     def begin(self, source: str, added: Sequence[str], removable: Sequence[str]) -> str:

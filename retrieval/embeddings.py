@@ -52,6 +52,11 @@ class Embedder:
         self._lock = threading.Lock()
         self._recent: OrderedDict[str, list[float]] = OrderedDict()
 
+    def forget_recent(self) -> None:
+        """Drop remembered single-text vectors (benchmarks time real embedding)."""
+        with self._lock:
+            self._recent.clear()
+
     def embed(self, texts: Sequence[str], batch_size: int = 32) -> list[list[float]]:
         if not texts:
             return []
