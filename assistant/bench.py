@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import logging
 import statistics
-from typing import Iterable, Sequence
+from typing import Iterable, Iterator, Sequence
 
 log = logging.getLogger(__name__)
 
@@ -79,10 +79,11 @@ def synthetic_corpus(folder, chunks: int, chunk_chars: int, seed: int = 0) -> No
 
 
 def bench_retrieval(settings, sizes: list[int], queries: int, chunk_chars: int,
-                    precisions: Sequence[str] = ("fp32",)) -> list[dict]:
+                    precisions: Sequence[str] = ("fp32",)) -> Iterator[dict]:
     """Ingest generated corpora of each size into a fresh store; ingestion chunks/s and
     hybrid query latency, for each embedding precision in turn on the same corpus.
-    Nothing is written to the real data directory."""
+    Nothing is written to the real data directory. Yields each report as it is measured:
+    a 100k-chunk corpus takes about half an hour."""
     import itertools
     import random
     import tempfile
@@ -91,7 +92,6 @@ def bench_retrieval(settings, sizes: list[int], queries: int, chunk_chars: int,
 
     from assistant.app import Services
 
-    reports = []
     for size, precision in itertools.product(sizes, precisions):
         with tempfile.TemporaryDirectory(prefix="helpdesk-bench-") as tmp:
             retrieval = settings.retrieval.model_copy(update={"embedding_precision": precision})
@@ -127,8 +127,7 @@ def bench_retrieval(settings, sizes: list[int], queries: int, chunk_chars: int,
                 **{f"{mode}_p95_ms": round(percentile(v, 0.95), 1) for mode, v in timings.items()},
             }
             log.info("bench retrieval: %s", report)
-            reports.append(report)
-    return reports
+            yield report
 
 
 def bench_guard(services, n: int = 200, seed: int = 0) -> dict:

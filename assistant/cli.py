@@ -229,6 +229,9 @@ def cmd_eval_guardrails(args) -> int:
         print(f"  rules alone, {name:9}  TPR {m['tpr']:.3f}  FPR {m['fpr']:.3f}")
     for fpr, m in inj["classifier_cv_5fold"].items():
         print(f"  classifier (5-fold CV) at {fpr} FPR target: TPR {m['tpr']:.3f}  FPR {m['fpr']:.3f}")
+    if inj["nanoguard_held_out"]:
+        m = inj["nanoguard_held_out"]
+        print(f"  packaged NanoGuard, held-out, at 2% FPR: TPR {m['tpr']:.3f}  FPR {m['fpr']:.3f}  (AUC {m['auc']:.3f})")
     for what, m in inj["policy_held_out"].items():
         print(f"  input policy on the held-out set, {what:8}  TPR {m['tpr']:.3f}  FPR {m['fpr']:.3f}")
     b = report["banned_topics"]

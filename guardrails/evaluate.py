@@ -143,6 +143,23 @@ def _rates(detected: np.ndarray, attack: np.ndarray) -> dict:
     return {"tpr": round(float(detected[attack].mean()), 3), "fpr": round(float(detected[~attack].mean()), 3)}
 
 
+def _nanoguard_rates(rows: list[dict], attack: np.ndarray) -> dict | None:
+    """The packaged NanoGuard model on the same rows, at the score where 2% of benign rows
+    pass (None when its optional package is not installed)."""
+    from guardrails.checks.nanoguard import NanoGuardCheck
+    from guardrails.registry import ConfigError, build_check
+
+    try:
+        check = build_check(NanoGuardCheck.name, {}, "input", "eval", {})
+    except ConfigError:
+        return None
+    from sklearn.metrics import roc_auc_score
+
+    scores = np.array([check.score(r["text"]) for r in rows])
+    threshold = np.quantile(scores[~attack], 0.98)
+    return {"auc": round(float(roc_auc_score(attack, scores)), 3), **_rates(scores > threshold, attack)}
+
+
 def injection_metrics(guard, embedder) -> dict:
     """Injection detection on two labelled sets: the training set (the classifier scored
     out-of-fold) and a held-out set written separately, which nothing was tuned on."""
@@ -175,6 +192,7 @@ def injection_metrics(guard, embedder) -> dict:
         threshold = benign[len(benign) - 1 - int(np.floor(fpr * len(benign)))]
         cv[str(fpr)] = _rates(oof[: len(labelled)] > threshold, is_attack(labelled))
     report[f"classifier_cv_{FOLDS}fold"] = cv
+    report["nanoguard_held_out"] = _nanoguard_rates(held_out, is_attack(held_out))
     # The whole input policy (rules, classifier and every other check) on the held-out set.
     verdicts = [guard.inspect_input(r["text"]) for r in held_out]
     flagged = np.array([any(x.startswith("prompt_injection") for x in v.reasons) for v in verdicts])

@@ -17,6 +17,11 @@ from typing import Iterable, Sequence
 from sqlalchemy import Engine, bindparam, text
 
 
+# No ORDER BY: with one, SQLite walks the (collection, source) index over the whole
+# collection instead of looking the ids up (20 ms instead of 0.5 at 100k chunks).
+LIVE_SQL = "SELECT chunk_id, source FROM document_chunks WHERE collection = :c AND chunk_id IN :ids"
+
+
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
@@ -55,11 +60,7 @@ class Catalog:
         ids = list(ids)
         if not ids:
             return {}
-        # No ORDER BY: with one, SQLite walks the (collection, source) index over the whole
-        # collection instead of looking the ids up (20 ms instead of 0.2 at 100k chunks).
-        query = text(
-            "SELECT chunk_id, source FROM document_chunks WHERE collection = :c AND chunk_id IN :ids"
-        ).bindparams(bindparam("ids", expanding=True))
+        query = text(LIVE_SQL).bindparams(bindparam("ids", expanding=True))
         out: dict[str, list[str]] = {}
         with self.engine.connect() as conn:
             for chunk_id, source in conn.execute(query, {"c": self.collection, "ids": ids}):

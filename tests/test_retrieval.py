@@ -281,8 +281,21 @@ def test_int8_embeddings_are_quantized_and_rank_like_fp32(services):
 def test_bench_retrieval_compares_precisions_on_the_same_corpus(services):
     from assistant.bench import bench_retrieval
 
-    reports = bench_retrieval(services.settings, [30], queries=3, chunk_chars=200, precisions=["fp32", "int8"])
+    reports = list(bench_retrieval(services.settings, [30], queries=3, chunk_chars=200, precisions=["fp32", "int8"]))
     assert [r["precision"] for r in reports] == ["fp32", "int8"]
     for r in reports:
         assert r["chunks"] == 30 and r["ingest_chunks_per_s"] > 0
         assert 0 < r["vector_p50_ms"] <= r["vector_p95_ms"] and 0 < r["hybrid_p50_ms"] <= r["hybrid_p95_ms"]
+
+
+def test_live_chunk_lookup_uses_the_key_not_a_collection_scan(tmp_path):
+    from sqlalchemy import text
+
+    from assistant.store import Store
+    from retrieval.catalog import LIVE_SQL
+
+    engine = Store(f"sqlite:///{tmp_path / 'kb.db'}").engine  # migrated schema, real indexes
+    sql = LIVE_SQL.replace(":ids", "('a', 'b')").replace(":c", "'kb'")
+    with engine.connect() as conn:
+        plan = " ".join(str(row[-1]) for row in conn.execute(text("EXPLAIN QUERY PLAN " + sql)))
+    assert "chunk_id=?" in plan and "ix_document_chunks_source" not in plan, plan

@@ -4,6 +4,7 @@ from guardrails.checks import (  # noqa: F401
     groundedness,
     injection_classifier,
     length,
+    nanoguard,
     output_pii,
     prompt_injection,
     prompt_leak,
