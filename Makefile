@@ -19,7 +19,7 @@ bench: $(INSTALLED)
 	$(VENV)/bin/helpdesk eval guardrails
 	$(VENV)/bin/helpdesk bench guard
 	$(VENV)/bin/helpdesk bench turns --n 20
-	$(VENV)/bin/helpdesk bench retrieval --sizes 1000,10000,100000
+	$(VENV)/bin/helpdesk bench retrieval --sizes 1000,10000,100000 --precision fp32,int8
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
