@@ -2,7 +2,8 @@
 
 Rules are regular expressions over normalised text. They aim at the shape of an
 attack ("ignore ... previous instructions"), not at single trigger words, so a
-customer who asks to "ignore my previous order" is not blocked.
+customer who asks to "ignore my previous order" or "my previous message" (their
+own words, not the assistant's instructions) is not blocked.
 """
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from guardrails.text import normalise
 from guardrails.verdict import Action, CheckResult
 
 DEFAULT_RULES: dict[str, str] = {
-    "override_instructions": r"\b(ignore|disregard|forget|override|bypass|skip)\b[\w\s,'-]{0,40}?\b(all\s+)?(the\s+|your\s+|any\s+|my\s+)?(previous|prior|above|earlier|preceding|initial|original|system|safety)\s+(instructions?|prompts?|rules|directions|guidelines|messages?|context)",
+    "override_instructions": r"\b(ignore|disregard|forget|override|bypass|skip)\b[\w\s,'-]{0,40}?\b(all\s+)?(the\s+|your\s+|any\s+)?(?<!my )(?<!our )(previous|prior|above|earlier|preceding|initial|original|system|safety)\s+(instructions?|prompts?|rules|directions|guidelines|messages?|context)",
     "reveal_prompt": r"\b(reveal|show|print|display|repeat|output|tell me|give me|leak|dump|what (is|are))\b[\w\s,'-]{0,40}?\b(system|hidden|initial|original|secret|developer)\s+(prompt|instructions?|message|rules)",
     "role_override": r"\b(you are now|from now on,? you|act as|pretend (to be|you are)|roleplay as|simulate)\b[\w\s,'-]{0,40}?\b(unrestricted|unfiltered|jailbroken|dan|developer mode|no (rules|restrictions|filters|limits)|evil|without (any )?(rules|restrictions|limits|filters))",
     "jailbreak_terms": r"\b(jailbreak|jailbroken|do anything now|developer mode (enabled|on)|dan mode)\b",
