@@ -232,8 +232,12 @@ def cmd_eval_guardrails(args) -> int:
     if inj["nanoguard_held_out"]:
         m = inj["nanoguard_held_out"]
         print(f"  packaged NanoGuard, held-out, at 2% FPR: TPR {m['tpr']:.3f}  FPR {m['fpr']:.3f}  (AUC {m['auc']:.3f})")
-    for what, m in inj["policy_held_out"].items():
+    held_policy = inj["policy_held_out"]
+    for what in ("detected", "blocked"):
+        m = held_policy[what]
         print(f"  input policy on the held-out set, {what:8}  TPR {m['tpr']:.3f}  FPR {m['fpr']:.3f}")
+    t = held_policy["trigger_word_benign"]
+    print(f"  input policy on the held-out benign rows with trigger words ({t['n']}): FPR {t['fpr']:.3f}")
     b = report["banned_topics"]
     print(f"Banned topics ({b['off_limits']} off-limits, {b['ordinary']} near-topic ordinary): caught "
           f"{b['caught']:.3f} (right topic {b['right_topic']:.3f}), ordinary flagged {b['ordinary_flagged']:.3f}; "

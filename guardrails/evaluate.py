@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 from collections import defaultdict
 
 import numpy as np
@@ -139,6 +140,13 @@ def _f2(p: float, r: float) -> float:
     return 5 * p * r / (4 * p + r) if p + r else 0.0
 
 
+# Words attacks use that ordinary support messages use too ("ignore my last email").
+TRIGGER_WORDS = re.compile(
+    r"\b(ignore|disregard|override|forget|previous|instructions?|system|prompt|rules?|admin|developer|pretend|"
+    r"act as|role|mode|repeat|print|translate|reveal|bypass|unlock|jailbreak|hack|code|secret|password|token|"
+    r"debug|config)", re.IGNORECASE)
+
+
 def _rates(detected: np.ndarray, attack: np.ndarray) -> dict:
     return {"tpr": round(float(detected[attack].mean()), 3), "fpr": round(float(detected[~attack].mean()), 3)}
 
@@ -197,8 +205,12 @@ def injection_metrics(guard, embedder) -> dict:
     verdicts = [guard.inspect_input(r["text"]) for r in held_out]
     flagged = np.array([any(x.startswith("prompt_injection") for x in v.reasons) for v in verdicts])
     blocked = np.array([v.action.value == "block" for v in verdicts])
+    # The target's benign set is support questions that use trigger words: rate those alone too.
+    trigger = np.array([bool(TRIGGER_WORDS.search(r["text"])) for r in held_out])
     report["policy_held_out"] = {"detected": _rates(flagged, is_attack(held_out)),
-                                 "blocked": _rates(blocked, is_attack(held_out))}
+                                 "blocked": _rates(blocked, is_attack(held_out)),
+                                 "trigger_word_benign": {"n": int((trigger & ~is_attack(held_out)).sum()),
+                                                         "fpr": round(float(flagged[trigger & ~is_attack(held_out)].mean()), 3)}}
     return report
 
 

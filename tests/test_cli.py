@@ -148,6 +148,7 @@ def test_eval_guardrails_reports_every_section(cli):
     # The whole input policy on the held-out set nothing was tuned on: the measured level, kept.
     assert inj["policy_held_out"]["detected"]["tpr"] >= 0.8 and inj["policy_held_out"]["detected"]["fpr"] <= 0.03
     assert inj["rules"]["held_out"]["fpr"] <= 0.02
+    assert inj["policy_held_out"]["trigger_word_benign"]["n"] > 100
     assert inj["nanoguard_held_out"]["auc"] > 0.5  # the packaged model, installed with the dev extra
     assert 0.5 < report["groundedness"]["accuracy"] <= 1
     assert report["sentiment"]["macro_f1"] > 0.7

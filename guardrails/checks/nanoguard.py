@@ -1,7 +1,7 @@
 """Prompt injection by the packaged NanoGuard model (`metatronnanoguard`, a 16.8M-parameter classifier).
 
 Opt-in, not in the default policy: on this project's held-out injection set its
-ROC AUC is 0.75 (TPR 0.33 at FPR 0.02), well below `injection_classifier`.
+ROC AUC is 0.75 (TPR 0.28 at FPR 0.02), well below `injection_classifier`.
 It was trained on other data, so it can still add a second opinion. Install it
 with `pip install .[nanoguard]`; the package is pinned because it loads a
 pickled tokenizer.
