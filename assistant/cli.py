@@ -279,17 +279,21 @@ def cmd_bench_guard(args) -> int:
 
 
 def cmd_bench_retrieval(args) -> int:
+    from typing import get_args
+
     from assistant.bench import bench_retrieval
     from assistant.errors import BadInput
     from assistant.settings import load_settings
+    from retrieval.embeddings import Precision
 
     sizes = [int(x) for x in args.sizes.split(",") if x.strip()]
     settings = load_settings(args.config)
     precisions = [x.strip() for x in args.precision.split(",") if x.strip()] if args.precision else \
         [settings.retrieval.embedding_precision]
-    unknown = sorted(set(precisions) - {"fp32", "int8"})
+    known = get_args(Precision)
+    unknown = sorted(set(precisions) - set(known))
     if unknown:
-        raise BadInput(f"--precision: unknown {', '.join(unknown)} (fp32, int8)")
+        raise BadInput(f"--precision: unknown {', '.join(unknown)} ({', '.join(known)})")
     for report in bench_retrieval(settings, sizes, args.queries, args.chunk_chars, precisions):
         if args.json:
             _emit(report)

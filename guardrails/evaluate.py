@@ -173,15 +173,16 @@ def injection_metrics(guard, embedder) -> dict:
     out-of-fold) and a held-out set written separately, which nothing was tuned on."""
     from guardrails.checks.injection_classifier import HELD_OUT, LABELLED, training_rows
     from guardrails.checks.prompt_injection import PromptInjectionCheck
+    from guardrails.registry import CheckContext
     from guardrails.text import normalise
-    from guardrails.text_classifier import FOLDS, out_of_fold_scores
+    from guardrails.text_classifier import FOLDS, out_of_fold_scores, threshold_for_fpr
 
     labelled = load_labelled(LABELLED, ("attack", "benign"))
     held_out = load_labelled(HELD_OUT, ("attack", "benign"))
-    rules = PromptInjectionCheck(PromptInjectionCheck.Params()).rules.values()
+    rules = PromptInjectionCheck(PromptInjectionCheck.Params())
 
     def rule_hits(rows: list[dict]) -> np.ndarray:
-        return np.array([any(r.search(normalise(row["text"])) for r in rules) for row in rows])
+        return np.array([bool(rules.check(row["text"], CheckContext()).reasons) for row in rows])
 
     def is_attack(rows: list[dict]) -> np.ndarray:
         return np.array([r["label"] == "attack" for r in rows])
@@ -197,8 +198,7 @@ def injection_metrics(guard, embedder) -> dict:
     benign = np.sort(oof[~is_attack(train)])
     cv = {}
     for fpr in (0.005, 0.01, 0.02, 0.03, 0.05):
-        threshold = benign[len(benign) - 1 - int(np.floor(fpr * len(benign)))]
-        cv[str(fpr)] = _rates(oof[: len(labelled)] > threshold, is_attack(labelled))
+        cv[str(fpr)] = _rates(oof[: len(labelled)] >= threshold_for_fpr(benign, fpr), is_attack(labelled))
     report[f"classifier_cv_{FOLDS}fold"] = cv
     report["nanoguard_held_out"] = _nanoguard_rates(held_out, is_attack(held_out))
     # The whole input policy (rules, classifier and every other check) on the held-out set.

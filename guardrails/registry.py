@@ -22,8 +22,9 @@ class CheckContext(BaseModel):
 
     model_config = ConfigDict(arbitrary_types_allowed=True, frozen=True)
     redacted_input: str = ""
-    # The message before redaction, for pattern checks whose signal redaction can destroy
-    # (spaCy's English NER tags foreign words as names). Never stored, never returned.
+    # The message before redaction (input stage only), for checks whose signal redaction can
+    # destroy (spaCy's English NER tags foreign words as names) or that learned from text as
+    # typed. Never stored, never returned.
     original: str = ""
     context_texts: tuple[str, ...] = ()
     system_prompt: str = ""

@@ -67,6 +67,14 @@ def _fit(texts: list[str], vectors: np.ndarray, positive: np.ndarray):
     return vectorizers, model
 
 
+def threshold_for_fpr(benign_scores: np.ndarray, fpr: float) -> float:
+    """The lowest threshold at or above which at most `fpr` of these (sorted) benign scores lie."""
+    allowed = int(np.floor(fpr * len(benign_scores)))  # benign rows that may score at or above it
+    if allowed >= len(benign_scores):
+        return 0.0
+    return float(np.nextafter(benign_scores[len(benign_scores) - 1 - allowed], np.inf))
+
+
 def _probability(logits: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-logits))
 
@@ -96,13 +104,9 @@ class TextClassifier:
 
     def threshold_for_fpr(self, fpr: float) -> float:
         """The lowest score threshold whose cross-validated false-positive rate is at most `fpr`."""
-        scores = self.benign_scores
-        if not len(scores):
+        if not len(self.benign_scores):
             raise ValueError("classifier has no cross-validation scores to set a threshold from")
-        allowed = int(np.floor(fpr * len(scores)))  # benign rows that may score at or above it
-        if allowed >= len(scores):
-            return 0.0
-        return float(np.nextafter(scores[len(scores) - 1 - allowed], np.inf))
+        return threshold_for_fpr(self.benign_scores, fpr)
 
     def save(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
