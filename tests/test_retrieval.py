@@ -1,10 +1,13 @@
 """Loaders, chunking, incremental ingest and search against a real Chroma in a temp dir."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 from assistant.errors import BadInput
+from retrieval.catalog import Pending
 from retrieval.chunking import chunk_document
 from retrieval.loaders import load_file
 from retrieval.store import VectorStore, make_client
@@ -122,6 +125,49 @@ def test_identical_chunks_across_files_are_stored_once(kb):
     assert store.count() == 0 and catalog.documents() == []
 
 
+def test_small_files_are_written_in_one_batch(kb):
+    store, catalog, ingestor, retriever, docs = kb
+    for i in range(12):
+        (docs / f"note-{i:02d}.md").write_text(f"# Note {i}\n\n## Topic\n\nLantern model {i} needs {i + 2} batteries.\n")
+    writes = store._writes
+    summary = ingestor.ingest([docs])
+    assert summary.files == 12 and summary.chunks_added == 12 and not summary.errors
+    assert store._writes == writes + 1, "twelve files, one vector-store write"
+    assert len(catalog.documents()) == 12 and catalog.pending() == []
+    assert retriever.search("lantern model 7 batteries", 1)[0].source == "note-07.md"
+
+
+def test_a_batch_that_fails_to_embed_reports_each_file_and_keeps_nothing(kb, monkeypatch):
+    store, catalog, ingestor, retriever, docs = kb
+    for name in ("a.md", "b.md"):
+        (docs / name).write_text(f"# {name}\n\n## Part\n\nText of {name}.\n")
+    (docs / "bad.txt").write_bytes(b"\x00\x00binary")
+
+    def fail(texts, **kwargs):
+        raise RuntimeError("embedding model crashed")
+
+    monkeypatch.setattr(ingestor.embedder, "embed", fail)
+    summary = ingestor.ingest([docs])
+    errors = {Path(e["path"]).name: e["error"] for e in summary.errors}
+    assert summary.files == 0 and set(errors) == {"a.md", "b.md", "bad.txt"}
+    assert "embedding model crashed" in errors["a.md"]
+    assert store.count() == 0 and catalog.documents() == [] and catalog.pending() == []
+    monkeypatch.undo()
+    assert ingestor.ingest([docs]).chunks_added == 2, "nothing was half-written"
+
+
+def test_a_later_file_of_the_same_name_replaces_the_earlier(kb):
+    store, catalog, ingestor, retriever, docs = kb
+    for folder, days in (("old", 30), ("new", 45)):
+        (docs / folder).mkdir()
+        (docs / folder / "policy.md").write_text(f"# Policy\n\n## Window\n\nReturns within {days} days.\n")
+    summary = ingestor.ingest([docs / "old", docs / "new"])
+    assert summary.files == 2 and not summary.errors
+    assert [d["source"] for d in catalog.documents()] == ["policy.md"]
+    texts = store.collection.get(include=["documents"])["documents"]
+    assert len(texts) == 1 and "45 days" in texts[0]
+
+
 def test_a_failed_ingest_leaves_the_previous_version_whole(kb, monkeypatch):
     store, catalog, ingestor, retriever, docs = kb
     path = docs / "policy.md"
@@ -151,7 +197,7 @@ def test_chunks_of_an_interrupted_ingest_are_invisible_then_cleaned(kb):
     path = docs / "ghost.md"
     path.write_text("# Ghost\n\n## Haunting\n\nThe warehouse ghost answers questions about lanterns.\n")
     chunks = chunk_document(load_file(path, MB), 900, 100)
-    catalog.begin("ghost.md", [c.chunk_id for c in chunks], [])
+    catalog.begin([Pending("ghost.md", [c.chunk_id for c in chunks], [])])
     store.add(chunks, ingestor.embedder.embed([c.text for c in chunks]))  # ...and then the process was killed
     assert store.count() == 1 and retriever.search("warehouse ghost lanterns", 3) == []
     ingestor.ingest([])  # any later ingest recovers first
