@@ -125,12 +125,18 @@ class TextClassifier:
                    np.asarray(d["coef"]), float(d["intercept"]), d["trained_on"], np.asarray(d["benign_scores"]))
 
 
-def out_of_fold_scores(texts: list[str], vectors: np.ndarray, positive: np.ndarray) -> np.ndarray:
-    """Each row scored by a model trained on the other folds (vocabulary included)."""
+def folds(texts: Sequence[str], positive: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The cross-validation splits, (train, test) indices; fixed, so two models' out-of-fold
+    scores of one row come from models that saw the same other rows."""
     from sklearn.model_selection import StratifiedKFold
 
+    return list(StratifiedKFold(FOLDS, shuffle=True, random_state=0).split(texts, positive))
+
+
+def out_of_fold_scores(texts: list[str], vectors: np.ndarray, positive: np.ndarray) -> np.ndarray:
+    """Each row scored by a model trained on the other folds (vocabulary included)."""
     scores = np.zeros(len(texts))
-    for train, test in StratifiedKFold(FOLDS, shuffle=True, random_state=0).split(texts, positive):
+    for train, test in folds(texts, positive):
         vectorizers, model = _fit([texts[i] for i in train], vectors[train], positive[train])
         scores[test] = model.predict_proba(_features(vectorizers, [texts[i] for i in test], vectors[test]))[:, 1]
     return scores

@@ -7,6 +7,12 @@ trigger words), with everyday customer messages (`sentiment.jsonl`) and the
 sample questions added as benign rows, so short ordinary messages are not
 mistaken for attacks.
 
+With `lora: true` (the default) its score is averaged, in logit space, with a
+MiniLM encoder fine-tuned with LoRA on the same rows (`guardrails.lora_classifier`),
+shipped trained in `guardrails/models/injection-lora`. That model was trained on
+a hash of this data: when the data changes, start-up stops until
+`helpdesk train injection` has retrained it.
+
 The policy sets two operating points as cross-validated false-positive rates:
 a high score blocks, a middling one flags for a reviewer (the answer still goes
 through the output checks). `helpdesk eval guardrails` reports both on a
@@ -14,6 +20,7 @@ held-out set that nothing was tuned on.
 """
 from __future__ import annotations
 
+from functools import lru_cache
 from pathlib import Path
 from typing import ClassVar
 
@@ -21,13 +28,17 @@ import numpy as np
 from pydantic import Field, model_validator
 
 from assistant.jsonl import read_jsonl
-from guardrails.heads import DATA, load_labelled
+from assistant.errors import ModelUnavailable
+from guardrails.heads import DATA, data_hash, load_labelled
 from guardrails.registry import CheckContext, Params, register
-from guardrails.text_classifier import TextClassifier, classifier_for
+from guardrails.text import normalise
+from guardrails.text_classifier import (FOLDS, TextClassifier, classifier_for, out_of_fold_scores,
+                                        threshold_for_fpr)
 from guardrails.verdict import Action, CheckResult
 
 LABELLED = DATA / "injection.jsonl"
 HELD_OUT = DATA / "injection_heldout.jsonl"
+LORA_DIR = Path(__file__).parents[1] / "models" / "injection-lora"
 EVERYDAY = (DATA / "sentiment.jsonl", Path(__file__).parents[2] / "retrieval" / "sample_questions.jsonl")
 
 
@@ -49,10 +60,62 @@ def injection_classifier(embedder, cache_dir: Path | None) -> TextClassifier:
     return classifier_for(embedder, training_rows(), "attack", cache_dir / name if cache_dir else None)
 
 
+def combine(ngram: np.ndarray, lora: np.ndarray) -> np.ndarray:
+    """The two models' probabilities averaged in logit space."""
+    def logit(p: np.ndarray) -> np.ndarray:
+        p = np.clip(np.asarray(p, dtype=float), 1e-7, 1 - 1e-7)
+        return np.log(p / (1 - p))
+
+    return 1.0 / (1.0 + np.exp(-(logit(ngram) + logit(lora)) / 2))
+
+
+@lru_cache(maxsize=2)
+def lora_classifier(folder: Path = LORA_DIR, device: str = "cpu"):
+    """The shipped LoRA classifier; start-up stops if it is missing or was trained on other data."""
+    from guardrails.lora_classifier import load
+
+    model = load(folder, device)
+    wanted = data_hash(training_rows())
+    if model.meta.get("trained_on") != wanted:
+        raise ModelUnavailable(
+            f"the LoRA injection classifier in {folder} was trained on other data "
+            f"({model.meta.get('trained_on')}, the data is now {wanted}): run `helpdesk train injection`")
+    return model
+
+
+def train_lora(embedder, device: str = "cpu", folder: Path = LORA_DIR, model_path: str | None = None) -> dict:
+    """Retrain the LoRA classifier on the current data: cross-validated scores of the pair
+    (for thresholds), then the final fit on every row. Returns the metadata saved with it."""
+    from guardrails.lora_classifier import fit, out_of_fold, save
+
+    rows = training_rows()
+    texts = [normalise(r["text"]) for r in rows]
+    positive = np.asarray([r["label"] == "attack" for r in rows])
+    lora_oof = out_of_fold(texts, positive, device, model_path)
+    encoder, head, _ = fit(texts, positive, device, 0, model_path)
+    meta = lora_meta(rows, out_of_fold_scores(texts, np.asarray(embedder.embed(texts)), positive), lora_oof, device)
+    save(folder, encoder, head, meta)
+    lora_classifier.cache_clear()
+    return meta
+
+
+def lora_meta(rows: list[dict], ngram_oof: np.ndarray, lora_oof: np.ndarray, device: str) -> dict:
+    """What the check needs besides the weights: the data hash, and the pair's out-of-fold
+    scores (thresholds come from the benign ones; `eval guardrails` rates the attacks)."""
+    from guardrails.lora_classifier import EPOCHS, RANK
+
+    positive = np.asarray([r["label"] == "attack" for r in rows])
+    pair = combine(ngram_oof, lora_oof)
+    return {"trained_on": data_hash(rows), "rows": len(rows), "attacks": int(positive.sum()), "folds": FOLDS,
+            "rank": RANK, "epochs": EPOCHS, "trained_with": device,
+            "out_of_fold": [round(float(x), 6) for x in pair]}
+
+
 class InjectionClassifierParams(Params):
     block_fpr: float = Field(0.005, ge=0.0, le=1.0,
                              description="Block at the score whose cross-validated false-positive rate is this.")
-    flag_fpr: float = Field(0.03, ge=0.0, le=1.0, description="Flag for review at this false-positive rate.")
+    flag_fpr: float = Field(0.015, ge=0.0, le=1.0, description="Flag for review at this false-positive rate.")
+    lora: bool = Field(True, description="Average with the LoRA-tuned MiniLM classifier.")
 
     @model_validator(mode="after")
     def _ordered(self):
@@ -71,8 +134,14 @@ class InjectionClassifierCheck:
     def __init__(self, params: InjectionClassifierParams, embedder, cache_dir=None) -> None:
         self.embedder = embedder
         self.model = injection_classifier(embedder, cache_dir)
-        self.block_at = self.model.threshold_for_fpr(params.block_fpr)
-        self.flag_at = self.model.threshold_for_fpr(params.flag_fpr)
+        self.lora = lora_classifier(LORA_DIR, _device(embedder)) if params.lora else None
+        if self.lora is None:
+            benign = self.model.benign_scores
+        else:  # the pair's own cross-validated scores, on the rows the data hash names
+            positive = np.asarray([r["label"] == "attack" for r in training_rows()])
+            benign = np.sort(np.asarray(self.lora.meta["out_of_fold"])[~positive])
+        self.block_at = threshold_for_fpr(benign, params.block_fpr)
+        self.flag_at = threshold_for_fpr(benign, params.flag_fpr)
 
     def check(self, text: str, ctx: CheckContext) -> CheckResult:
         # The message as typed, which is what the classifier learned from: redaction can turn
@@ -80,10 +149,21 @@ class InjectionClassifierCheck:
         # sentiment and topic checks embed the same text, so a turn embeds it once.
         typed = ctx.original or text
         [score] = self.model.scores([typed], np.asarray(self.embedder.embed([typed])))
+        scores = {"attack_ngram": round(float(score), 4)}
+        if self.lora is not None:
+            [tuned] = self.lora.scores([normalise(typed)])
+            scores["attack_lora"] = round(float(tuned), 4)
+            [score] = combine(np.array([score]), np.array([tuned]))
         score = float(score)
-        scores = {"attack": round(score, 4)}
+        scores["attack"] = round(score, 4)
         if score >= self.block_at:
             return CheckResult(self.name, Action.BLOCK, ("prompt_injection:classifier",), scores)
         if score >= self.flag_at:
             return CheckResult(self.name, Action.FLAG, ("prompt_injection:classifier",), scores)
         return CheckResult(self.name, Action.ALLOW, (), scores)
+
+
+def _device(embedder) -> str:
+    """Score where the embedding model runs (a GPU when there is one)."""
+    device = getattr(getattr(embedder, "model", None), "device", None)
+    return "cuda" if device is not None and getattr(device, "type", "") == "cuda" else "cpu"
