@@ -227,8 +227,9 @@ def cmd_eval_guardrails(args) -> int:
           f"held-out set {held['attacks']} / {held['benign']}")
     for name, m in inj["rules"].items():
         print(f"  rules alone, {name:9}  TPR {m['tpr']:.3f}  FPR {m['fpr']:.3f}")
-    for fpr, m in inj["classifier_cv_5fold"].items():
-        print(f"  classifier (5-fold CV) at {fpr} FPR target: TPR {m['tpr']:.3f}  FPR {m['fpr']:.3f}")
+    for key, name in (("classifier_cv_5fold", "n-gram model"), ("pair_cv_5fold", "n-gram + LoRA")):
+        for fpr, m in inj[key].items():
+            print(f"  {name:13} (5-fold CV) at {fpr} FPR target: TPR {m['tpr']:.3f}  FPR {m['fpr']:.3f}")
     if inj["nanoguard_held_out"]:
         m = inj["nanoguard_held_out"]
         print(f"  packaged NanoGuard, held-out, at 2% FPR: TPR {m['tpr']:.3f}  FPR {m['fpr']:.3f}  (AUC {m['auc']:.3f})")
@@ -250,6 +251,16 @@ def cmd_eval_guardrails(args) -> int:
         if label != "macro_f1":
             print(f"  {label:14} P {m['precision']:.3f}  R {m['recall']:.3f}  F1 {m['f1']:.3f}  (n={m['n']})")
     print(f"  macro F1 {report['sentiment']['macro_f1']:.3f}")
+    return 0
+
+
+def cmd_train_injection(args) -> int:
+    """Retrain the LoRA injection classifier on the current data (cross-validation, then the final fit)."""
+    from guardrails.checks.injection_classifier import LORA_DIR, train_lora
+
+    meta = train_lora(_services(args).embedder, args.device, LORA_DIR)
+    print(f"trained on {meta['rows']} rows ({meta['attacks']} attacks) with {meta['trained_with']}; "
+          f"saved to {LORA_DIR}")
     return 0
 
 
@@ -377,6 +388,12 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--pii-sentences", type=int, default=1200)
     q.add_argument("--json", action="store_true")
     q.set_defaults(func=cmd_eval_guardrails)
+
+    p = sub.add_parser("train", help="retrain a guardrail model").add_subparsers(dest="what", required=True)
+    q = p.add_parser("injection", help="the LoRA injection classifier, after its data changed "
+                                       "(about an hour on 2 CPU cores, a few minutes on a GPU)")
+    q.add_argument("--device", default="cpu", help="cpu, or cuda where there is a GPU")
+    q.set_defaults(func=cmd_train_injection)
 
     p = sub.add_parser("bench", help="measure speed").add_subparsers(dest="what", required=True)
     q = p.add_parser("turns", help="full chat turns on sample questions: latency by stage")

@@ -171,7 +171,7 @@ def _nanoguard_rates(rows: list[dict], attack: np.ndarray) -> dict | None:
 def injection_metrics(guard, embedder) -> dict:
     """Injection detection on two labelled sets: the training set (the classifier scored
     out-of-fold) and a held-out set written separately, which nothing was tuned on."""
-    from guardrails.checks.injection_classifier import HELD_OUT, LABELLED, training_rows
+    from guardrails.checks.injection_classifier import HELD_OUT, LABELLED, LORA_DIR, lora_classifier, training_rows
     from guardrails.checks.prompt_injection import PromptInjectionCheck
     from guardrails.registry import CheckContext
     from guardrails.text import normalise
@@ -200,6 +200,13 @@ def injection_metrics(guard, embedder) -> dict:
     for fpr in (0.005, 0.01, 0.02, 0.03, 0.05):
         cv[str(fpr)] = _rates(oof[: len(labelled)] >= threshold_for_fpr(benign, fpr), is_attack(labelled))
     report[f"classifier_cv_{FOLDS}fold"] = cv
+    # The n-gram model and the LoRA-tuned encoder averaged, as the default policy runs them:
+    # their out-of-fold scores were saved when the LoRA model was trained on these rows.
+    pair_oof = np.asarray(lora_classifier(LORA_DIR).meta["out_of_fold"])
+    pair_benign = np.sort(pair_oof[~is_attack(train)])
+    report[f"pair_cv_{FOLDS}fold"] = {
+        str(fpr): _rates(pair_oof[: len(labelled)] >= threshold_for_fpr(pair_benign, fpr), is_attack(labelled))
+        for fpr in (0.005, 0.01, 0.015, 0.02, 0.03)}
     report["nanoguard_held_out"] = _nanoguard_rates(held_out, is_attack(held_out))
     # The whole input policy (rules, classifier and every other check) on the held-out set.
     verdicts = [guard.inspect_input(r["text"]) for r in held_out]

@@ -94,7 +94,7 @@ def fit(texts: Sequence[str], positive: np.ndarray, device: str = "cpu", seed: i
             optimiser.step()
             schedule.step()
             optimiser.zero_grad()
-        log.info("LoRA classifier: epoch %d of %d, last batch loss %.4f", epoch + 1, epochs, float(loss))
+        log.info("LoRA classifier: epoch %d of %d, last batch loss %.4f", epoch + 1, epochs, loss.item())
     encoder.eval()
     return encoder, head, tokenizer
 
