@@ -37,6 +37,9 @@ class Check(Protocol):
 
     def check(self, text: str, ctx: CheckContext) -> CheckResult: ...
 
+    # Optional: `prefetch(original: str) -> None` starts work that needs only the message
+    # as typed (model scores, embeddings), which the guard runs alongside PII detection.
+
 
 _REGISTRY: dict[str, type] = {}
 

@@ -31,6 +31,20 @@ def test_input_check_that_raises_blocks_and_flags(services):
     assert row["flagged"] is True
 
 
+def test_injection_model_that_breaks_blocks_even_after_a_failed_prefetch(services, monkeypatch):
+    """The LoRA model scores early, beside PII detection; if that fails, the check itself
+    scores again, and its failure blocks the message: a broken model never passes one."""
+    guard = Guard.from_file()
+    check = next(c for c in guard.input_checks if c.name == "injection_classifier")
+
+    def broken(texts):
+        raise RuntimeError("the LoRA model broke")
+
+    monkeypatch.setattr(check.lora, "scores", broken)
+    verdict = guard.inspect_input("Where is my parcel? It was due on Monday.")
+    assert verdict.action.value == "block" and "check_error:injection_classifier" in verdict.reasons
+
+
 def test_output_check_that_raises_blocks_the_answer(services):
     guard = Guard.from_file()
     guard.output_checks = [Exploding()]

@@ -20,6 +20,8 @@ held-out set that nothing was tuned on.
 """
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from functools import lru_cache
 from pathlib import Path
 from typing import ClassVar
@@ -142,6 +144,24 @@ class InjectionClassifierCheck:
             benign = np.sort(np.asarray(self.lora.meta["out_of_fold"])[~positive])
         self.block_at = threshold_for_fpr(benign, params.block_fpr)
         self.flag_at = threshold_for_fpr(benign, params.flag_fpr)
+        self._lock = threading.Lock()
+        self._recent: OrderedDict[str, float] = OrderedDict()  # LoRA scores of the last messages
+
+    def prefetch(self, original: str) -> None:
+        """Score the message with the LoRA model while the guard runs PII detection."""
+        if self.lora is not None:
+            self._lora_score(original)
+
+    def _lora_score(self, typed: str) -> float:
+        with self._lock:
+            if typed in self._recent:
+                return self._recent[typed]
+        [score] = self.lora.scores([normalise(typed)])
+        with self._lock:
+            self._recent[typed] = float(score)
+            while len(self._recent) > 256:
+                self._recent.popitem(last=False)
+        return float(score)
 
     def check(self, text: str, ctx: CheckContext) -> CheckResult:
         # The message as typed, which is what the classifier learned from: redaction can turn
@@ -151,8 +171,8 @@ class InjectionClassifierCheck:
         [score] = self.model.scores([typed], np.asarray(self.embedder.embed([typed])))
         scores = {"attack_ngram": round(float(score), 4)}
         if self.lora is not None:
-            [tuned] = self.lora.scores([normalise(typed)])
-            scores["attack_lora"] = round(float(tuned), 4)
+            tuned = self._lora_score(typed)
+            scores["attack_lora"] = round(tuned, 4)
             [score] = combine(np.array([score]), np.array([tuned]))
         score = float(score)
         scores["attack"] = round(score, 4)
