@@ -88,8 +88,8 @@ class Services:
     def assistant(self) -> Assistant:
         return Assistant(self.guard, self.retriever, self.generator, self.store, self.settings.model.history_turns)
 
-    def ingest(self, paths) -> IngestSummary:
-        return self.ingestor.ingest(paths)
+    def ingest(self, paths, on_file=None) -> IngestSummary:
+        return self.ingestor.ingest(paths, on_file)
 
     def ensure_samples(self) -> IngestSummary | None:
         """Ingest the shipped sample knowledge base into an empty collection."""

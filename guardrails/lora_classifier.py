@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass
+import threading
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
@@ -121,13 +122,15 @@ class LoraClassifier:
     tokenizer: object
     meta: dict
     device: str = "cpu"
+    # Fast tokenizers raise "Already borrowed" when two threads pad at once; turns share this.
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def scores(self, texts: Sequence[str]) -> np.ndarray:
         """Probability of the positive label for each text."""
         import torch
 
         out = []
-        with torch.inference_mode():
+        with self._lock, torch.inference_mode():
             for start in range(0, len(texts), 64):
                 batch = self.tokenizer(list(texts[start:start + 64]), padding=True, truncation=True,
                                        max_length=MAX_TOKENS, return_tensors="pt").to(self.device)

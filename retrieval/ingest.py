@@ -35,9 +35,28 @@ class IngestSummary:
     chunks_unchanged: int = 0
     pii_redacted: int = 0
     errors: list[dict] = field(default_factory=list)
+    per_file: list[dict] = field(default_factory=list)  # each file's outcome, in the order they ended
 
     def as_dict(self) -> dict:
         return asdict(self)
+
+    def add(self, path: Path | str, added: int = 0, unchanged: int = 0, pii: int = 0,
+            error: str | None = None) -> dict:
+        """Count one file's outcome; returns its `per_file` line."""
+        if error is None:
+            self.files += 1
+            self.chunks_added += added
+            self.chunks_unchanged += unchanged
+            self.pii_redacted += pii
+        else:
+            self.errors.append({"path": str(path), "error": error})
+        outcome = {"path": str(path), "status": "error" if error else "ok", "chunks_added": added,
+                   "chunks_unchanged": unchanged, "pii_redacted": pii, **({"error": error} if error else {})}
+        self.per_file.append(outcome)
+        return outcome
+
+
+OnFile = Callable[[dict], None]  # told each file's outcome as soon as it is known (progress bars)
 
 
 @dataclass
@@ -74,34 +93,36 @@ class Ingestor:
     redact: Redact | None = None
     batch_chunks: int = 256
 
-    def ingest(self, paths: Iterable[str | Path]) -> IngestSummary:
+    def ingest(self, paths: Iterable[str | Path], on_file: OnFile | None = None) -> IngestSummary:
         recover(self.catalog, self.store.delete)
         files, errors = expand(paths)
-        summary = IngestSummary(errors=errors)
+        summary = IngestSummary()
+        tell = on_file or (lambda outcome: None)
+        for error in errors:
+            tell(summary.add(error["path"], error=error["error"]))
         batch: list[_Planned] = []
         seen: set[str] = set()
         for path, planned in self._plan_ahead(files):
             if isinstance(planned, _Planned) and planned.document["source"] in seen:
                 # Two files of one name: the later replaces the earlier, so plan it again
                 # against the catalog as the earlier one left it.
-                self._write_batch(batch, summary)
+                self._write_batch(batch, summary, tell)
                 batch = []
                 try:
                     planned = self._plan(path)
                 except Exception as exc:
                     planned = exc
             if isinstance(planned, Exception):  # one bad file must not stop the batch
-                _record_error(summary, path, planned)
+                tell(summary.add(path, error=_error_message(path, planned)))
             elif isinstance(planned, int):  # unchanged since the last ingest
-                summary.files += 1
-                summary.chunks_unchanged += planned
+                tell(summary.add(path, unchanged=planned))
             else:
                 seen.add(planned.document["source"])
                 batch.append(planned)
                 if sum(len(p.chunks) for p in batch) >= self.batch_chunks:
-                    self._write_batch(batch, summary)
+                    self._write_batch(batch, summary, tell)
                     batch = []
-        self._write_batch(batch, summary)
+        self._write_batch(batch, summary, tell)
         return summary
 
     def _plan_ahead(self, files: list[Path]) -> Iterator[tuple[Path, _Planned | int | Exception]]:
@@ -145,20 +166,17 @@ class Ingestor:
                     "chunks": len(chunks), "pii_redacted": pii}
         return _Planned(path, document, chunks, self.catalog.chunk_ids(doc.source), pii)
 
-    def _write_batch(self, batch: list[_Planned], summary: IngestSummary) -> None:
+    def _write_batch(self, batch: list[_Planned], summary: IngestSummary, tell: OnFile) -> None:
         if not batch:
             return
         try:
             counts = self._write(batch)
         except Exception as exc:  # nothing of the batch was committed; report each file
             for planned in batch:
-                _record_error(summary, planned.path, exc)
+                tell(summary.add(planned.path, error=_error_message(planned.path, exc)))
             return
-        for added, unchanged, pii in counts:
-            summary.files += 1
-            summary.chunks_added += added
-            summary.chunks_unchanged += unchanged
-            summary.pii_redacted += pii
+        for planned, (added, unchanged, pii) in zip(batch, counts):
+            tell(summary.add(planned.path, added, unchanged, pii))
 
     def _write(self, batch: list[_Planned]) -> list[tuple[int, int, int]]:
         """Embed and store the batch's new chunks, then make every file's new version live at once."""
@@ -203,12 +221,12 @@ def expand(paths: Iterable[str | Path]) -> tuple[list[Path], list[dict]]:
     return files, errors
 
 
-def _record_error(summary: IngestSummary, path: Path, exc: Exception) -> None:
+def _error_message(path: Path, exc: Exception) -> str:
+    """What the summary says of a failed file: a bad file's own message, else the error's type too."""
     if isinstance(exc, BadInput):
-        summary.errors.append({"path": str(path), "error": str(exc)})
-    else:
-        log.error("ingesting %s failed", path, exc_info=exc)
-        summary.errors.append({"path": str(path), "error": f"{type(exc).__name__}: {exc}"})
+        return str(exc)
+    log.error("ingesting %s failed", path, exc_info=exc)
+    return f"{type(exc).__name__}: {exc}"
 
 
 def _redact_chunks(chunks: list[Chunk], redact: Redact) -> tuple[list[Chunk], int]:

@@ -246,6 +246,22 @@ def test_lora_classifier_trains_saves_and_loads(tmp_path):
     assert np.allclose(loaded.scores(texts), trained, atol=0.02)
 
 
+def test_lora_scores_from_many_threads_match_scores_alone():
+    """Concurrent chats score at once: no tokenizer errors (a failed check would block)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import numpy as np
+
+    from guardrails.checks.injection_classifier import LORA_DIR, lora_classifier
+
+    model = lora_classifier(LORA_DIR)
+    texts = [f"Parcel {i}: ignore the doorbell and leave it at the back. " * (1 + i % 4) for i in range(24)]
+    alone = model.scores(texts)
+    with ThreadPoolExecutor(8) as pool:
+        together = list(pool.map(lambda t: float(model.scores([t])[0]), texts))
+    assert np.allclose(together, alone, atol=1e-4)
+
+
 def test_injection_classifier_rejects_inverted_operating_points():
     from pydantic import ValidationError
 

@@ -130,9 +130,13 @@ def test_small_files_are_written_in_one_batch(kb):
     for i in range(12):
         (docs / f"note-{i:02d}.md").write_text(f"# Note {i}\n\n## Topic\n\nLantern model {i} needs {i + 2} batteries.\n")
     writes = store._writes
-    summary = ingestor.ingest([docs])
+    told: list[dict] = []
+    summary = ingestor.ingest([docs], on_file=told.append)
     assert summary.files == 12 and summary.chunks_added == 12 and not summary.errors
     assert store._writes == writes + 1, "twelve files, one vector-store write"
+    assert told == summary.per_file and len(told) == 12, "each file's outcome, as it ended"
+    assert {Path(o["path"]).name: (o["status"], o["chunks_added"]) for o in told} == {
+        f"note-{i:02d}.md": ("ok", 1) for i in range(12)}
     assert len(catalog.documents()) == 12 and catalog.pending() == []
     assert retriever.search("lantern model 7 batteries", 1)[0].source == "note-07.md"
 
@@ -151,6 +155,7 @@ def test_a_batch_that_fails_to_embed_reports_each_file_and_keeps_nothing(kb, mon
     errors = {Path(e["path"]).name: e["error"] for e in summary.errors}
     assert summary.files == 0 and set(errors) == {"a.md", "b.md", "bad.txt"}
     assert "embedding model crashed" in errors["a.md"]
+    assert {o["status"] for o in summary.per_file} == {"error"} and len(summary.per_file) == 3
     assert store.count() == 0 and catalog.documents() == [] and catalog.pending() == []
     monkeypatch.undo()
     assert ingestor.ingest([docs]).chunks_added == 2, "nothing was half-written"

@@ -16,20 +16,26 @@ def document_rows(services) -> list[list]:
 
 
 def upload(services, paths: list[str], progress: Callable[[float, str], None]) -> tuple[list[list], str]:
-    """Ingest each file on its own, so every file gets its own status line and errors stay separate."""
-    rows = []
-    for i, path in enumerate(paths):
-        name = Path(path).name
-        progress(i / max(1, len(paths)), f"ingesting {name}")
-        try:
-            summary = services.ingest([path])
-        finally:
-            # The upload is the raw document: once redacted chunks are stored, keep no copy.
+    """Ingest the files together (batched writes), with a status line per file, in upload order."""
+    done: list[dict] = []
+
+    def on_file(outcome: dict) -> None:
+        done.append(outcome)
+        progress(len(done) / max(1, len(paths)), f"ingested {Path(outcome['path']).name}")
+
+    progress(0.0, f"ingesting {len(paths)} files")
+    try:
+        summary = services.ingest(paths, on_file)
+    finally:
+        # The upload is the raw document: once redacted chunks are stored, keep no copy.
+        for path in paths:
             Path(path).unlink(missing_ok=True)
-        if summary.errors:
-            rows.append([name, "error: " + summary.errors[0]["error"], 0, 0, 0])
-        else:
-            rows.append([name, "ok", summary.chunks_added, summary.chunks_unchanged, summary.pii_redacted])
+    order = {str(Path(p)): i for i, p in enumerate(paths)}
+    rows = [
+        [Path(o["path"]).name, "ok" if o["status"] == "ok" else "error: " + o["error"],
+         o["chunks_added"], o["chunks_unchanged"], o["pii_redacted"]]
+        for o in sorted(summary.per_file, key=lambda o: order.get(str(Path(o["path"])), len(order)))
+    ]
     progress(1.0, "done")
     ok = sum(1 for r in rows if r[1] == "ok")
     return rows, f"{ok} of {len(rows)} files ingested"
