@@ -122,7 +122,8 @@ class LoraClassifier:
     tokenizer: object
     meta: dict
     device: str = "cpu"
-    # Fast tokenizers raise "Already borrowed" when two threads pad at once; turns share this.
+    # A fast tokenizer sets its padding and truncation state on each call, and two threads
+    # doing so at once can clash ("Already borrowed", huggingface/tokenizers#537): take turns.
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def scores(self, texts: Sequence[str]) -> np.ndarray:
