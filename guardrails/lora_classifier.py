@@ -4,12 +4,11 @@ Why: the n-gram + frozen-embedding model (`guardrails.text_classifier`) reads
 meaning only through one fixed sentence vector. Fine-tuning the encoder itself
 learns what separates "ignore my previous message, I found the parcel" from
 "ignore your previous instructions". On the injection set, 5-fold
-cross-validation gave TPR 0.925 at a 2% FPR on the hard negatives, against
-0.858 for the n-gram model, and 0.934 for the two averaged in logit space.
+cross-validation gave TPR 0.919 at a 2% FPR on the hard negatives, against
+0.858 for the n-gram model, and 0.930 for the two averaged in logit space.
 
 LoRA keeps what we ship small: low-rank updates to the attention and
-feed-forward weights plus a one-unit head, about 2.6 MB as float16
-safetensors, applied to the packaged all-MiniLM-L6-v2 weights at load time and
+feed-forward weights plus a one-unit head, 1.4 MB as float16 safetensors, applied to the packaged all-MiniLM-L6-v2 weights at load time and
 merged into them, so scoring costs one plain encoder pass. Training runs on a
 GPU in about a minute or on this project's 2-core CPUs in about an hour
 (cross-validation is five of the eight trainings): `helpdesk train injection`.
@@ -106,10 +105,11 @@ def out_of_fold(texts: Sequence[str], positive: np.ndarray, device: str = "cpu",
     from guardrails.text_classifier import folds
 
     scores = np.zeros(len(texts))
-    for k, (train, test) in enumerate(folds(texts, positive)):
+    splits = folds(texts, positive)
+    for k, (train, test) in enumerate(splits):
         encoder, head, tokenizer = fit([texts[i] for i in train], positive[train], device, k, model_path)
         scores[test] = LoraClassifier(encoder, head, tokenizer, {}, device).scores([texts[i] for i in test])
-        log.info("LoRA classifier: fold %d of %d scored", k + 1, len(folds(texts, positive)))
+        log.info("LoRA classifier: fold %d of %d scored", k + 1, len(splits))
     return scores
 
 

@@ -25,6 +25,30 @@ def default_model_path() -> str:
 Precision = Literal["fp32", "int8"]
 
 
+class Recent:
+    """The values last computed for up to `size` texts: work that several guardrail checks
+    ask for in one turn (an embedding, a model's score) is done once."""
+
+    def __init__(self, size: int = RECENT) -> None:
+        self._values: OrderedDict[str, object] = OrderedDict()
+        self._size = size
+        self._lock = threading.Lock()
+
+    def get(self, text: str):
+        with self._lock:
+            return self._values.get(text)
+
+    def put(self, text: str, value) -> None:
+        with self._lock:
+            self._values[text] = value
+            while len(self._values) > self._size:
+                self._values.popitem(last=False)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._values.clear()
+
+
 class Embedder:
     """Unit-length vectors, so cosine similarity is a dot product.
 
@@ -50,26 +74,24 @@ class Embedder:
         self.precision = precision
         self.dim = self.model.get_embedding_dimension() if hasattr(self.model, "get_embedding_dimension") else 384
         self._lock = threading.Lock()
-        self._recent: OrderedDict[str, list[float]] = OrderedDict()
+        self._recent = Recent()
 
     def forget_recent(self) -> None:
         """Drop remembered single-text vectors (benchmarks time real embedding)."""
-        with self._lock:
-            self._recent.clear()
+        self._recent.clear()
 
     def embed(self, texts: Sequence[str], batch_size: int = 32) -> list[list[float]]:
         if not texts:
             return []
         with self._lock:
-            if len(texts) == 1 and texts[0] in self._recent:  # several guardrail checks embed one message
-                return [list(self._recent[texts[0]])]
+            remembered = self._recent.get(texts[0]) if len(texts) == 1 else None
+            if remembered is not None:  # several guardrail checks embed one message
+                return [list(remembered)]
             vectors = self.model.encode(
                 list(texts), batch_size=batch_size, normalize_embeddings=True, show_progress_bar=False
             ).tolist()
             if len(texts) == 1:
-                self._recent[texts[0]] = vectors[0]
-                while len(self._recent) > RECENT:
-                    self._recent.popitem(last=False)
+                self._recent.put(texts[0], vectors[0])
         return vectors
 
 

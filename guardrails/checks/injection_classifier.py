@@ -20,8 +20,6 @@ held-out set that nothing was tuned on.
 """
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
 from functools import lru_cache
 from pathlib import Path
 from typing import ClassVar
@@ -37,6 +35,7 @@ from guardrails.text import normalise
 from guardrails.text_classifier import (FOLDS, TextClassifier, classifier_for, out_of_fold_scores,
                                         threshold_for_fpr)
 from guardrails.verdict import Action, CheckResult
+from retrieval.embeddings import Recent
 
 LABELLED = DATA / "injection.jsonl"
 HELD_OUT = DATA / "injection_heldout.jsonl"
@@ -144,8 +143,7 @@ class InjectionClassifierCheck:
             benign = np.sort(np.asarray(self.lora.meta["out_of_fold"])[~positive])
         self.block_at = threshold_for_fpr(benign, params.block_fpr)
         self.flag_at = threshold_for_fpr(benign, params.flag_fpr)
-        self._lock = threading.Lock()
-        self._recent: OrderedDict[str, float] = OrderedDict()  # LoRA scores of the last messages
+        self._recent = Recent()  # LoRA scores of the last messages: prefetch, then check
 
     def prefetch(self, original: str) -> None:
         """Score the message with the LoRA model while the guard runs PII detection."""
@@ -153,14 +151,11 @@ class InjectionClassifierCheck:
             self._lora_score(original)
 
     def _lora_score(self, typed: str) -> float:
-        with self._lock:
-            if typed in self._recent:
-                return self._recent[typed]
+        remembered = self._recent.get(typed)
+        if remembered is not None:
+            return remembered
         [score] = self.lora.scores([normalise(typed)])
-        with self._lock:
-            self._recent[typed] = float(score)
-            while len(self._recent) > 256:
-                self._recent.popitem(last=False)
+        self._recent.put(typed, float(score))
         return float(score)
 
     def check(self, text: str, ctx: CheckContext) -> CheckResult:
