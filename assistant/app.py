@@ -13,6 +13,7 @@ from assistant.store import Store
 from finetune.registry import current_adapter
 from guardrails.guard import Guard
 from guardrails.vault import Vault, load_key
+from retrieval.embed_process import EmbeddingProcess
 from retrieval.embeddings import Embedder, get_embedder
 from retrieval.catalog import Catalog
 from retrieval.ingest import IngestSummary, Ingestor
@@ -68,6 +69,7 @@ class Services:
             self.vectors, self.catalog, self.embedder, r.chunk_size, r.chunk_overlap,
             int(r.max_file_mb * 1_000_000),
             redact=lambda text: self.guard.redact(text, r.redact_entities),
+            helper=EmbeddingProcess(None, r.embedding_device, r.embedding_precision) if r.embedding_process else None,
         )
 
     @cached_property

@@ -46,6 +46,8 @@ class RetrievalSettings(_Strict):
     embedding_device: str = "cpu"
     embedding_precision: Literal["fp32", "int8"] = Field(
         "fp32", description="int8: faster CPU ingestion, slightly weaker vectors. Re-ingest after changing it.")
+    embedding_process: bool = Field(
+        True, description="Ingests of more than one batch embed in a child process, beside the writes.")
     k: int = Field(4, ge=1, le=50, description="Chunks retrieved per turn.")
     mode: Literal["vector", "bm25", "hybrid", "hybrid+rerank"] = "hybrid"
     rerank_weight: float = Field(0.5, ge=0.0, le=10.0, description="hybrid+rerank: weight of the best sentence.")

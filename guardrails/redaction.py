@@ -70,9 +70,13 @@ class Redactor:
         from presidio_analyzer import AnalyzerEngine, Pattern, PatternRecognizer, RecognizerRegistry
         from presidio_anonymizer import AnonymizerEngine
 
+        from guardrails.phone import GatedPhoneRecognizer
+
         engine = nlp_engine(spacy_model)
         registry = RecognizerRegistry(supported_languages=["en"])
         registry.load_predefined_recognizers(nlp_engine=engine, languages=["en"])
+        registry.remove_recognizer("PhoneRecognizer")
+        registry.add_recognizer(GatedPhoneRecognizer())
         registry.add_recognizer(_mastercard_2_series())
         for spec in recognizers:
             registry.add_recognizer(
@@ -124,8 +128,12 @@ class Redactor:
         from presidio_analyzer.nlp_engine import NlpArtifacts
 
         doc = self._nlp_engine.nlp["en"].make_doc(text)
+        indices, lemmas = [], []
+        for token in doc:  # one pass: each step through a spaCy Doc builds its Token objects anew
+            indices.append(token.idx)
+            lemmas.append(token.lower_)
         return NlpArtifacts(
-            entities=[], tokens=doc, tokens_indices=[t.idx for t in doc], lemmas=[t.lower_ for t in doc],
+            entities=[], tokens=doc, tokens_indices=indices, lemmas=lemmas,
             nlp_engine=self._nlp_engine, language="en", scores=[],
         )
 

@@ -8,10 +8,9 @@ file) is not stored again. Each file is ingested whole or not at all (see
 from __future__ import annotations
 
 import hashlib
-import itertools
 import logging
+import threading
 from collections import deque
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
@@ -19,13 +18,13 @@ from typing import Callable, Iterable, Iterator
 from assistant.errors import BadInput
 from retrieval.catalog import Catalog, Pending, recover
 from retrieval.chunking import Chunk, chunk_document, chunk_id
+from retrieval.embed_process import EmbeddingProcess
 from retrieval.embeddings import Embedder
 from retrieval.loaders import SUPPORTED, load_file
 from retrieval.store import VectorStore
 
 log = logging.getLogger(__name__)
 Redact = Callable[[str], tuple[str, list]]
-LOOKAHEAD_FILES = 16  # planned files waiting for the writer: bounded, so memory is too
 
 
 @dataclass
@@ -82,6 +81,10 @@ class Ingestor:
     call, one vector-store write and one catalog transaction per step for the whole
     batch, instead of per file (those fixed costs were a third of the time for small
     files). Each file is still ingested whole or not at all.
+
+    With a `helper` process, an ingest of more than one batch starts it, and from then on
+    each batch is embedded there while the one before it is written (see
+    `retrieval.embed_process`).
     """
 
     store: VectorStore
@@ -92,6 +95,13 @@ class Ingestor:
     max_bytes: int
     redact: Redact | None = None
     batch_chunks: int = 256
+    helper: EmbeddingProcess | None = None
+
+    def warm_up(self) -> None:
+        """Start the helper process now and wait until it has loaded (benchmarks time steady state)."""
+        if self.helper is not None:
+            self.helper.start()
+            self.helper.ready(wait=300)
 
     def ingest(self, paths: Iterable[str | Path], on_file: OnFile | None = None) -> IngestSummary:
         recover(self.catalog, self.store.delete)
@@ -100,56 +110,91 @@ class Ingestor:
         tell = on_file or (lambda outcome: None)
         for error in errors:
             tell(summary.add(error["path"], error=error["error"]))
+        # One ingest at a time talks to the helper; a second one at once embeds in-process.
+        helper = self.helper if self.helper is not None and self.helper.lock.acquire(blocking=False) else None
+        try:
+            self._ingest_files(files, summary, _BatchWriter(self, summary, tell, helper))
+        finally:
+            if helper is not None:
+                helper.lock.release()
+        return summary
+
+    def _ingest_files(self, files: list[Path], summary: IngestSummary, writer: _BatchWriter) -> None:
         batch: list[_Planned] = []
         seen: set[str] = set()
         for path, planned in self._plan_ahead(files):
             if isinstance(planned, _Planned) and planned.document["source"] in seen:
                 # Two files of one name: the later replaces the earlier, so plan it again
                 # against the catalog as the earlier one left it.
-                self._write_batch(batch, summary, tell)
+                writer.push(batch)
+                writer.flush()
                 batch = []
                 try:
                     planned = self._plan(path)
                 except Exception as exc:
                     planned = exc
             if isinstance(planned, Exception):  # one bad file must not stop the batch
-                tell(summary.add(path, error=_error_message(path, planned)))
+                writer.tell(summary.add(path, error=_error_message(path, planned)))
             elif isinstance(planned, int):  # unchanged since the last ingest
-                tell(summary.add(path, unchanged=planned))
+                writer.tell(summary.add(path, unchanged=planned))
             else:
                 seen.add(planned.document["source"])
                 batch.append(planned)
                 if sum(len(p.chunks) for p in batch) >= self.batch_chunks:
-                    self._write_batch(batch, summary, tell)
+                    writer.push(batch)
                     batch = []
-        self._write_batch(batch, summary, tell)
-        return summary
+        writer.push(batch)
+        writer.flush()
 
     def _plan_ahead(self, files: list[Path]) -> Iterator[tuple[Path, _Planned | int | Exception]]:
-        """Each file's plan, in order, made on a worker thread a few files ahead: loading and
-        redacting the next files overlaps embedding the current batch (torch releases the GIL)."""
-        pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ingest-plan")
-        queue = iter(files)
-        ahead = deque((p, pool.submit(self._plan, p)) for p in itertools.islice(queue, LOOKAHEAD_FILES))
-        try:
-            while ahead:
-                path, future = ahead.popleft()
-                for following in itertools.islice(queue, 1):
-                    ahead.append((following, pool.submit(self._plan, following)))
+        """Each file's plan, in order, made on a worker thread ahead of the writer: loading and
+        redacting the next files overlaps embedding the current batch (torch releases the GIL).
+        The worker stays up to two batches ahead, counted in chunks, so memory is bounded and
+        the writer never waits for a batch to be planned (16 files ahead was 160 chunks: each
+        256-chunk batch then waited for the rest to be redacted)."""
+        ready: deque[tuple[Path, _Planned | int | Exception]] = deque()
+        held = 0  # chunks planned and not yet taken
+        stop = False
+        changed = threading.Condition()
+
+        def plan_all() -> None:
+            nonlocal held
+            for path in files:
+                with changed:
+                    changed.wait_for(lambda: stop or held < 2 * self.batch_chunks)
+                    if stop:
+                        return
                 try:
-                    planned = future.result()
+                    planned: _Planned | int | Exception = self._plan(path)
                 except Exception as exc:
                     planned = exc
+                with changed:
+                    ready.append((path, planned))
+                    held += _held(planned)
+                    changed.notify_all()
+
+        worker = threading.Thread(target=plan_all, name="ingest-plan", daemon=True)
+        worker.start()
+        try:
+            for _ in files:
+                with changed:
+                    changed.wait_for(lambda: ready)
+                    path, planned = ready.popleft()
+                    held -= _held(planned)
+                    changed.notify_all()
                 yield path, planned
         finally:
-            pool.shutdown(wait=True, cancel_futures=True)
+            with changed:
+                stop = True
+                changed.notify_all()
+            worker.join()
 
     def ingest_file(self, path: Path) -> tuple[int, int, int]:
         """One file on its own. Returns (chunks added, chunks unchanged, PII spans redacted)."""
         planned = self._plan(path)
         if isinstance(planned, int):
             return 0, planned, 0
-        return self._write([planned])[0]
+        return self._write([planned], self._embed_new([planned], None)())[0]
 
     def _plan(self, path: Path) -> _Planned | int:
         """Load, chunk and redact a file; for a file unchanged since the last ingest, its chunk count."""
@@ -166,29 +211,41 @@ class Ingestor:
                     "chunks": len(chunks), "pii_redacted": pii}
         return _Planned(path, document, chunks, self.catalog.chunk_ids(doc.source), pii)
 
-    def _write_batch(self, batch: list[_Planned], summary: IngestSummary, tell: OnFile) -> None:
-        if not batch:
-            return
-        try:
-            counts = self._write(batch)
-        except Exception as exc:  # nothing of the batch was committed; report each file
-            for planned in batch:
-                tell(summary.add(planned.path, error=_error_message(planned.path, exc)))
-            return
-        for planned, (added, unchanged, pii) in zip(batch, counts):
-            tell(summary.add(planned.path, added, unchanged, pii))
+    def _embed_new(self, batch: list[_Planned], helper: EmbeddingProcess | None) -> Callable[[], dict]:
+        """Start embedding the batch's chunks that are not stored yet: in the helper process when
+        it is ready, else here and now. Returns a call that gives {chunk id: vector}."""
+        candidates = {c.chunk_id: c for p in batch for c in p.chunks if c.chunk_id not in p.old_ids}
+        stored = self.store.existing(list(candidates))
+        ids = [cid for cid in candidates if cid not in stored]
+        texts = [candidates[cid].text for cid in ids]
+        if helper is not None and helper.ready() and helper.send(texts):
 
-    def _write(self, batch: list[_Planned]) -> list[tuple[int, int, int]]:
-        """Embed and store the batch's new chunks, then make every file's new version live at once."""
+            def received() -> dict:
+                try:
+                    return dict(zip(ids, helper.receive()))
+                except RuntimeError:  # the helper is gone (and logged why): embed the batch here
+                    return dict(zip(ids, self.embedder.embed(texts)))
+            return received
+        vectors = dict(zip(ids, self.embedder.embed(texts)))
+        return lambda: vectors
+
+    def _write(self, batch: list[_Planned], vectors: dict) -> list[tuple[int, int, int]]:
+        """Store the batch's new chunks, then make every file's new version live at once. `vectors`
+        holds the new chunks' vectors as of when embedding started; any chunk stored then and
+        gone since (a failed batch was rolled back) is embedded here."""
         candidates = {c.chunk_id: c for p in batch for c in p.chunks if c.chunk_id not in p.old_ids}
         stored = self.store.existing(list(candidates))  # identical text already stored by another file
         to_write = [c for cid, c in candidates.items() if cid not in stored]
+        missing = [c for c in to_write if c.chunk_id not in vectors]
+        if missing:
+            vectors = {**vectors, **dict(zip([c.chunk_id for c in missing],
+                                             self.embedder.embed([c.text for c in missing])))}
         written = {c.chunk_id for c in to_write}
         pending = self.catalog.begin([
             Pending(p.document["source"], sorted(p.new_ids & written), sorted(p.old_ids - p.new_ids)) for p in batch
         ])
         try:
-            self.store.add(to_write, self.embedder.embed([c.text for c in to_write]))
+            self.store.add(to_write, [vectors[c.chunk_id] for c in to_write])
             self.catalog.commit([(pid, p.document, p.new_ids) for pid, p in zip(pending, batch)])
         except BaseException:
             # Roll back: nothing of these versions becomes visible, the previous ones stay.
@@ -204,6 +261,50 @@ class Ingestor:
         count, orphans = self.catalog.remove(source)
         self.store.delete(sorted(orphans))
         return count
+
+
+class _BatchWriter:
+    """Writes batches one behind: while batch N+1 is embedded (by the helper process, once it is
+    ready), batch N is written to the vector store and the catalog. Every file's outcome is told
+    in order, from the ingesting thread."""
+
+    def __init__(self, ingestor: Ingestor, summary: IngestSummary, tell: OnFile,
+                 helper: EmbeddingProcess | None) -> None:
+        self.ingestor, self.summary, self.tell, self.helper = ingestor, summary, tell, helper
+        self.waiting: tuple[list[_Planned], Callable[[], dict]] | None = None
+        self.pushed = 0
+
+    def push(self, batch: list[_Planned]) -> None:
+        if not batch:
+            return
+        self.pushed += 1
+        if self.helper is not None and self.pushed == 2:  # more than one batch: worth a process
+            self.helper.start()
+        try:
+            vectors = self.ingestor._embed_new(batch, self.helper)
+        except Exception as exc:
+            self.flush()
+            self._failed(batch, exc)
+            return
+        self.flush()
+        self.waiting = (batch, vectors)
+
+    def flush(self) -> None:
+        if self.waiting is None:
+            return
+        batch, vectors = self.waiting
+        self.waiting = None
+        try:
+            counts = self.ingestor._write(batch, vectors())
+        except Exception as exc:  # nothing of the batch was committed; report each file
+            self._failed(batch, exc)
+            return
+        for planned, (added, unchanged, pii) in zip(batch, counts):
+            self.tell(self.summary.add(planned.path, added, unchanged, pii))
+
+    def _failed(self, batch: list[_Planned], exc: Exception) -> None:
+        for planned in batch:
+            self.tell(self.summary.add(planned.path, error=_error_message(planned.path, exc)))
 
 
 def expand(paths: Iterable[str | Path]) -> tuple[list[Path], list[dict]]:
@@ -227,6 +328,11 @@ def _error_message(path: Path, exc: Exception) -> str:
         return str(exc)
     log.error("ingesting %s failed", path, exc_info=exc)
     return f"{type(exc).__name__}: {exc}"
+
+
+def _held(planned: _Planned | int | Exception) -> int:
+    """Chunks a planned file holds in memory until it is written."""
+    return len(planned.chunks) if isinstance(planned, _Planned) else 0
 
 
 def _redact_chunks(chunks: list[Chunk], redact: Redact) -> tuple[list[Chunk], int]:

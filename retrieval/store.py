@@ -65,12 +65,15 @@ class VectorStore:
         return set(self.collection.get(ids=list(ids), include=[])["ids"])
 
     def add(self, chunks: Sequence[Chunk], vectors: Sequence[Sequence[float]]) -> None:
+        if not chunks:
+            return
+        matrix = np.asarray(vectors, dtype=np.float32)
         for start in range(0, len(chunks), 1000):  # Chroma caps batch sizes
             batch = chunks[start:start + 1000]
             self._writes += 1
             self.collection.upsert(
                 ids=[c.chunk_id for c in batch],
-                embeddings=[list(v) for v in vectors[start:start + 1000]],
+                embeddings=matrix[start:start + 1000],
                 documents=[c.text for c in batch],
                 metadatas=[c.metadata() for c in batch],
             )

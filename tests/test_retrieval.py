@@ -1,6 +1,8 @@
 """Loaders, chunking, incremental ingest and search against a real Chroma in a temp dir."""
 from __future__ import annotations
 
+import dataclasses
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -9,6 +11,7 @@ import pytest
 from assistant.errors import BadInput
 from retrieval.catalog import Pending
 from retrieval.chunking import chunk_document
+from retrieval.embed_process import EmbeddingProcess
 from retrieval.loaders import load_file
 from retrieval.store import VectorStore, make_client
 from tests.conftest import SAMPLE_KB
@@ -350,3 +353,51 @@ def test_live_chunk_lookup_uses_the_key_not_a_collection_scan(tmp_path):
     with engine.connect() as conn:
         plan = " ".join(str(row[-1]) for row in conn.execute(text("EXPLAIN QUERY PLAN " + sql)))
     assert "chunk_id=?" in plan and "ix_document_chunks_source" not in plan, plan
+
+
+def _notes(docs: Path, count: int, version: int = 1) -> None:
+    for i in range(count):
+        (docs / f"note-{i:02d}.md").write_text(
+            f"# Note {i}\n\n## Part\n\nLantern model {i} (revision {version}) takes {i + 2} batteries.\n")
+
+
+def test_a_large_ingest_embeds_in_the_helper_process_and_survives_its_death(kb, caplog):
+    """A real child process: the vectors it stores are the in-process model's, and when it is
+    killed mid-ingest the batch it held is embedded in-process, so no file is lost."""
+    store, catalog, ingestor, retriever, docs = kb
+    helper = EmbeddingProcess(precision=ingestor.embedder.precision)
+    ingestor = dataclasses.replace(ingestor, batch_chunks=3, helper=helper)
+    ingestor.warm_up()
+    assert helper.ready()
+    sent: list[int] = []
+    original_send = helper.send
+    helper.send = lambda texts: sent.append(len(texts)) or original_send(texts)  # type: ignore[method-assign]
+    _notes(docs, 12)
+    summary = ingestor.ingest([docs])
+    assert summary.files == 12 and summary.chunks_added == 12 and not summary.errors
+    assert sum(sent) == 12, "every batch was embedded by the child"
+    got = store.collection.get(include=["documents", "embeddings"])
+    expected = np.asarray(ingestor.embedder.embed(got["documents"]))
+    assert np.allclose(np.asarray(got["embeddings"]), expected, atol=1e-5)
+
+    helper._process.kill()  # the child dies: the rest is embedded here
+    _notes(docs, 12, version=2)
+    with caplog.at_level(logging.WARNING, logger="retrieval.embed_process"):
+        summary = ingestor.ingest([docs])
+    assert summary.files == 12 and summary.chunks_added == 12 and not summary.errors
+    assert "embedding process died" in caplog.text
+    assert len(catalog.documents()) == 12 and catalog.pending() == [] and store.count() == 12
+    assert "revision 2" in retriever.search("lantern model 7 batteries", 1)[0].text
+    helper.close()
+
+
+def test_a_helper_process_that_cannot_start_leaves_the_ingest_in_process(kb, tmp_path, caplog):
+    store, catalog, ingestor, _, docs = kb
+    helper = EmbeddingProcess(model_path=str(tmp_path / "no-model"))
+    ingestor = dataclasses.replace(ingestor, batch_chunks=2, helper=helper)
+    with caplog.at_level(logging.WARNING, logger="retrieval.embed_process"):
+        ingestor.warm_up()
+        _notes(docs, 6)
+        summary = ingestor.ingest([docs])
+    assert not helper.ready() and "could not start" in caplog.text
+    assert summary.files == 6 and store.count() == 6 and catalog.pending() == []

@@ -1,0 +1,144 @@
+"""The embedding model in a child process, for ingests of more than one batch.
+
+Why a process and not a thread: Chroma's write and Presidio's analysis both hold the GIL
+(a Chroma write of 256 chunks holds it for about 230 ms), and while they do, a thread
+running the model cannot even dispatch its next operation, so both cores idle. In its own
+process the model only shares the CPU. On 2 cores this took int8 ingestion from about
+147 to about 160 chunks/s (`helpdesk bench retrieval`).
+
+The child loads the same model at the same precision as the parent, so its vectors are
+the ones the parent would compute. It starts in the background, since loading takes a few
+seconds, and the ingest embeds in-process until it is ready. If it dies, the batch it
+held is embedded in-process and the ingest goes on without it.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import socket
+import subprocess
+import sys
+import threading
+from multiprocessing.connection import Connection
+from typing import Sequence
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+
+def _serve(conn: Connection, model_path: str | None, device: str, precision: str) -> None:
+    """The child: load the model, then embed each list of texts received until told to stop."""
+    from retrieval.embeddings import Embedder
+
+    try:
+        embedder = Embedder(model_path, device, precision)  # type: ignore[arg-type]
+        embedder.embed(["warm-up"])
+    except Exception as exc:
+        conn.send(("error", f"{type(exc).__name__}: {exc}"))
+        return
+    conn.send(("ready", None))
+    while True:
+        try:
+            texts = conn.recv()
+        except EOFError:  # the parent went away
+            return
+        if texts is None:
+            return
+        try:
+            conn.send(("ok", np.asarray(embedder.embed(texts), dtype=np.float32)))
+        except Exception as exc:
+            conn.send(("error", f"{type(exc).__name__}: {exc}"))
+
+
+class EmbeddingProcess:
+    """One child process embedding one batch at a time: `send` a batch, do other work, `receive` it."""
+
+    def __init__(self, model_path: str | None = None, device: str = "cpu", precision: str = "fp32") -> None:
+        self._args = (model_path, device, precision)
+        self.lock = threading.Lock()  # one ingest at a time talks to the child
+        self._conn: Connection | None = None
+        self._process: subprocess.Popen | None = None
+        self._state = "stopped"  # stopped -> starting -> ready, or failed
+
+    def start(self) -> None:
+        """Start the child in the background (it takes a few seconds to load the model).
+
+        A fresh interpreter running this module, not `multiprocessing`: that would import the
+        parent's main script again in the child, whatever script it is."""
+        if self._state != "stopped":
+            return
+        ours, theirs = socket.socketpair()
+        model_path, device, precision = self._args
+        command = [sys.executable, "-m", "retrieval.embed_process", "--fd", str(theirs.fileno()),
+                   "--device", device, "--precision", precision, *(["--model", model_path] if model_path else [])]
+        self._process = subprocess.Popen(command, pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL,
+                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        theirs.close()
+        self._conn = Connection(ours.detach())
+        self._state = "starting"
+
+    def ready(self, wait: float = 0.0) -> bool:
+        """Whether the child has loaded its model; waits up to `wait` seconds for it."""
+        if self._state == "starting" and self._conn is not None and self._conn.poll(wait):
+            try:
+                status, message = self._conn.recv()
+            except (EOFError, OSError):
+                status, message = "error", "it exited while loading"
+            if status == "ready":
+                self._state = "ready"
+            else:
+                self._fail(f"the embedding process could not start: {message}")
+        return self._state == "ready"
+
+    def send(self, texts: Sequence[str]) -> bool:
+        """Hand the child a batch; False (and the child is not used again) if it is gone."""
+        assert self._conn is not None and self._state == "ready"
+        try:
+            self._conn.send(list(texts))
+        except OSError as exc:
+            self._fail(f"the embedding process died: {exc!r}")
+            return False
+        return True
+
+    def receive(self) -> np.ndarray:
+        """The vectors for the batch last sent; raises RuntimeError (and stops using the child) if it failed."""
+        assert self._conn is not None
+        try:
+            status, payload = self._conn.recv()
+        except (EOFError, OSError) as exc:
+            self._fail(f"the embedding process died: {exc!r}")
+            raise RuntimeError("the embedding process died") from exc
+        if status != "ok":
+            self._fail(f"the embedding process failed: {payload}")
+            raise RuntimeError(payload)
+        return payload
+
+    def close(self) -> None:
+        if self._conn is not None and self._state in ("starting", "ready"):
+            try:
+                self._conn.send(None)
+            except OSError:
+                pass
+        if self._process is not None:
+            try:
+                self._process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+        self._state = "stopped"
+
+    def _fail(self, message: str) -> None:
+        log.warning("%s; embedding in-process instead", message)
+        self._state = "failed"
+        if self._process is not None and self._process.poll() is None:
+            self._process.kill()
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description="helpdesk's embedding process (started by an ingest)")
+    parser.add_argument("--fd", type=int, required=True)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--precision", default="fp32")
+    parser.add_argument("--model")
+    args = parser.parse_args()
+    _serve(Connection(args.fd), args.model, args.device, args.precision)
