@@ -43,14 +43,20 @@ class Services:
 
     @cached_property
     def embedder(self) -> Embedder:
+        """The guardrails' embedder: always fp32, as their heads and thresholds were fitted on it."""
+        return get_embedder(self.settings.retrieval.embedding_device, "fp32")
+
+    @cached_property
+    def kb_embedder(self) -> Embedder:
+        """The knowledge base's embedder, at `retrieval.embedding_precision`."""
         r = self.settings.retrieval
-        return get_embedder(r.embedding_device, r.embedding_precision)
+        return get_embedder(r.embedding_device, r.precision)
 
     @cached_property
     def vectors(self) -> VectorStore:
         r = self.settings.retrieval
         client = make_client(self.settings.chroma_dir, r.chroma_host, r.chroma_port)
-        return VectorStore(client, r.collection)
+        return VectorStore(client, r.collection, r.precision)
 
     @cached_property
     def catalog(self) -> Catalog:
@@ -59,17 +65,17 @@ class Services:
     @cached_property
     def retriever(self) -> Retriever:
         r = self.settings.retrieval
-        return Retriever(self.vectors, self.embedder, r.k, r.min_score, r.mode, r.bm25_weight, self.catalog,
-                         SentenceReranker(self.embedder, r.rerank_weight))
+        return Retriever(self.vectors, self.kb_embedder, r.k, r.min_score, r.mode, r.bm25_weight, self.catalog,
+                         SentenceReranker(self.kb_embedder, r.rerank_weight))
 
     @cached_property
     def ingestor(self) -> Ingestor:
         r = self.settings.retrieval
         return Ingestor(
-            self.vectors, self.catalog, self.embedder, r.chunk_size, r.chunk_overlap,
+            self.vectors, self.catalog, self.kb_embedder, r.chunk_size, r.chunk_overlap,
             int(r.max_file_mb * 1_000_000),
             redact=lambda text: self.guard.redact(text, r.redact_entities),
-            helper=EmbeddingProcess(None, r.embedding_device, r.embedding_precision) if r.embedding_process else None,
+            helper=EmbeddingProcess(None, r.embedding_device, r.precision) if r.embedding_process else None,
         )
 
     @cached_property

@@ -98,7 +98,7 @@ def bench_retrieval(settings, sizes: list[int], queries: int, chunk_chars: int,
             run_settings = settings.model_copy(
                 update={"home": Path(tmp) / "home", "ingest_samples": False, "retrieval": retrieval})
             services = Services(run_settings)
-            services.embedder.embed(["warm-up"])
+            services.kb_embedder.embed(["warm-up"])
             services.guard  # noqa: B018  (load Presidio and Chroma before the clock starts)
             services.ingestor.warm_up()  # and the embedding process, as in a running server
             synthetic_corpus(Path(tmp) / "corpus", size, chunk_chars)
@@ -108,7 +108,7 @@ def bench_retrieval(settings, sizes: list[int], queries: int, chunk_chars: int,
             # The embedding model alone on stored chunks: the ceiling ingestion works under.
             sample = services.vectors.collection.get(limit=256, include=["documents"])["documents"]
             started = time.perf_counter()
-            services.embedder.embed(sample)
+            services.kb_embedder.embed(sample)
             embed_only = len(sample) / (time.perf_counter() - started)
             rng = random.Random(1)
             words = [w for w in (Path(tmp) / "corpus" / "doc-000000.md").read_text().split() if w.isalpha()]
@@ -119,7 +119,7 @@ def bench_retrieval(settings, sizes: list[int], queries: int, chunk_chars: int,
             timings = {mode: [] for mode in ("vector", "hybrid")}
             for text in texts:
                 for mode in timings:
-                    services.embedder.forget_recent()  # each mode pays for its own query embedding
+                    services.kb_embedder.forget_recent()  # each mode pays for its own query embedding
                     t0 = time.perf_counter()
                     services.retriever.search(text, mode=mode)
                     timings[mode].append((time.perf_counter() - t0) * 1000)

@@ -86,6 +86,22 @@ def cmd_docs_list(args) -> int:
     return 0
 
 
+def cmd_docs_reembed(args) -> int:
+    """Convert a collection to the configured embedding precision, from the chunk texts it stores."""
+    from retrieval.store import VectorStore, make_client
+
+    services = _services(args)
+    r = services.settings.retrieval
+    store = VectorStore(make_client(services.settings.chroma_dir, r.chroma_host, r.chroma_port), r.collection)
+    before = store.precision()
+    count = store.reembed(services.kb_embedder)
+    if args.json:
+        _emit({"collection": r.collection, "chunks": count, "from": before, "to": r.precision})
+    else:
+        print(f"{r.collection}: {count} chunks re-embedded, {before or 'empty'} -> {r.precision}")
+    return 0
+
+
 def cmd_docs_remove(args) -> int:
     from assistant.errors import BadInput
 
@@ -300,7 +316,7 @@ def cmd_bench_retrieval(args) -> int:
     sizes = [int(x) for x in args.sizes.split(",") if x.strip()]
     settings = load_settings(args.config)
     precisions = [x.strip() for x in args.precision.split(",") if x.strip()] if args.precision else \
-        [settings.retrieval.embedding_precision]
+        [settings.retrieval.precision]
     known = get_args(Precision)
     unknown = sorted(set(precisions) - set(known))
     if unknown:
@@ -335,7 +351,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_ingest)
 
-    p = sub.add_parser("docs", help="list or remove ingested documents").add_subparsers(dest="what", required=True)
+    p = sub.add_parser("docs", help="list, remove or re-embed ingested documents").add_subparsers(dest="what", required=True)
     q = p.add_parser("list", help="documents and their chunk counts")
     q.add_argument("--collection", help=COLLECTION_HELP)
     q.add_argument("--json", action="store_true")
@@ -345,6 +361,10 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--collection", help=COLLECTION_HELP)
     q.add_argument("--json", action="store_true")
     q.set_defaults(func=cmd_docs_remove)
+    q = p.add_parser("reembed", help="embed every stored chunk again at retrieval.embedding_precision")
+    q.add_argument("--collection", help=COLLECTION_HELP)
+    q.add_argument("--json", action="store_true")
+    q.set_defaults(func=cmd_docs_reembed)
 
     p = sub.add_parser("search", help="search the knowledge base")
     p.add_argument("query")

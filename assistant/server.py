@@ -114,7 +114,7 @@ def serve(config: str | None = None, host: str | None = None, port: int | None =
     os.environ.setdefault("GRADIO_TEMP_DIR", str((settings.home / "uploads").resolve()))
     services = Services(settings)
     # Load everything before taking traffic: a missing model fails here, not on the first chat.
-    services.guard, services.embedder, services.generator, services.store  # noqa: B018
+    services.guard, services.kb_embedder, services.generator, services.store  # noqa: B018
     services.ensure_samples()
     app = create_app(services)
     host = host or settings.server.host

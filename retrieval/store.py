@@ -12,6 +12,7 @@ from typing import Sequence
 
 import numpy as np
 
+from assistant.errors import ConfigError
 from retrieval.chunking import Chunk
 
 log = logging.getLogger(__name__)
@@ -46,14 +47,57 @@ def make_client(persist_dir: Path | None = None, host: str | None = None, port: 
     return chromadb.PersistentClient(path=str(persist_dir), settings=chroma_settings)
 
 
+PRECISION_KEY = "embedding_precision"
+
+
 class VectorStore:
-    def __init__(self, client, collection: str) -> None:
+    """A Chroma collection of chunk vectors. It records the precision its vectors were embedded
+    with, and refuses to open at another one: int8 and fp32 vectors of one text differ a little,
+    so a collection of both would rank unevenly (`reembed` converts it instead)."""
+
+    def __init__(self, client, collection: str, precision: str | None = None) -> None:
         self.client = client
         self.collection = client.get_or_create_collection(
             collection, embedding_function=None, configuration={"hnsw": {"space": "cosine"}}
         )
         self._writes = 0
         self._count, self._counted_at = 0, float("-inf")
+        if precision is not None:
+            stored = self.precision()
+            if stored is None:
+                self._record_precision(precision)
+            elif stored != precision:
+                raise ConfigError(
+                    f"collection {collection!r} holds {stored} vectors, but retrieval.embedding_precision "
+                    f"resolves to {precision}: set it to {stored}, or convert the collection with "
+                    f"`helpdesk docs reembed{'' if collection == 'helpdesk' else ' --collection ' + collection}`")
+
+    def precision(self) -> str | None:
+        """The precision the stored vectors were embedded with; None for an empty new collection.
+        Collections written before this was recorded were fp32, the only precision then."""
+        recorded = (self.collection.metadata or {}).get(PRECISION_KEY)
+        if recorded is None and self.collection.count():
+            return "fp32"
+        return recorded
+
+    def _record_precision(self, precision: str) -> None:
+        self.collection.modify(metadata={**(self.collection.metadata or {}), PRECISION_KEY: precision})
+
+    def reembed(self, embedder, page: int = 512) -> int:
+        """Embed every stored chunk again from its stored text with `embedder`, and record its
+        precision. Returns the number of chunks. Ids and texts do not change, so the catalog holds."""
+        done, offset = 0, 0
+        while True:
+            got = self.collection.get(limit=page, offset=offset, include=["documents"])
+            if not got["ids"]:
+                break
+            self.collection.update(ids=got["ids"], embeddings=np.asarray(embedder.embed(got["documents"]),
+                                                                         dtype=np.float32))
+            done += len(got["ids"])
+            offset += page
+        self._writes += 1
+        self._record_precision(embedder.precision)
+        return done
 
     def count(self) -> int:
         return self.collection.count()

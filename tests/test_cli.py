@@ -160,3 +160,15 @@ def test_bench_guard_prints_side_by_side_figures(cli):
     assert report["messages"] == 10 and report["words"] == 60
     assert report["guard_p50_ms"] > 0 and report["presidio_p50_ms"] > 0
     assert report["ratio_p50"] == pytest.approx(report["guard_p50_ms"] / report["presidio_p50_ms"], rel=0.05)
+
+
+def test_docs_reembed_converts_a_collection_to_the_configured_precision(cli):
+    files = [str(SAMPLE_KB / "returns-policy.md")]
+    cli("ingest", *files, "--collection", "prec-cli", "--json")  # the default precision: int8 on a CPU
+    fp32 = {"HELPDESK_RETRIEVAL__EMBEDDING_PRECISION": "fp32"}
+    refused = cli("search", "return window", "--collection", "prec-cli", "--json", check=False, extra_env=fp32)
+    assert refused.returncode != 0 and "docs reembed --collection prec-cli" in refused.stderr
+    out = json.loads(cli("docs", "reembed", "--collection", "prec-cli", "--json", extra_env=fp32).stdout)
+    assert out["from"] == "int8" and out["to"] == "fp32" and out["chunks"] > 0
+    hits = json.loads(cli("search", "return window", "--collection", "prec-cli", "--json", extra_env=fp32).stdout)
+    assert hits["hits"][0]["source"] == "returns-policy.md"

@@ -401,3 +401,29 @@ def test_a_helper_process_that_cannot_start_leaves_the_ingest_in_process(kb, tmp
         summary = ingestor.ingest([docs])
     assert not helper.ready() and "could not start" in caplog.text
     assert summary.files == 6 and store.count() == 6 and catalog.pending() == []
+
+
+def test_a_collection_keeps_its_precision_until_reembedded(tmp_path, services):
+    from assistant.errors import ConfigError
+    from retrieval.chunking import Chunk
+    from retrieval.embeddings import get_embedder
+
+    int8, fp32 = get_embedder("cpu", "int8"), services.embedder
+    chunk = Chunk("c1", "a.md", "A", "A > Part", None, 0, "Lanterns take four batteries.", "md")
+    store = VectorStore(make_client(tmp_path / "chroma"), "prec-kb", "int8")
+    store.add([chunk], int8.embed([chunk.text]))
+    assert VectorStore(make_client(tmp_path / "chroma"), "prec-kb", "int8").precision() == "int8"
+    with pytest.raises(ConfigError, match="holds int8 vectors.*docs reembed --collection prec-kb"):
+        VectorStore(make_client(tmp_path / "chroma"), "prec-kb", "fp32")
+
+    unchecked = VectorStore(make_client(tmp_path / "chroma"), "prec-kb")
+    assert unchecked.reembed(fp32) == 1 and unchecked.precision() == "fp32"
+    reopened = VectorStore(make_client(tmp_path / "chroma"), "prec-kb", "fp32")
+    [stored] = reopened.collection.get(include=["embeddings"])["embeddings"]
+    assert np.allclose(stored, fp32.embed([chunk.text])[0], atol=1e-6)
+
+    legacy = VectorStore(make_client(tmp_path / "chroma"), "legacy-kb")  # written before precision was recorded
+    legacy.add([chunk], fp32.embed([chunk.text]))
+    assert legacy.precision() == "fp32"
+    with pytest.raises(ConfigError):
+        VectorStore(make_client(tmp_path / "chroma"), "legacy-kb", "int8")
