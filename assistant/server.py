@@ -113,8 +113,9 @@ def serve(config: str | None = None, host: str | None = None, port: int | None =
     # Gradio keeps uploads in its temp folder: keep it inside the data directory.
     os.environ.setdefault("GRADIO_TEMP_DIR", str((settings.home / "uploads").resolve()))
     services = Services(settings)
-    # Load everything before taking traffic: a missing model fails here, not on the first chat.
-    services.guard, services.kb_embedder, services.generator, services.store  # noqa: B018
+    # Load everything before taking traffic: a missing model, or a collection embedded at another
+    # precision, fails here, not on the first chat.
+    services.guard, services.kb_embedder, services.vectors, services.generator, services.store  # noqa: B018
     services.ensure_samples()
     app = create_app(services)
     host = host or settings.server.host

@@ -168,6 +168,8 @@ def test_docs_reembed_converts_a_collection_to_the_configured_precision(cli):
     fp32 = {"HELPDESK_RETRIEVAL__EMBEDDING_PRECISION": "fp32"}
     refused = cli("search", "return window", "--collection", "prec-cli", "--json", check=False, extra_env=fp32)
     assert refused.returncode != 0 and "docs reembed --collection prec-cli" in refused.stderr
+    server = cli("serve", "--port", "0", check=False, extra_env={**fp32, "HELPDESK_RETRIEVAL__COLLECTION": "prec-cli"})
+    assert server.returncode != 0 and "holds int8 vectors" in server.stderr, "the server refuses at start-up"
     out = json.loads(cli("docs", "reembed", "--collection", "prec-cli", "--json", extra_env=fp32).stdout)
     assert out["from"] == "int8" and out["to"] == "fp32" and out["chunks"] > 0
     hits = json.loads(cli("search", "return window", "--collection", "prec-cli", "--json", extra_env=fp32).stdout)
