@@ -4,7 +4,7 @@ Why a process and not a thread: Chroma's write and Presidio's analysis both hold
 (a Chroma write of 256 chunks holds it for about 230 ms), and while they do, a thread
 running the model cannot even dispatch its next operation, so both cores idle. In its own
 process the model only shares the CPU. On 2 cores this took int8 ingestion from about
-147 to about 160 chunks/s (`helpdesk bench retrieval`).
+147 to 150-160 chunks/s on 2,000-3,000 chunks, depending on the run.
 
 The child loads the same model at the same precision as the parent, so its vectors are
 the ones the parent would compute. It starts in the background, since loading takes a few
