@@ -45,8 +45,8 @@ class RetrievalSettings(_Strict):
     collection: str = Field("helpdesk", min_length=3, max_length=63)
     embedding_device: str = "cpu"
     embedding_precision: Literal["auto", "fp32", "int8"] = Field(
-        "auto", description="Knowledge-base vectors. auto: int8 on a CPU (1.6-1.9x the throughput, the same "
-        "retrieval scores on the sample questions), fp32 on a GPU. A collection keeps the precision it was "
+        "auto", description="Knowledge-base vectors. auto: int8 on a CPU (about 1.5x the ingestion "
+        "throughput, one sample question of 99 lower at hit@1 and hit@5), fp32 on a GPU. A collection keeps the precision it was "
         "embedded with: after changing it, run `helpdesk docs reembed`.")
     embedding_process: bool = Field(
         True, description="Ingests of more than one batch embed in a child process, beside the writes.")

@@ -6,7 +6,7 @@ price, a year, a product code), so that was 40% of the time redacting a document
 took. A valid number of a region has at least that region's shortest national number in
 digits, or six when written with a dialling prefix, so a region whose minimum is longer
 than the text's longest digit run is not asked; text with a `+` asks every region. What the
-stock recognizer finds is still found (`tests/test_redaction.py` compares the two).
+stock recognizer finds is still found (`tests/test_phone.py` compares the two).
 """
 from __future__ import annotations
 
@@ -23,6 +23,9 @@ _DIGIT_RUN = re.compile(r"\d(?:\D{0,4}\d)*")
 # Fewest digits of a number dialled with an international prefix: the prefix (1 digit or
 # more), the country code (1 or more) and the national number (4 or more).
 _FEWEST_DIALLED_ABROAD = 6
+# The shortest national number of any region libphonenumber knows (Germany, Austria, ...):
+# a number written with `+` can belong to any of them.
+_SHORTEST_ANYWHERE = 4
 
 
 class GatedPhoneRecognizer(PhoneRecognizer):
@@ -39,7 +42,7 @@ class GatedPhoneRecognizer(PhoneRecognizer):
         everywhere = "+" in text or "＋" in text
         results = []
         for region, fewest in self.fewest_digits.items():
-            if longest < fewest and not (everywhere and longest >= 4):
+            if longest < fewest and not (everywhere and longest >= _SHORTEST_ANYWHERE):
                 continue
             for match in phonenumbers.PhoneNumberMatcher(text, region, leniency=self.leniency):
                 try:  # as the stock recognizer: name the number's own region where it parses alone

@@ -214,7 +214,7 @@ class Ingestor:
     def _embed_new(self, batch: list[_Planned], helper: EmbeddingProcess | None) -> Callable[[], dict]:
         """Start embedding the batch's chunks that are not stored yet: in the helper process when
         it is ready, else here and now. Returns a call that gives {chunk id: vector}."""
-        candidates = {c.chunk_id: c for p in batch for c in p.chunks if c.chunk_id not in p.old_ids}
+        candidates = _new_chunks(batch)
         stored = self.store.existing(list(candidates))
         ids = [cid for cid in candidates if cid not in stored]
         texts = [candidates[cid].text for cid in ids]
@@ -233,7 +233,7 @@ class Ingestor:
         """Store the batch's new chunks, then make every file's new version live at once. `vectors`
         holds the new chunks' vectors as of when embedding started; any chunk stored then and
         gone since (a failed batch was rolled back) is embedded here."""
-        candidates = {c.chunk_id: c for p in batch for c in p.chunks if c.chunk_id not in p.old_ids}
+        candidates = _new_chunks(batch)
         stored = self.store.existing(list(candidates))  # identical text already stored by another file
         to_write = [c for cid, c in candidates.items() if cid not in stored]
         missing = [c for c in to_write if c.chunk_id not in vectors]
@@ -328,6 +328,11 @@ def _error_message(path: Path, exc: Exception) -> str:
         return str(exc)
     log.error("ingesting %s failed", path, exc_info=exc)
     return f"{type(exc).__name__}: {exc}"
+
+
+def _new_chunks(batch: list[_Planned]) -> dict[str, Chunk]:
+    """The batch's chunks its files' previous versions did not have, by id."""
+    return {c.chunk_id: c for p in batch for c in p.chunks if c.chunk_id not in p.old_ids}
 
 
 def _held(planned: _Planned | int | Exception) -> int:

@@ -70,7 +70,7 @@ class VectorStore:
                 raise ConfigError(
                     f"collection {collection!r} holds {stored} vectors, but retrieval.embedding_precision "
                     f"resolves to {precision}: set it to {stored}, or convert the collection with "
-                    f"`helpdesk docs reembed{'' if collection == 'helpdesk' else ' --collection ' + collection}`")
+                    f"`helpdesk docs reembed --collection {collection}`")
 
     def precision(self) -> str | None:
         """The precision the stored vectors were embedded with; None for an empty new collection.
