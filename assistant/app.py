@@ -13,7 +13,7 @@ from assistant.store import Store
 from finetune.registry import current_adapter
 from guardrails.guard import Guard
 from guardrails.vault import Vault, load_key
-from retrieval.embed_process import EmbeddingProcess
+from retrieval.embed_process import pool_for
 from retrieval.embeddings import Embedder, get_embedder
 from retrieval.catalog import Catalog
 from retrieval.ingest import IngestSummary, Ingestor
@@ -75,7 +75,7 @@ class Services:
             self.vectors, self.catalog, self.kb_embedder, r.chunk_size, r.chunk_overlap,
             int(r.max_file_mb * 1_000_000),
             redact=lambda text: self.guard.redact(text, r.redact_entities),
-            helper=EmbeddingProcess(None, r.embedding_device, r.precision) if r.embedding_process else None,
+            pool=pool_for(r.embedding_device, r.precision, r.embedding_workers) if r.embedding_process else None,
         )
 
     @cached_property

@@ -49,7 +49,10 @@ class RetrievalSettings(_Strict):
         "throughput, one sample question of 99 lower at hit@1 and hit@5), fp32 on a GPU. A collection keeps the precision it was "
         "embedded with: after changing it, run `helpdesk docs reembed`.")
     embedding_process: bool = Field(
-        True, description="Ingests of more than one batch embed in a child process, beside the writes.")
+        True, description="Ingests of more than one batch embed in child processes, beside the writes.")
+    embedding_workers: int = Field(
+        0, ge=0, le=16, description="Embedding processes for those ingests. 0: on a CPU one single-thread "
+        "process per core, up to 4 (each holds a copy of the model); on a GPU one.")
     k: int = Field(4, ge=1, le=50, description="Chunks retrieved per turn.")
     mode: Literal["vector", "bm25", "hybrid", "hybrid+rerank"] = "hybrid"
     rerank_weight: float = Field(0.5, ge=0.0, le=10.0, description="hybrid+rerank: weight of the best sentence.")

@@ -1,15 +1,15 @@
-"""The embedding model in a child process, for ingests of more than one batch.
+"""The embedding model in child processes, for ingests of more than one batch.
 
-Why a process and not a thread: Chroma's write and Presidio's analysis both hold the GIL
+Why processes and not threads: Chroma's write and Presidio's analysis both hold the GIL
 (a Chroma write of 256 chunks holds it for about 230 ms), and while they do, a thread
 running the model cannot even dispatch its next operation, so both cores idle. In its own
-process the model only shares the CPU. On 2 cores this took int8 ingestion from about
-147 to 150-160 chunks/s on 2,000-3,000 chunks, depending on the run.
+process the model only shares the CPU. Why several single-thread processes and not one with
+a thread per core: see `EmbeddingPool`.
 
-The child loads the same model at the same precision as the parent, so its vectors are
-the ones the parent would compute. It starts in the background, since loading takes a few
-seconds, and the ingest embeds in-process until it is ready. If it dies, the batch it
-held is embedded in-process and the ingest goes on without it.
+Each child loads the same model at the same precision as the parent, so its vectors are
+the ones the parent would compute. They start in the background, since loading takes a few
+seconds, and the ingest embeds in-process until one is ready. If one dies, the batch it
+held is embedded in-process and the ingest goes on with the others.
 """
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from multiprocessing.connection import Connection
 from typing import Sequence
 
@@ -28,11 +29,15 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 
-def _serve(conn: Connection, model_path: str | None, device: str, precision: str) -> None:
+def _serve(conn: Connection, model_path: str | None, device: str, precision: str, threads: int) -> None:
     """The child: load the model, then embed each list of texts received until told to stop."""
+    import torch
+
     from retrieval.embeddings import Embedder
 
     try:
+        if threads:
+            torch.set_num_threads(threads)
         embedder = Embedder(model_path, device, precision)  # type: ignore[arg-type]
         embedder.embed(["warm-up"])
     except Exception as exc:
@@ -55,9 +60,9 @@ def _serve(conn: Connection, model_path: str | None, device: str, precision: str
 class EmbeddingProcess:
     """One child process embedding one batch at a time: `send` a batch, do other work, `receive` it."""
 
-    def __init__(self, model_path: str | None = None, device: str = "cpu", precision: str = "fp32") -> None:
-        self._args = (model_path, device, precision)
-        self.lock = threading.Lock()  # one ingest at a time talks to the child
+    def __init__(self, model_path: str | None = None, device: str = "cpu", precision: str = "fp32",
+                 threads: int = 0) -> None:
+        self._args = (model_path, device, precision, threads)
         self._conn: Connection | None = None
         self._process: subprocess.Popen | None = None
         self._state = "stopped"  # stopped -> starting -> ready, or failed
@@ -70,9 +75,10 @@ class EmbeddingProcess:
         if self._state != "stopped":
             return
         ours, theirs = socket.socketpair()
-        model_path, device, precision = self._args
+        model_path, device, precision, threads = self._args
         command = [sys.executable, "-m", "retrieval.embed_process", "--fd", str(theirs.fileno()),
-                   "--device", device, "--precision", precision, *(["--model", model_path] if model_path else [])]
+                   "--device", device, "--precision", precision, "--threads", str(threads),
+                   *(["--model", model_path] if model_path else [])]
         # Its OpenMP threads sleep rather than spin while they wait: the spinning took CPU the
         # parent's writes needed (3,000 chunks at int8, three runs each way: 149-165 chunks/s
         # spinning, 161-171 sleeping).
@@ -139,11 +145,63 @@ class EmbeddingProcess:
             self._process.kill()
 
 
+class EmbeddingPool:
+    """Several embedding processes that share the CPU, each given batches in turn.
+
+    On a CPU, several single-thread processes beat one process with a thread per core: a
+    multi-threaded model waits at a barrier after every operation, and whenever the
+    parent's writes take one of its cores the other one idles there. On 2 cores, with the
+    parent busy 1.5 ms a chunk as an ingest is, one 2-thread process kept the cores 84-85%
+    busy and embedded 144-148 chunks/s; two 1-thread processes kept them 96-98% busy and
+    embedded 164-173 (three runs each, side by side).
+    """
+
+    def __init__(self, workers: int, model_path: str | None = None, device: str = "cpu",
+                 precision: str = "fp32", threads_each: int = 0) -> None:
+        self.processes = [EmbeddingProcess(model_path, device, precision, threads_each) for _ in range(workers)]
+        self.lock = threading.Lock()  # one ingest at a time uses the pool
+        self._turn = 0
+
+    def start(self) -> None:
+        for process in self.processes:
+            process.start()
+
+    def ready(self, wait: float = 0.0) -> list[EmbeddingProcess]:
+        """The processes that have loaded their model; waits up to `wait` seconds for all of them."""
+        deadline = time.monotonic() + wait
+        return [p for p in self.processes if p.ready(max(0.0, deadline - time.monotonic()))]
+
+    def next_ready(self) -> EmbeddingProcess | None:
+        """The next ready process in turn; None while none is (the caller embeds in-process)."""
+        for _ in self.processes:
+            process = self.processes[self._turn % len(self.processes)]
+            self._turn += 1
+            if process.ready():
+                return process
+        return None
+
+    def close(self) -> None:
+        for process in self.processes:
+            process.close()
+
+
+def pool_for(device: str, precision: str, workers: int = 0) -> EmbeddingPool:
+    """The pool an ingest uses on this machine. `workers` 0 means: on a CPU one single-thread
+    process per core, up to 4 (each holds its own copy of the model, about 0.4 GB with torch);
+    on a GPU one process, which has the device to itself."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    if device != "cpu":
+        return EmbeddingPool(workers or 1, None, device, precision)
+    workers = workers or min(cores, 4)
+    return EmbeddingPool(workers, None, device, precision, threads_each=max(1, cores // workers))
+
+
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description="helpdesk's embedding process (started by an ingest)")
     parser.add_argument("--fd", type=int, required=True)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--precision", default="fp32")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads; 0: torch's default")
     parser.add_argument("--model")
     args = parser.parse_args()
-    _serve(Connection(args.fd), args.model, args.device, args.precision)
+    _serve(Connection(args.fd), args.model, args.device, args.precision, args.threads)

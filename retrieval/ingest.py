@@ -18,7 +18,7 @@ from typing import Callable, Iterable, Iterator
 from assistant.errors import BadInput
 from retrieval.catalog import Catalog, Pending, recover
 from retrieval.chunking import Chunk, chunk_document, chunk_id
-from retrieval.embed_process import EmbeddingProcess
+from retrieval.embed_process import EmbeddingPool, EmbeddingProcess
 from retrieval.embeddings import Embedder
 from retrieval.loaders import SUPPORTED, load_file
 from retrieval.store import VectorStore
@@ -82,8 +82,8 @@ class Ingestor:
     batch, instead of per file (those fixed costs were a third of the time for small
     files). Each file is still ingested whole or not at all.
 
-    With a `helper` process, an ingest of more than one batch starts it, and from then on
-    each batch is embedded there while the one before it is written (see
+    With a pool of embedding processes, an ingest of more than one batch starts them, and
+    from then on each batch is embedded in one of them while earlier ones are written (see
     `retrieval.embed_process`).
     """
 
@@ -95,13 +95,13 @@ class Ingestor:
     max_bytes: int
     redact: Redact | None = None
     batch_chunks: int = 256
-    helper: EmbeddingProcess | None = None
+    pool: EmbeddingPool | None = None
 
     def warm_up(self) -> None:
-        """Start the helper process now and wait until it has loaded (benchmarks time steady state)."""
-        if self.helper is not None:
-            self.helper.start()
-            self.helper.ready(wait=300)
+        """Start the embedding processes now and wait until they have loaded (benchmarks time steady state)."""
+        if self.pool is not None:
+            self.pool.start()
+            self.pool.ready(wait=300)
 
     def ingest(self, paths: Iterable[str | Path], on_file: OnFile | None = None) -> IngestSummary:
         recover(self.catalog, self.store.delete)
@@ -110,13 +110,13 @@ class Ingestor:
         tell = on_file or (lambda outcome: None)
         for error in errors:
             tell(summary.add(error["path"], error=error["error"]))
-        # One ingest at a time talks to the helper; a second one at once embeds in-process.
-        helper = self.helper if self.helper is not None and self.helper.lock.acquire(blocking=False) else None
+        # One ingest at a time uses the pool; a second one at once embeds in-process.
+        pool = self.pool if self.pool is not None and self.pool.lock.acquire(blocking=False) else None
         try:
-            self._ingest_files(files, summary, _BatchWriter(self, summary, tell, helper))
+            self._ingest_files(files, summary, _BatchWriter(self, summary, tell, pool))
         finally:
-            if helper is not None:
-                helper.lock.release()
+            if pool is not None:
+                pool.lock.release()
         return summary
 
     def _ingest_files(self, files: list[Path], summary: IngestSummary, writer: _BatchWriter) -> None:
@@ -212,13 +212,13 @@ class Ingestor:
         return _Planned(path, document, chunks, self.catalog.chunk_ids(doc.source), pii)
 
     def _embed_new(self, batch: list[_Planned], helper: EmbeddingProcess | None) -> Callable[[], dict]:
-        """Start embedding the batch's chunks that are not stored yet: in the helper process when
-        it is ready, else here and now. Returns a call that gives {chunk id: vector}."""
+        """Start embedding the batch's chunks that are not stored yet: in the helper process if
+        there is one, else here and now. Returns a call that gives {chunk id: vector}."""
         candidates = _new_chunks(batch)
         stored = self.store.existing(list(candidates))
         ids = [cid for cid in candidates if cid not in stored]
         texts = [candidates[cid].text for cid in ids]
-        if helper is not None and helper.ready() and helper.send(texts):
+        if helper is not None and helper.send(texts):
 
             def received() -> dict:
                 try:
@@ -264,36 +264,41 @@ class Ingestor:
 
 
 class _BatchWriter:
-    """Writes batches one behind: while batch N+1 is embedded (by the helper process, once it is
-    ready), batch N is written to the vector store and the catalog. Every file's outcome is told
-    in order, from the ingesting thread."""
+    """Writes batches behind their embedding: while the pool's processes embed the next
+    batches, the earliest one is written to the vector store and the catalog. Each process
+    holds at most two batches, the one it embeds and the next, so none waits for work.
+    Batches are written, and every file's outcome told, in order, from the ingesting thread."""
 
     def __init__(self, ingestor: Ingestor, summary: IngestSummary, tell: OnFile,
-                 helper: EmbeddingProcess | None) -> None:
-        self.ingestor, self.summary, self.tell, self.helper = ingestor, summary, tell, helper
-        self.waiting: tuple[list[_Planned], Callable[[], dict]] | None = None
+                 pool: EmbeddingPool | None) -> None:
+        self.ingestor, self.summary, self.tell, self.pool = ingestor, summary, tell, pool
+        self.waiting: deque[tuple[list[_Planned], Callable[[], dict]]] = deque()
         self.pushed = 0
 
     def push(self, batch: list[_Planned]) -> None:
         if not batch:
             return
         self.pushed += 1
-        if self.helper is not None and self.pushed == 2:  # more than one batch: worth a process
-            self.helper.start()
+        if self.pool is not None and self.pushed == 2:  # more than one batch: worth the processes
+            self.pool.start()
+        helper = self.pool.next_ready() if self.pool is not None else None
         try:
-            vectors = self.ingestor._embed_new(batch, self.helper)
+            vectors = self.ingestor._embed_new(batch, helper)
         except Exception as exc:
             self.flush()
             self._failed(batch, exc)
             return
-        self.flush()
-        self.waiting = (batch, vectors)
+        self.waiting.append((batch, vectors))
+        in_flight = len(self.pool.ready()) if self.pool is not None else 0
+        while len(self.waiting) > in_flight:
+            self._write_earliest()
 
     def flush(self) -> None:
-        if self.waiting is None:
-            return
-        batch, vectors = self.waiting
-        self.waiting = None
+        while self.waiting:
+            self._write_earliest()
+
+    def _write_earliest(self) -> None:
+        batch, vectors = self.waiting.popleft()
         try:
             counts = self.ingestor._write(batch, vectors())
         except Exception as exc:  # nothing of the batch was committed; report each file

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +12,7 @@ import pytest
 from assistant.errors import BadInput
 from retrieval.catalog import Pending
 from retrieval.chunking import chunk_document
-from retrieval.embed_process import EmbeddingProcess
+from retrieval.embed_process import EmbeddingPool, pool_for
 from retrieval.loaders import load_file
 from retrieval.store import VectorStore, make_client
 from tests.conftest import SAMPLE_KB
@@ -361,46 +362,59 @@ def _notes(docs: Path, count: int, version: int = 1) -> None:
             f"# Note {i}\n\n## Part\n\nLantern model {i} (revision {version}) takes {i + 2} batteries.\n")
 
 
-def test_a_large_ingest_embeds_in_the_helper_process_and_survives_its_death(kb, caplog):
-    """A real child process: the vectors it stores are the in-process model's, and when it is
-    killed mid-ingest the batch it held is embedded in-process, so no file is lost."""
+def test_a_large_ingest_embeds_in_the_pool_and_survives_a_process_dying(kb, caplog):
+    """Two real child processes: both take batches, the vectors they store are the in-process
+    model's, and when one is killed mid-ingest its batch is embedded in-process and the other
+    goes on, so no file is lost."""
     store, catalog, ingestor, retriever, docs = kb
-    helper = EmbeddingProcess(precision=ingestor.embedder.precision)
-    ingestor = dataclasses.replace(ingestor, batch_chunks=3, helper=helper)
+    pool = EmbeddingPool(2, precision=ingestor.embedder.precision, threads_each=1)
+    ingestor = dataclasses.replace(ingestor, batch_chunks=3, pool=pool)
     ingestor.warm_up()
-    assert helper.ready()
-    sent: list[int] = []
-    original_send = helper.send
-    helper.send = lambda texts: sent.append(len(texts)) or original_send(texts)  # type: ignore[method-assign]
+    assert len(pool.ready()) == 2
+    sent: dict[int, int] = {0: 0, 1: 0}
+    for i, process in enumerate(pool.processes):
+        def counting(texts, i=i, send=process.send):
+            sent[i] += len(texts)
+            return send(texts)
+        process.send = counting  # type: ignore[method-assign]
     _notes(docs, 12)
     summary = ingestor.ingest([docs])
     assert summary.files == 12 and summary.chunks_added == 12 and not summary.errors
-    assert sum(sent) == 12, "every batch was embedded by the child"
+    assert sent == {0: 6, 1: 6}, "the batches were shared between the processes"
     got = store.collection.get(include=["documents", "embeddings"])
     expected = np.asarray(ingestor.embedder.embed(got["documents"]))
     assert np.allclose(np.asarray(got["embeddings"]), expected, atol=1e-5)
 
-    helper._process.kill()  # the child dies: the rest is embedded here
+    pool.processes[0]._process.kill()  # one child dies: its batch is embedded here
     _notes(docs, 12, version=2)
     with caplog.at_level(logging.WARNING, logger="retrieval.embed_process"):
         summary = ingestor.ingest([docs])
     assert summary.files == 12 and summary.chunks_added == 12 and not summary.errors
     assert "embedding process died" in caplog.text
+    assert sent[1] > 6, "the surviving process went on taking batches"
     assert len(catalog.documents()) == 12 and catalog.pending() == [] and store.count() == 12
     assert "revision 2" in retriever.search("lantern model 7 batteries", 1)[0].text
-    helper.close()
+    pool.close()
 
 
-def test_a_helper_process_that_cannot_start_leaves_the_ingest_in_process(kb, tmp_path, caplog):
+def test_a_pool_that_cannot_start_leaves_the_ingest_in_process(kb, tmp_path, caplog):
     store, catalog, ingestor, _, docs = kb
-    helper = EmbeddingProcess(model_path=str(tmp_path / "no-model"))
-    ingestor = dataclasses.replace(ingestor, batch_chunks=2, helper=helper)
+    pool = EmbeddingPool(2, model_path=str(tmp_path / "no-model"))
+    ingestor = dataclasses.replace(ingestor, batch_chunks=2, pool=pool)
     with caplog.at_level(logging.WARNING, logger="retrieval.embed_process"):
         ingestor.warm_up()
         _notes(docs, 6)
         summary = ingestor.ingest([docs])
-    assert not helper.ready() and "could not start" in caplog.text
+    assert not pool.ready() and "could not start" in caplog.text
     assert summary.files == 6 and store.count() == 6 and catalog.pending() == []
+
+
+def test_the_default_pool_is_single_thread_processes_on_a_cpu_and_one_on_a_gpu(monkeypatch):
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(8)))
+    cpu = pool_for("cpu", "int8")
+    assert len(cpu.processes) == 4 and {p._args[3] for p in cpu.processes} == {2}
+    assert len(pool_for("cpu", "int8", workers=8).processes) == 8
+    assert len(pool_for("cuda", "fp32").processes) == 1
 
 
 def test_a_collection_keeps_its_precision_until_reembedded(tmp_path, services):
