@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import queue
 import socket
 import subprocess
 import sys
@@ -30,7 +31,12 @@ log = logging.getLogger(__name__)
 
 
 def _serve(conn: Connection, model_path: str | None, device: str, precision: str, threads: int) -> None:
-    """The child: load the model, then embed each list of texts received until told to stop."""
+    """The child: load the model, then embed each list of texts received until told to stop.
+
+    Batches and vectors travel on their own threads, so the model never waits on the socket:
+    a batch is larger than the socket's buffer, and the parent reads each process's vectors
+    only when it writes that batch, in the ingest's order. Done in line, a process would sit
+    with finished vectors until the parent had written every batch before them."""
     import torch
 
     from retrieval.embeddings import Embedder
@@ -44,17 +50,36 @@ def _serve(conn: Connection, model_path: str | None, device: str, precision: str
         conn.send(("error", f"{type(exc).__name__}: {exc}"))
         return
     conn.send(("ready", None))
-    while True:
+    inbox: queue.SimpleQueue = queue.SimpleQueue()
+    outbox: queue.SimpleQueue = queue.SimpleQueue()
+
+    def read() -> None:
+        while True:
+            try:
+                texts = conn.recv()
+            except (EOFError, OSError):  # the parent went away
+                texts = None
+            inbox.put(texts)
+            if texts is None:
+                return
+
+    def write() -> None:
+        while (reply := outbox.get()) is not None:
+            try:
+                conn.send(reply)
+            except OSError:  # the parent went away
+                return
+
+    threading.Thread(target=read, daemon=True).start()
+    writer = threading.Thread(target=write, daemon=True)
+    writer.start()
+    while (texts := inbox.get()) is not None:
         try:
-            texts = conn.recv()
-        except EOFError:  # the parent went away
-            return
-        if texts is None:
-            return
-        try:
-            conn.send(("ok", np.asarray(embedder.embed(texts), dtype=np.float32)))
+            outbox.put(("ok", np.asarray(embedder.embed(texts), dtype=np.float32)))
         except Exception as exc:
-            conn.send(("error", f"{type(exc).__name__}: {exc}"))
+            outbox.put(("error", f"{type(exc).__name__}: {exc}"))
+    outbox.put(None)
+    writer.join()
 
 
 class EmbeddingProcess:
@@ -66,6 +91,7 @@ class EmbeddingProcess:
         self._conn: Connection | None = None
         self._process: subprocess.Popen | None = None
         self._state = "stopped"  # stopped -> starting -> ready, or failed
+        self.outstanding = 0  # texts sent and not yet received back
 
     def start(self) -> None:
         """Start the child in the background (it takes a few seconds to load the model).
@@ -110,6 +136,7 @@ class EmbeddingProcess:
         except OSError as exc:
             self._fail(f"the embedding process died: {exc!r}")
             return False
+        self.outstanding += len(texts)
         return True
 
     def receive(self) -> np.ndarray:
@@ -123,6 +150,7 @@ class EmbeddingProcess:
         if status != "ok":
             self._fail(f"the embedding process failed: {payload}")
             raise RuntimeError(payload)
+        self.outstanding -= len(payload)
         return payload
 
     def close(self) -> None:
@@ -146,7 +174,7 @@ class EmbeddingProcess:
 
 
 class EmbeddingPool:
-    """Several embedding processes that share the CPU, each given batches in turn.
+    """Several embedding processes that share the CPU; each batch goes to the least busy.
 
     On a CPU, several single-thread processes beat one process with a thread per core: a
     multi-threaded model waits at a barrier after every operation, and whenever the
@@ -160,7 +188,6 @@ class EmbeddingPool:
                  precision: str = "fp32", threads_each: int = 0) -> None:
         self.processes = [EmbeddingProcess(model_path, device, precision, threads_each) for _ in range(workers)]
         self.lock = threading.Lock()  # one ingest at a time uses the pool
-        self._turn = 0
 
     def start(self) -> None:
         for process in self.processes:
@@ -172,13 +199,9 @@ class EmbeddingPool:
         return [p for p in self.processes if p.ready(max(0.0, deadline - time.monotonic()))]
 
     def next_ready(self) -> EmbeddingProcess | None:
-        """The next ready process in turn; None while none is (the caller embeds in-process)."""
-        for _ in self.processes:
-            process = self.processes[self._turn % len(self.processes)]
-            self._turn += 1
-            if process.ready():
-                return process
-        return None
+        """The ready process with the fewest texts still to embed, so that batches of uneven
+        sizes leave none idle; None while none is ready (the caller embeds in-process)."""
+        return min(self.ready(), key=lambda p: p.outstanding, default=None)
 
     def close(self) -> None:
         for process in self.processes:

@@ -96,6 +96,7 @@ class Ingestor:
     redact: Redact | None = None
     batch_chunks: int = 256
     pool: EmbeddingPool | None = None
+    smallest_batch: int = 32  # the pool's first and last batches (see `_batch_target`)
 
     def warm_up(self) -> None:
         """Start the embedding processes now and wait until they have loaded (benchmarks time steady state)."""
@@ -140,11 +141,23 @@ class Ingestor:
             else:
                 seen.add(planned.document["source"])
                 batch.append(planned)
-                if sum(len(p.chunks) for p in batch) >= self.batch_chunks:
+                if sum(len(p.chunks) for p in batch) >= self._batch_target(writer):
                     writer.push(batch)
                     batch = []
-        writer.push(batch)
+        # The last batch goes out in small pieces, each to the least busy process, so the
+        # processes finish together and the last write, which nothing overlaps, is short.
+        for piece in _pieces(batch, self.smallest_batch if writer.workers() else len(batch) or 1):
+            writer.push(piece, write_behind=False)
         writer.flush()
+
+    def _batch_target(self, writer: _BatchWriter) -> int:
+        """How many chunks the batch being gathered should reach before it is pushed:
+        `batch_chunks`, but with embedding processes the first batches start small and double,
+        so every process has work within a fraction of a second instead of waiting for a whole
+        batch to be planned."""
+        if not writer.workers():
+            return self.batch_chunks
+        return min(self.batch_chunks, self.smallest_batch << writer.pushed)
 
     def _plan_ahead(self, files: list[Path]) -> Iterator[tuple[Path, _Planned | int | Exception]]:
         """Each file's plan, in order, made on a worker thread ahead of the writer: loading and
@@ -265,9 +278,10 @@ class Ingestor:
 
 class _BatchWriter:
     """Writes batches behind their embedding: while the pool's processes embed the next
-    batches, the earliest one is written to the vector store and the catalog. Each process
-    holds at most two batches, the one it embeds and the next, so none waits for work.
-    Batches are written, and every file's outcome told, in order, from the ingesting thread."""
+    batches, the earliest one is written to the vector store and the catalog. Up to two
+    batches a process are in flight, each sent to the process with the least left to embed,
+    so none waits for work while an earlier batch from another is written. Batches are
+    written, and every file's outcome told, in order, from the ingesting thread."""
 
     def __init__(self, ingestor: Ingestor, summary: IngestSummary, tell: OnFile,
                  pool: EmbeddingPool | None) -> None:
@@ -275,7 +289,13 @@ class _BatchWriter:
         self.waiting: deque[tuple[list[_Planned], Callable[[], dict]]] = deque()
         self.pushed = 0
 
-    def push(self, batch: list[_Planned]) -> None:
+    def workers(self) -> int:
+        """Embedding processes ready to take a batch (0 without a pool)."""
+        return len(self.pool.ready()) if self.pool is not None else 0
+
+    def push(self, batch: list[_Planned], write_behind: bool = True) -> None:
+        """Start embedding the batch, then write the earliest batches until at most two per
+        process are in flight (none without a pool); with `write_behind` False, write none yet."""
         if not batch:
             return
         self.pushed += 1
@@ -289,8 +309,7 @@ class _BatchWriter:
             self._failed(batch, exc)
             return
         self.waiting.append((batch, vectors))
-        in_flight = len(self.pool.ready()) if self.pool is not None else 0
-        while len(self.waiting) > in_flight:
+        while write_behind and len(self.waiting) > 2 * self.workers():
             self._write_earliest()
 
     def flush(self) -> None:
@@ -338,6 +357,18 @@ def _error_message(path: Path, exc: Exception) -> str:
 def _new_chunks(batch: list[_Planned]) -> dict[str, Chunk]:
     """The batch's chunks its files' previous versions did not have, by id."""
     return {c.chunk_id: c for p in batch for c in p.chunks if c.chunk_id not in p.old_ids}
+
+
+def _pieces(batch: list[_Planned], chunks: int) -> Iterator[list[_Planned]]:
+    """The batch's files in runs of at least `chunks` chunks (files stay whole)."""
+    piece: list[_Planned] = []
+    for planned in batch:
+        piece.append(planned)
+        if sum(len(p.chunks) for p in piece) >= chunks:
+            yield piece
+            piece = []
+    if piece:
+        yield piece
 
 
 def _held(planned: _Planned | int | Exception) -> int:

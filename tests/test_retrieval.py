@@ -363,37 +363,44 @@ def _notes(docs: Path, count: int, version: int = 1) -> None:
 
 
 def test_a_large_ingest_embeds_in_the_pool_and_survives_a_process_dying(kb, caplog):
-    """Two real child processes: both take batches, the vectors they store are the in-process
-    model's, and when one is killed mid-ingest its batch is embedded in-process and the other
-    goes on, so no file is lost."""
+    """Two real child processes: both take batches (small ones first, the last batch in
+    pieces), the vectors they store are the in-process model's, and when one is killed
+    mid-ingest its batch is embedded in-process and the other goes on, so no file is lost."""
     store, catalog, ingestor, retriever, docs = kb
     pool = EmbeddingPool(2, precision=ingestor.embedder.precision, threads_each=1)
-    ingestor = dataclasses.replace(ingestor, batch_chunks=3, pool=pool)
+    ingestor = dataclasses.replace(ingestor, batch_chunks=4, smallest_batch=1, pool=pool)
     ingestor.warm_up()
     assert len(pool.ready()) == 2
-    sent: dict[int, int] = {0: 0, 1: 0}
+    sent: list[tuple[int, int]] = []  # (process, texts) in order
     for i, process in enumerate(pool.processes):
         def counting(texts, i=i, send=process.send):
-            sent[i] += len(texts)
+            sent.append((i, len(texts)))
             return send(texts)
         process.send = counting  # type: ignore[method-assign]
-    _notes(docs, 12)
+    _notes(docs, 14)
     summary = ingestor.ingest([docs])
-    assert summary.files == 12 and summary.chunks_added == 12 and not summary.errors
-    assert sent == {0: 6, 1: 6}, "the batches were shared between the processes"
+    assert summary.files == 14 and summary.chunks_added == 14 and not summary.errors
+    # Doubling from one chunk up to batch_chunks, then the last batch one file at a time.
+    assert [n for _, n in sent] == [1, 2, 4, 4, 1, 1, 1]
+    assert {i for i, _ in sent} == {0, 1}, "the batches were shared between the processes"
     got = store.collection.get(include=["documents", "embeddings"])
     expected = np.asarray(ingestor.embedder.embed(got["documents"]))
     assert np.allclose(np.asarray(got["embeddings"]), expected, atol=1e-5)
 
     pool.processes[0]._process.kill()  # one child dies: its batch is embedded here
-    _notes(docs, 12, version=2)
+    sent.clear()
+    _notes(docs, 14, version=2)
     with caplog.at_level(logging.WARNING, logger="retrieval.embed_process"):
         summary = ingestor.ingest([docs])
-    assert summary.files == 12 and summary.chunks_added == 12 and not summary.errors
+    assert summary.files == 14 and summary.chunks_added == 14 and not summary.errors
     assert "embedding process died" in caplog.text
-    assert sent[1] > 6, "the surviving process went on taking batches"
-    assert len(catalog.documents()) == 12 and catalog.pending() == [] and store.count() == 12
+    assert not pool.processes[0].ready() and pool.processes[1].ready()
+    assert len(catalog.documents()) == 14 and catalog.pending() == [] and store.count() == 14
     assert "revision 2" in retriever.search("lantern model 7 batteries", 1)[0].text
+    sent.clear()  # from now on the survivor takes every batch
+    _notes(docs, 14, version=3)
+    assert ingestor.ingest([docs]).chunks_added == 14
+    assert {i for i, _ in sent} == {1} and sum(n for _, n in sent) == 14
     pool.close()
 
 
