@@ -147,7 +147,7 @@ class Ingestor:
         # The last batch goes out in small pieces, each to the least busy process, so the
         # processes finish together and the last write, which nothing overlaps, is short.
         for piece in _pieces(batch, self.smallest_batch if writer.workers() else len(batch) or 1):
-            writer.push(piece, write_behind=False)
+            writer.push(piece, last=True)
         writer.flush()
 
     def _batch_target(self, writer: _BatchWriter) -> int:
@@ -279,9 +279,9 @@ class Ingestor:
 class _BatchWriter:
     """Writes batches behind their embedding: while the pool's processes embed the next
     batches, the earliest one is written to the vector store and the catalog. Up to two
-    batches a process are in flight, each sent to the process with the least left to embed,
-    so none waits for work while an earlier batch from another is written. Batches are
-    written, and every file's outcome told, in order, from the ingesting thread."""
+    batches a process are in flight, so none waits for work while an earlier batch from
+    another is written. Batches are written, and every file's outcome told, in order, from
+    the ingesting thread."""
 
     def __init__(self, ingestor: Ingestor, summary: IngestSummary, tell: OnFile,
                  pool: EmbeddingPool | None) -> None:
@@ -293,15 +293,16 @@ class _BatchWriter:
         """Embedding processes ready to take a batch (0 without a pool)."""
         return len(self.pool.ready()) if self.pool is not None else 0
 
-    def push(self, batch: list[_Planned], write_behind: bool = True) -> None:
+    def push(self, batch: list[_Planned], last: bool = False) -> None:
         """Start embedding the batch, then write the earliest batches until at most two per
-        process are in flight (none without a pool); with `write_behind` False, write none yet."""
+        process are in flight (none without a pool). The `last` pieces of an ingest go to the
+        least busy process and wait for `flush`."""
         if not batch:
             return
         self.pushed += 1
         if self.pool is not None and self.pushed == 2:  # more than one batch: worth the processes
             self.pool.start()
-        helper = self.pool.next_ready() if self.pool is not None else None
+        helper = self.pool.next_ready(by_load=last) if self.pool is not None else None
         try:
             vectors = self.ingestor._embed_new(batch, helper)
         except Exception as exc:
@@ -309,7 +310,7 @@ class _BatchWriter:
             self._failed(batch, exc)
             return
         self.waiting.append((batch, vectors))
-        while write_behind and len(self.waiting) > 2 * self.workers():
+        while not last and len(self.waiting) > 2 * self.workers():
             self._write_earliest()
 
     def flush(self) -> None:
