@@ -83,7 +83,8 @@ def _serve(conn: Connection, model_path: str | None, device: str, precision: str
 
 
 class EmbeddingProcess:
-    """One child process embedding one batch at a time: `send` a batch, do other work, `receive` it."""
+    """One child process embedding the batches it is sent in order: `send` batches, do other
+    work, `receive` their vectors in the order they were sent."""
 
     def __init__(self, model_path: str | None = None, device: str = "cpu", precision: str = "fp32",
                  threads: int = 0) -> None:
@@ -140,7 +141,7 @@ class EmbeddingProcess:
         return True
 
     def receive(self) -> np.ndarray:
-        """The vectors for the batch last sent; raises RuntimeError (and stops using the child) if it failed."""
+        """The vectors for the earliest batch not yet received; raises RuntimeError (and stops using the child) if it failed."""
         assert self._conn is not None
         try:
             status, payload = self._conn.recv()

@@ -146,7 +146,7 @@ class Ingestor:
                     batch = []
         # The last batch goes out in small pieces, each to the least busy process, so the
         # processes finish together and the last write, which nothing overlaps, is short.
-        for piece in _pieces(batch, self.smallest_batch if writer.workers() else len(batch) or 1):
+        for piece in _pieces(batch, self.smallest_batch if writer.workers() else self.batch_chunks):
             writer.push(piece, last=True)
         writer.flush()
 
