@@ -30,6 +30,25 @@ def test_redaction_table(services, text, expected_types):
     assert "Larkspur" in redacted or "Larkspur" not in text  # allow list keeps the company name
 
 
+def test_document_redaction_without_ner_matches_the_full_pipeline(services):
+    """Documents are redacted with spaCy's tokenizer only (no document entity needs NER), and
+    its tokens are built only when Presidio asks for them: spans and scores must be the ones
+    Presidio finds with the full spaCy pipeline."""
+    from guardrails.evaluate import generate_pii_set
+
+    redactor = services.guard.redactor
+    entities = [e for e in redactor.entities if e in services.settings.retrieval.redact_entities]
+    rows = generate_pii_set(120, seed=11)
+    found = 0
+    for text in [row["text"] for row in rows] + ["my ssn: 078051121", "no personal data here at all"]:
+        fast = redactor._analyzer.analyze(text, language="en", entities=entities,
+                                          nlp_artifacts=redactor._tokens_only(text))
+        full = redactor._analyzer.analyze(text, language="en", entities=entities)
+        assert sorted(map(str, fast)) == sorted(map(str, full)), text
+        found += len(fast)
+    assert found > 60  # the generated texts hold PII of these types
+
+
 @pytest.mark.parametrize(
     "text, action, reason",
     [

@@ -13,11 +13,23 @@ from assistant.errors import BadInput
 from retrieval.catalog import Pending
 from retrieval.chunking import chunk_document
 from retrieval.embed_process import EmbeddingPool, pool_for
-from retrieval.loaders import load_file
+from retrieval.loaders import clean_text, load_file
 from retrieval.store import VectorStore, make_client
 from tests.conftest import SAMPLE_KB
 
 MB = 1_000_000
+
+
+@pytest.mark.parametrize("raw, clean", [
+    ("par\u200bcel\ufeff and\u00ad more", "parcel and more"),          # zero-width, BOM, soft hyphen
+    ("bell\x07 and\x1b escape\x7f", "bell and escape"),                 # control characters
+    ("\uff21\uff22\uff23 \ufb01le \u2460", "ABC file 1"),                # NFKC: full width, ligature, circled
+    ("caf\u00e9 \u65e5\u672c \U0001f600 \u00bd", "caf\u00e9 \u65e5\u672c \U0001f600 1\u20442"),  # letters, emoji stay
+    ("a \t  b\r\n\r\n\r\n\nc\u2028d", "a b\n\nc d"),                  # whitespace, one blank line kept
+    ("private\ue000use and unassigned\u0378", "privateuse and unassigned"),
+])
+def test_text_cleaning(raw, clean):
+    assert clean_text(raw) == clean
 
 
 def test_markdown_chunks_keep_headings_and_ids_are_stable():
