@@ -188,7 +188,7 @@ class EmbeddingProcess:
 
 
 class EmbeddingPool:
-    """Several embedding processes that share the CPU; each batch goes to the least busy.
+    """Several embedding processes that share the CPU, given batches in turn (see `next_ready`).
 
     On a CPU, several single-thread processes beat one process with a thread per core: a
     multi-threaded model waits at a barrier after every operation, and whenever the

@@ -141,7 +141,7 @@ class Ingestor:
             else:
                 seen.add(planned.document["source"])
                 batch.append(planned)
-                if sum(len(p.chunks) for p in batch) >= self._batch_target(writer):
+                if _chunks_in(batch) >= self._batch_target(writer):
                     writer.push(batch)
                     batch = []
         # The last batch goes out in small pieces, each to the least busy process, so the
@@ -360,12 +360,16 @@ def _new_chunks(batch: list[_Planned]) -> dict[str, Chunk]:
     return {c.chunk_id: c for p in batch for c in p.chunks if c.chunk_id not in p.old_ids}
 
 
+def _chunks_in(batch: list[_Planned]) -> int:
+    return sum(len(p.chunks) for p in batch)
+
+
 def _pieces(batch: list[_Planned], chunks: int) -> Iterator[list[_Planned]]:
     """The batch's files in runs of at least `chunks` chunks (files stay whole)."""
     piece: list[_Planned] = []
     for planned in batch:
         piece.append(planned)
-        if sum(len(p.chunks) for p in piece) >= chunks:
+        if _chunks_in(piece) >= chunks:
             yield piece
             piece = []
     if piece:
