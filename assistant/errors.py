@@ -16,3 +16,7 @@ class BadInput(HelpdeskError):
 
 class ModelUnavailable(HelpdeskError):
     """A model named by the settings cannot be found or loaded."""
+
+
+class TurnNotLogged(HelpdeskError):
+    """A turn's exchange could not be written: its answer must not be shown."""

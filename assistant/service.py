@@ -1,7 +1,9 @@
 """One chat turn end to end: guard in -> retrieve -> generate (streamed) -> guard out -> one log write.
 
-Only the redacted text crosses the first step. Any error after it blocks the
-turn, flags it and still logs it: no turn is ever lost or passed unchecked.
+Only the redacted text crosses the first step. Any error blocks the turn, flags
+it and still logs it: no turn is ever lost or passed unchecked. The answer
+streams as it passes the output checks, a sentence at a time; a turn whose log
+write fails is not shown at all.
 """
 from __future__ import annotations
 
@@ -11,10 +13,11 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Iterator, Union
 
+from assistant.errors import TurnNotLogged
 from assistant.generator import Generator
 from assistant.prompt import PROMPT_VERSION, SYSTEM_PROMPT, build_messages
 from assistant.store import ExchangeRecord, Store
-from guardrails.guard import Guard
+from guardrails.guard import REDACTION_FAILED, Guard
 from guardrails.registry import CheckContext
 from guardrails.verdict import Action, InputVerdict
 from retrieval.search import Retriever
@@ -99,6 +102,9 @@ class Assistant:
         raise RuntimeError("turn ended without a result")  # stream always ends with Done
 
     def stream(self, session_id: str | None, text: str) -> Iterator[TurnEvent]:
+        """The turn's events. `Token`s carry only text that passed the output checks (see
+        `guardrails.streaming`); `Done` comes only once the exchange is logged. If the log
+        write fails, `TurnNotLogged` is raised instead of `Done`: the answer is not shown."""
         session_id = session_id or uuid.uuid4().hex
         latency: dict[str, float] = {}
         started = time.perf_counter()
@@ -108,17 +114,19 @@ class Assistant:
             latency[stage] = round((now - since) * 1000, 1)
             return now
 
-        verdict = self.guard.inspect_input(text, session_id)
-        mark = lap("guard_input", started)
-        yield InputChecked(verdict)
-
+        verdict = InputVerdict(REDACTION_FAILED, (), Action.BLOCK, ("check_error:guard",), {})
         hits: list[Hit] = []
         answer = ""
-        action = verdict.action
-        reasons = list(verdict.reasons)
+        action = Action.BLOCK
+        reasons: list[str] = []
         output_verdict = None
         finished = False
         try:
+            verdict = self.guard.inspect_input(text, session_id)
+            action, reasons = verdict.action, list(verdict.reasons)
+            mark = lap("guard_input", started)
+            yield InputChecked(verdict)
+            ctx = CheckContext(redacted_input=verdict.redacted_text, system_prompt=SYSTEM_PROMPT)
             if action is Action.BLOCK:
                 answer = self.guard.block_message
             elif action is Action.HANDOFF:
@@ -127,34 +135,51 @@ class Assistant:
                 hits = self.retriever.context_for(verdict.redacted_text)
                 mark = lap("retrieve", mark)
                 yield Retrieved(hits)
+                ctx = ctx.model_copy(update={"context_texts": tuple(h.text for h in hits)})
                 if not hits:
                     answer = NO_CONTEXT_ANSWER
                     reasons.append("no_context")
                 else:
                     history = self.store.history(session_id, self.history_turns)
                     messages = build_messages(verdict.redacted_text, hits, history)
-                    pieces = []
+                    checked = self.guard.checked_stream(ctx)
+                    checking = 0.0  # time spent in the output checks while streaming
+                    generated = []
                     for piece in self.generator.stream(messages):
-                        if not pieces:  # what the agent waits for before text appears
+                        if not generated:
                             latency["first_token"] = round((time.perf_counter() - started) * 1000, 1)
-                        pieces.append(piece)
-                        yield Token(piece)
-                    answer = "".join(pieces).strip()
-                    mark = lap("generate", mark)
-                    if not answer:  # never show a blank bubble; a reviewer should see why
+                        generated.append(piece)
+                        since = time.perf_counter()
+                        released = checked.feed(piece)
+                        checking += time.perf_counter() - since
+                        for shown in released:
+                            # what the agent waits for before text appears
+                            latency.setdefault("first_shown", round((time.perf_counter() - started) * 1000, 1))
+                            yield Token(shown)
+                        if checked.blocked:
+                            break  # nothing more of this answer can be shown
+                    since = time.perf_counter()
+                    released = checked.finish()
+                    for shown in released:
+                        latency.setdefault("first_shown", round((time.perf_counter() - started) * 1000, 1))
+                        yield Token(shown)
+                    if "".join(generated).strip():
+                        output_verdict = checked.verdict()
+                    checking += time.perf_counter() - since
+                    now = time.perf_counter()
+                    latency["generate"] = round((now - mark - checking) * 1000, 1)
+                    latency["guard_output"] = round(checking * 1000, 1)
+                    mark = now
+                    if output_verdict is None:  # never show a blank bubble; a reviewer should see why
                         answer = EMPTY_ANSWER
                         reasons.append("empty_answer")
                         action = Action.worst([action, Action.FLAG])
-                ctx = CheckContext(
-                    redacted_input=verdict.redacted_text,
-                    context_texts=tuple(h.text for h in hits),
-                    system_prompt=SYSTEM_PROMPT,
-                )
+            if output_verdict is None:  # a fixed reply: checked whole, like any answer
                 output_verdict = self.guard.inspect_output(answer, ctx)
                 mark = lap("guard_output", mark)
-                answer = output_verdict.text
-                action = Action.worst([action, output_verdict.action])
-                reasons.extend(output_verdict.reasons)
+            answer = output_verdict.text
+            action = Action.worst([action, output_verdict.action])
+            reasons.extend(r for r in output_verdict.reasons if r not in reasons)
             finished = True
         except GeneratorExit:
             # The caller went away mid-answer (a closed browser tab): still log the turn.
@@ -162,7 +187,7 @@ class Assistant:
             action = Action.worst([action, Action.FLAG])
             raise
         except Exception as exc:
-            log.exception("turn failed after the input guard; blocking it")
+            log.exception("turn failed; blocking it")
             answer = self.guard.block_message
             action = Action.BLOCK
             reasons.append(f"error:{type(exc).__name__}")
@@ -183,10 +208,17 @@ class Assistant:
                 adapter=self.generator.adapter,
                 latency_ms=latency,
             )
-            exchange_id = self.store.log_exchange(record)
-        if finished:
-            yield Done(TurnResult(
-                exchange_id, session_id, answer, hits, action.value, reasons, verdict.redacted_text,
-                self.generator.model_name, self.generator.adapter, latency,
-                [e.as_dict() for e in verdict.entities],
-            ))
+            try:
+                exchange_id: str | None = self.store.log_exchange(record)
+            except Exception:
+                log.exception("the exchange could not be logged; the answer is withheld")
+                exchange_id = None
+        if not finished:
+            return
+        if exchange_id is None:
+            raise TurnNotLogged("the turn could not be recorded, so its answer is withheld; please try again")
+        yield Done(TurnResult(
+            exchange_id, session_id, answer, hits, action.value, reasons, verdict.redacted_text,
+            self.generator.model_name, self.generator.adapter, latency,
+            [e.as_dict() for e in verdict.entities],
+        ))

@@ -17,7 +17,7 @@ from assistant.errors import ConfigError
 from guardrails.policy import Policy, load_policy
 from guardrails.redaction import Redactor
 from guardrails.registry import Check, CheckContext, build_checks, registered
-from guardrails.verdict import Action, CheckResult, Entity, InputVerdict, OutputVerdict, combine
+from guardrails.verdict import Action, CheckResult, Entity, InputVerdict, OutputVerdict, combine, well_formed
 
 log = logging.getLogger(__name__)
 REDACTION_FAILED = "[message withheld: redaction failed]"
@@ -88,7 +88,17 @@ class Guard:
         return self.redactor.redact(text, entities)
 
     def inspect_input(self, text: str, session_id: str | None = None) -> InputVerdict:
-        """Redact (with the conversation's pseudonyms when there is a vault and a session), then check."""
+        """Redact (with the conversation's pseudonyms when there is a vault and a session), then check.
+
+        Never raises: any fault anywhere in here (a check, folding the results, the vault) blocks
+        the message with a `check_error:` reason, and the verdict then carries no text."""
+        try:
+            return self._inspect_input(text, session_id)
+        except Exception:
+            log.exception("the input guard failed; blocking the message")
+            return InputVerdict(REDACTION_FAILED, (), Action.BLOCK, ("check_error:guard",), {})
+
+    def _inspect_input(self, text: str, session_id: str | None) -> InputVerdict:
         # Model work on the message as typed (its embedding, model scores) runs while Presidio
         # reads it: torch releases the GIL, so they share the cores instead of queueing
         # (60-word messages, 2 cores: p50 72 ms serial, 55 ms overlapped).
@@ -135,15 +145,27 @@ class Guard:
         return self.vault.reveal(session_id, text) if self.vault is not None else text
 
     def inspect_output(self, answer: str, ctx: CheckContext) -> OutputVerdict:
-        results = self._run(self.output_checks, answer, ctx)
-        action, reasons, scores = combine(results)
-        text = answer
-        for result in results:
-            if result.text is not None:
-                text = result.text
+        """The answer as it may be shown. Never raises: a fault blocks it."""
+        try:
+            results = self._run(self.output_checks, answer, ctx)
+            action, reasons, scores = combine(results)
+            text = answer
+            for result in results:
+                if result.text is not None:
+                    text = result.text
+            replaced = any(r.replacement for r in results)
+        except Exception:
+            log.exception("the output guard failed; blocking the answer")
+            action, reasons, scores, replaced = Action.BLOCK, ("check_error:guard",), {}, False
         if action is Action.BLOCK:
             text = self.block_message
-        return OutputVerdict(text, action, reasons, scores)
+        return OutputVerdict(text, action, reasons, scores, replaced)
+
+    def checked_stream(self, ctx: CheckContext) -> "CheckedStream":
+        """An answer's output checks, run on each sentence as it streams (see `guardrails.streaming`)."""
+        from guardrails.streaming import CheckedStream
+
+        return CheckedStream(self, ctx)
 
     def _run(self, checks: list[Check], text: str, ctx: CheckContext) -> list[CheckResult]:
         """Run checks in order; each sees the text as the previous one left it."""
@@ -156,6 +178,9 @@ class Guard:
                 result = CheckResult(check.name, Action.BLOCK, (f"check_timeout:{check.name}",), {}, None)
             except Exception:  # fail closed: a broken check is a block, never a pass
                 log.exception("check %s failed; blocking", check.name)
+                result = CheckResult(check.name, Action.BLOCK, (f"check_error:{check.name}",), {}, None)
+            if not well_formed(result, check.name):
+                log.error("check %s returned a malformed result (%s); blocking", check.name, type(result).__name__)
                 result = CheckResult(check.name, Action.BLOCK, (f"check_error:{check.name}",), {}, None)
             results.append(result)
             if result.text is not None:

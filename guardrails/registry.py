@@ -28,6 +28,9 @@ class CheckContext(BaseModel):
     original: str = ""
     context_texts: tuple[str, ...] = ()
     system_prompt: str = ""
+    # Output stage, checked piece by piece as it streams: the answer's text already released.
+    # Checks whose matches can span pieces (a run of the system prompt's words) look back into it.
+    prior_text: str = ""
 
 
 class Check(Protocol):

@@ -1,6 +1,7 @@
 """Named, frozen verdicts: no positional tuples whose meaning drifts."""
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Mapping
@@ -28,13 +29,18 @@ _SEVERITY = {Action.ALLOW: 0, Action.FLAG: 1, Action.HANDOFF: 2, Action.BLOCK: 3
 
 @dataclass(frozen=True)
 class CheckResult:
-    """One check's finding. `text` is the (possibly rewritten) text the next check sees."""
+    """One check's finding. `text` is the (possibly rewritten) text the next check sees.
+
+    `replacement` says that `text` is not a rewrite of what was checked but a substitute for
+    it (the groundedness fallback): checked piece by piece, such a piece is withheld.
+    """
 
     check: str
     action: Action
     reasons: tuple[str, ...] = ()
     scores: Mapping[str, float] = field(default_factory=dict)
     text: str | None = None
+    replacement: bool = False
 
 
 @dataclass(frozen=True)
@@ -77,9 +83,25 @@ class OutputVerdict:
     action: Action
     reasons: tuple[str, ...]
     scores: Mapping[str, float]
+    replaced: bool = False  # `text` is a check's substitute for the answer, not the answer
 
     def as_dict(self) -> dict:
         return {"action": self.action.value, "reasons": list(self.reasons), "scores": dict(self.scores)}
+
+
+def well_formed(result: object, name: str) -> bool:
+    """A check's result is used only if it is exactly what the protocol promises: anything
+    else (a tuple, a bare string, an action that is not an `Action`) is a broken check."""
+    return (
+        isinstance(result, CheckResult)
+        and result.check == name
+        and isinstance(result.action, Action)
+        and isinstance(result.reasons, tuple) and all(isinstance(r, str) for r in result.reasons)
+        and isinstance(result.scores, Mapping)
+        and all(isinstance(v, numbers.Real) and not isinstance(v, bool) for v in result.scores.values())
+        and (result.text is None or isinstance(result.text, str))
+        and isinstance(result.replacement, bool)
+    )
 
 
 def combine(check_results: list[CheckResult]) -> tuple[Action, tuple[str, ...], dict[str, float]]:

@@ -108,3 +108,41 @@ def server(services):
     yield f"http://127.0.0.1:{port}"
     srv.should_exit = True
     thread.join(timeout=10)
+
+
+class ScriptedGenerator:
+    """A generator that streams a fixed script, word by word, the way a model streams tokens.
+
+    The tiny random model's answers are noise, which the groundedness check rightly withholds;
+    tests of what reaches the screen need an answer whose content they choose. `script` is a
+    list of strings or a callable taking the chat messages. `produced` counts the pieces
+    yielded so far, so a test can tell what was shown before the answer was done.
+    """
+
+    model_name = "scripted"
+    adapter = None
+
+    def __init__(self, script) -> None:
+        self.script = script
+        self.produced = 0
+        self.finished = False
+
+    def stream(self, messages):
+        import re
+
+        parts = self.script(messages) if callable(self.script) else self.script
+        self.produced, self.finished = 0, False
+        for part in parts:
+            for token in re.findall(r"\S+\s*|\s+", part):
+                self.produced += 1
+                yield token
+        self.finished = True
+
+
+def quote_first_passage(messages, sentences: int = 2) -> list[str]:
+    """A script that answers with the first sentences of the first retrieved passage."""
+    from retrieval.rerank import sentences as split
+
+    context = messages[-1]["content"].split("\n\n[2]")[0]
+    passage = context.split("\n", 2)[2]  # after "Context:" and "[1] (source)"
+    return [s + " " for s in split(passage)[:sentences]]

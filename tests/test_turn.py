@@ -3,7 +3,13 @@ from __future__ import annotations
 
 import json
 
-from assistant.service import Done, InputChecked, Retrieved, Token
+from assistant.service import Assistant, Done, InputChecked, Retrieved, Token
+from tests.conftest import ScriptedGenerator, quote_first_passage
+
+
+def quoting(services) -> Assistant:
+    """The real pipeline with a generator that quotes its first passage (grounded, so shown)."""
+    return Assistant(services.guard, services.retriever, ScriptedGenerator(quote_first_passage), services.store)
 
 PII_MESSAGE = (
     "Hi, I'm Jonathan Whitaker, email jonathan.whitaker@example.com, phone 415-555-0132, "
@@ -15,13 +21,13 @@ RAW_VALUES = ["Jonathan", "Whitaker", "jonathan.whitaker@example.com", "415-555-
 def test_turn_streams_then_logs_exactly_one_row(services):
     store = services.store
     before = len(store.exchanges(limit=1000))
-    events = list(services.assistant.stream(None, "How many days do I have to return an item?"))
+    events = list(quoting(services).stream(None, "How many days do I have to return an item?"))
     kinds = [type(e) for e in events]
     assert kinds[0] is InputChecked and kinds[1] is Retrieved and kinds[-1] is Done
     assert Token in kinds, "the answer must be streamed"
     result = events[-1].result
-    assert result.action in ("allow", "flag")
-    assert result.answer
+    assert result.action == "allow", result.reasons
+    assert result.answer == "".join(e.text for e in events if isinstance(e, Token)).strip()
     assert "returns-policy.md" in [h.source for h in result.sources]
     assert set(result.latency_ms) >= {"guard_input", "retrieve", "generate", "guard_output", "total"}
     rows = store.exchanges(limit=1000)
@@ -31,8 +37,9 @@ def test_turn_streams_then_logs_exactly_one_row(services):
     assert row["session_id"] == result.session_id
     assert row["answer"] == result.answer
     assert [s["chunk_id"] for s in row["sources"]] == [h.chunk_id for h in result.sources]
-    assert row["model"] == services.settings.model.name
+    assert row["model"] == "scripted"
     assert row["prompt_version"] == "v1"
+    assert row["output_verdict"]["action"] == "allow"
 
 
 def test_conversation_history_is_per_session(services):
@@ -91,7 +98,7 @@ def test_a_turn_abandoned_mid_answer_is_still_logged(services):
     from assistant.service import Token
 
     before = len(services.store.exchanges(limit=10_000))
-    stream = services.assistant.stream(None, "How do I track my order?")
+    stream = quoting(services).stream(None, "How do I track my order?")
     for event in stream:
         if isinstance(event, Token):
             break  # the browser tab closed while the answer was streaming

@@ -9,6 +9,7 @@ import html
 import re
 from typing import Iterator
 
+from assistant.errors import HelpdeskError
 from assistant.service import Done, InputChecked, Retrieved, Token, TurnResult
 from guardrails.verdict import InputVerdict
 
@@ -50,27 +51,32 @@ def highlight(text: str) -> str:
 
 
 def chat_turn(assistant, message: str, history: list[dict], session_id: str) -> Iterator[tuple[list[dict], str]]:
-    """Stream one turn into the chat history; yields (history, notice)."""
+    """Stream one turn into the chat history; yields (history, notice). Streamed text has
+    passed the output checks; a turn that could not be recorded shows no answer at all."""
     history = list(history or [])
     history.append({"role": "user", "content": message})
     history.append({"role": "assistant", "content": "…"})
     verdict = None
     streamed = ""
     yield history, ""
-    for event in assistant.stream(session_id, message):
-        if isinstance(event, InputChecked):
-            verdict = event.verdict
-            # Show what the assistant actually received: the redacted text.
-            history[-2] = {"role": "user", "content": highlight(verdict.redacted_text)}
-            yield history, notice_for(verdict, None)
-        elif isinstance(event, Retrieved):
-            continue
-        elif isinstance(event, Token):
-            streamed += event.text
-            history[-1] = {"role": "assistant", "content": streamed}
-            yield history, notice_for(verdict, None)
-        elif isinstance(event, Done):
-            # Only here, in the agent's own view, do placeholders become the customer's values again.
-            history[-1] = {"role": "assistant", "content": assistant.guard.reveal(session_id, event.result.answer)}
-            history.extend(source_messages(event.result))
-            yield history, notice_for(verdict, event.result)
+    try:
+        for event in assistant.stream(session_id, message):
+            if isinstance(event, InputChecked):
+                verdict = event.verdict
+                # Show what the assistant actually received: the redacted text.
+                history[-2] = {"role": "user", "content": highlight(verdict.redacted_text)}
+                yield history, notice_for(verdict, None)
+            elif isinstance(event, Retrieved):
+                continue
+            elif isinstance(event, Token):
+                streamed += event.text
+                history[-1] = {"role": "assistant", "content": streamed}
+                yield history, notice_for(verdict, None)
+            elif isinstance(event, Done):
+                # Only here, in the agent's own view, do placeholders become the customer's values again.
+                history[-1] = {"role": "assistant", "content": assistant.guard.reveal(session_id, event.result.answer)}
+                history.extend(source_messages(event.result))
+                yield history, notice_for(verdict, event.result)
+    except HelpdeskError as exc:  # e.g. the turn could not be logged: none of its answer may stay on screen
+        history[-1] = {"role": "assistant", "content": "⛔ This turn failed and was not answered."}
+        yield history, f"⛔ **The turn failed**: {html.escape(str(exc))}"

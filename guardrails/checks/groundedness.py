@@ -19,6 +19,7 @@ from pydantic import Field
 
 from guardrails.registry import CheckContext, Params, register
 from guardrails.verdict import Action, CheckResult
+from retrieval.embeddings import Recent
 from retrieval.rerank import sentences
 
 FALLBACK = (
@@ -52,16 +53,24 @@ def unsupported_numbers(answer: str, contexts: list[str]) -> set[str]:
 _HEDGE = re.compile(r"\b(don'?t|do not|doesn'?t) know\b|\bnot sure\b|\bcolleague\b|\bhuman\b", re.IGNORECASE)
 
 
-def support_score(embedder, answer: str, contexts: list[str]) -> float:
+def support_score(embedder, answer: str, contexts: list[str], evidence_vectors=None) -> float:
+    """`evidence_vectors` (from `evidence_vectors()`) saves embedding the passages again when
+    one answer is checked piece by piece."""
     claims = [s for s in sentences("\n\n" + answer) if len(s.split()) >= 3 and not _HEDGE.search(s)]
-    evidence = [s for c in contexts for s in sentences(c)]
     if not claims:
         return 1.0  # nothing asserted ("I don't know") cannot be ungrounded
-    if not evidence:
+    if evidence_vectors is None:
+        evidence_vectors = evidence_vectors_for(embedder, contexts)
+    if not len(evidence_vectors):
         return 0.0
-    vectors = np.asarray(embedder.embed(claims + evidence), dtype=np.float32)
-    sims = vectors[: len(claims)] @ vectors[len(claims):].T
+    claim_vectors = np.asarray(embedder.embed(claims), dtype=np.float32)
+    sims = claim_vectors @ evidence_vectors.T
     return float(sims.max(axis=1).min())
+
+
+def evidence_vectors_for(embedder, contexts: list[str]) -> np.ndarray:
+    evidence = [s for c in contexts for s in sentences(c)]
+    return np.asarray(embedder.embed(evidence), dtype=np.float32) if evidence else np.zeros((0, 0), np.float32)
 
 
 class GroundednessParams(Params):
@@ -81,16 +90,24 @@ class GroundednessCheck:
     def __init__(self, params: GroundednessParams, embedder) -> None:
         self.params = params
         self.embedder = embedder
+        # The passages of the turns being checked: a streamed answer is checked once a sentence.
+        self._evidence = Recent(size=8)
 
     def check(self, text: str, ctx: CheckContext) -> CheckResult:
         if not ctx.context_texts:  # fixed replies (no context, blocked) are not claims about documents
             return CheckResult(self.name, Action.ALLOW, (), {})
         contexts = list(ctx.context_texts)
-        score = support_score(self.embedder, text, contexts)
+        key = "\x00".join(contexts)
+        evidence = self._evidence.get(key)
+        if evidence is None:
+            evidence = evidence_vectors_for(self.embedder, contexts)
+            self._evidence.put(key, evidence)
+        score = support_score(self.embedder, text, contexts, evidence)
         invented = unsupported_numbers(text, contexts) if self.params.check_numbers else set()
         scores = {"support": score, "unsupported_numbers": len(invented)}
         reasons = (["ungrounded"] if score < self.params.threshold else []) + \
                   (["ungrounded:numbers"] if invented else [])
         if not reasons:
             return CheckResult(self.name, Action.ALLOW, (), scores)
-        return CheckResult(self.name, Action(self.params.action), tuple(reasons), scores, self.params.fallback)
+        return CheckResult(self.name, Action(self.params.action), tuple(reasons), scores, self.params.fallback,
+                           replacement=True)

@@ -34,7 +34,10 @@ class PromptLeakCheck:
     def check(self, text: str, ctx: CheckContext) -> CheckResult:
         if not ctx.system_prompt:
             return CheckResult(self.name, Action.ALLOW, (), {})
-        shared = _ngrams(text, self.params.ngram) & _ngrams(ctx.system_prompt, self.params.ngram)
+        # Look back far enough into what was already released for a run that spans pieces; a run
+        # wholly inside it was checked when its own piece was.
+        window = " ".join(_WORDS.findall(ctx.prior_text.lower())[-(self.params.ngram - 1):] + [text])
+        shared = _ngrams(window, self.params.ngram) & _ngrams(ctx.system_prompt, self.params.ngram)
         if not shared:
             return CheckResult(self.name, Action.ALLOW, (), {"shared_ngrams": 0})
         return CheckResult(self.name, Action(self.params.action), ("prompt_leak",), {"shared_ngrams": len(shared)})
