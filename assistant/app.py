@@ -2,6 +2,8 @@
 so `helpdesk redact` does not load a language model."""
 from __future__ import annotations
 
+import hashlib
+import hmac
 import logging
 from functools import cached_property
 from pathlib import Path
@@ -16,7 +18,7 @@ from guardrails.vault import Vault, load_key
 from retrieval.embed_process import pool_for
 from retrieval.embeddings import Embedder, get_embedder
 from retrieval.catalog import Catalog
-from retrieval.ingest import IngestSummary, Ingestor
+from retrieval.ingest import IngestSummary, Ingestor, redact_file_name
 from retrieval.rerank import SentenceReranker
 from retrieval.search import Retriever
 from retrieval.store import VectorStore, make_client
@@ -31,10 +33,14 @@ class Services:
         settings.home.mkdir(parents=True, exist_ok=True)
 
     @cached_property
-    def vault(self) -> Vault:
+    def vault_key(self) -> bytes:
         g = self.settings.guardrails
         key_file = Path(g.vault_key_file) if g.vault_key_file else self.settings.home / "vault.key"
-        return Vault(self.store.engine, load_key(key_file, self.store.engine), g.vault_ttl_hours)
+        return load_key(key_file, self.store.engine)
+
+    @cached_property
+    def vault(self) -> Vault:
+        return Vault(self.store.engine, self.vault_key, self.settings.guardrails.vault_ttl_hours)
 
     @cached_property
     def guard(self) -> Guard:
@@ -75,8 +81,15 @@ class Services:
             self.vectors, self.catalog, self.kb_embedder, r.chunk_size, r.chunk_overlap,
             int(r.max_file_mb * 1_000_000),
             redact=lambda text: self.guard.redact(text, r.redact_entities),
+            redact_name=lambda name: redact_file_name(
+                name, lambda text: self.guard.redact(text, r.redact_entities), self.name_key),
             pool=pool_for(r.embedding_device, r.precision, r.embedding_workers) if r.embedding_process else None,
         )
+
+    @cached_property
+    def name_key(self) -> bytes:
+        """Keys the digest that keeps redacted file names apart; derived from the vault's key."""
+        return hmac.new(self.vault_key, b"helpdesk document names", hashlib.sha256).digest()
 
     @cached_property
     def store(self) -> Store:

@@ -329,6 +329,20 @@ def cmd_bench_retrieval(args) -> int:
     return 0
 
 
+def cmd_scan_pii(args) -> int:
+    """Personal data at rest that redaction should have removed; exit 1 when any is found."""
+    from assistant.scan import scan_pii
+
+    findings = scan_pii(_services(args))
+    if args.json:
+        _emit({"findings": [f.as_dict() for f in findings], "count": len(findings)})
+    else:
+        for f in findings:
+            print(f"{f.where}  {f.record}  {f.entity} at {f.start}-{f.end} (score {f.score})")
+        print(f"{len(findings)} finding{'s' if len(findings) != 1 else ''}")
+    return 1 if findings else 0
+
+
 def cmd_serve(args) -> int:
     from assistant.server import serve
 
@@ -431,6 +445,10 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--precision", help="embedding precisions to compare, e.g. fp32,int8 (default: the setting)")
     q.add_argument("--json", action="store_true")
     q.set_defaults(func=cmd_bench_retrieval)
+
+    p = sub.add_parser("scan-pii", help="look for raw personal data in everything stored; exit 1 if any")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_scan_pii)
 
     p = sub.add_parser("serve", help="serve the web UI and the HTTP API")
     p.add_argument("--host")

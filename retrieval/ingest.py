@@ -8,10 +8,11 @@ file) is not stored again. Each file is ingested whole or not at all (see
 from __future__ import annotations
 
 import hashlib
+import hmac
 import logging
 import threading
 from collections import deque
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
@@ -20,11 +21,36 @@ from retrieval.catalog import Catalog, Pending, recover
 from retrieval.chunking import Chunk, chunk_document, chunk_id
 from retrieval.embed_process import EmbeddingPool, EmbeddingProcess
 from retrieval.embeddings import Embedder
-from retrieval.loaders import SUPPORTED, load_file
+from retrieval.loaders import SUPPORTED, LoadedDocument, load_file
 from retrieval.store import VectorStore
 
 log = logging.getLogger(__name__)
 Redact = Callable[[str], tuple[str, list]]
+_NAME_SEPARATORS = str.maketrans("_", " ")
+
+
+def redact_file_name(name: str, redact: Redact, key: bytes) -> tuple[str, int]:
+    """A file name with its PII replaced, and how many spans were: `escalations-<PHONE_NUMBER>-1f0c9a2e.md`.
+
+    The suffix is kept apart (an e-mail followed by `.md` reads as a longer address), and
+    `_` reads as a space so that a number in `call_415-555-0134` is found. A redacted name
+    ends with a keyed digest of the raw one, so two files whose names differ only in their
+    PII stay two documents, and the same file keeps its name on every ingest; without the
+    key the digest tells nothing about the value."""
+    path = Path(name)
+    stem, suffix = (path.stem, path.suffix) if path.suffix else (name, "")
+    redacted, entities = redact(stem.translate(_NAME_SEPARATORS))
+    if not entities:
+        return name, 0
+    # Put back the separators the analysis read as spaces, outside the placeholders.
+    out, i = [], 0
+    for entity in sorted(entities, key=lambda e: e.start):
+        out.append(stem[i:entity.start])
+        out.append(f"<{entity.type}>")
+        i = entity.end
+    out.append(stem[i:])
+    digest = hmac.new(key, name.encode(), hashlib.sha256).hexdigest()[:8]
+    return f"{''.join(out)}-{digest}{suffix}", len(entities)
 
 
 @dataclass
@@ -94,6 +120,8 @@ class Ingestor:
     chunk_overlap: int
     max_bytes: int
     redact: Redact | None = None
+    # File names are redacted too; None keeps them as they are (only with `redact` None).
+    redact_name: Callable[[str], tuple[str, int]] | None = None
     batch_chunks: int = 256
     pool: EmbeddingPool | None = None
     smallest_batch: int = 32  # the pool's first and last batches (see `_batch_target`)
@@ -212,17 +240,27 @@ class Ingestor:
     def _plan(self, path: Path) -> _Planned | int:
         """Load, chunk and redact a file; for a file unchanged since the last ingest, its chunk count."""
         doc = load_file(path, self.max_bytes)
+        pii = 0
+        if self.redact is not None:  # names and titles reach the catalog and Chroma's metadata
+            doc, pii = self._redact_names(doc)
         file_hash = hashlib.sha256(path.read_bytes()).hexdigest()
         known = self.catalog.document(doc.source)
         if known and known["file_hash"] == file_hash:
             return known["chunks"]
-        chunks, pii = chunk_document(doc, self.chunk_size, self.chunk_overlap), 0
+        chunks = chunk_document(doc, self.chunk_size, self.chunk_overlap)
         if self.redact is not None:
-            chunks, pii = _redact_chunks(chunks, self.redact)
+            chunks, in_chunks = _redact_chunks(chunks, self.redact)
+            pii += in_chunks
         chunks = list({c.chunk_id: c for c in chunks}.values())  # identical chunks once
         document = {"source": doc.source, "file_hash": file_hash, "title": doc.title, "doc_type": doc.doc_type,
                     "chunks": len(chunks), "pii_redacted": pii}
         return _Planned(path, document, chunks, self.catalog.chunk_ids(doc.source), pii)
+
+    def _redact_names(self, doc: LoadedDocument) -> tuple[LoadedDocument, int]:
+        """The document with its file name and title redacted (headings are, with each chunk)."""
+        source, in_name = self.redact_name(doc.source) if self.redact_name else (doc.source, 0)
+        title, in_title = self.redact(doc.title)
+        return replace(doc, source=source, title=title), in_name + len(in_title)
 
     def _embed_new(self, batch: list[_Planned], helper: EmbeddingProcess | None) -> Callable[[], dict]:
         """Start embedding the batch's chunks that are not stored yet: in the helper process if
@@ -383,11 +421,17 @@ def _held(planned: _Planned | int | Exception) -> int:
 
 def _redact_chunks(chunks: list[Chunk], redact: Redact) -> tuple[list[Chunk], int]:
     out, count = [], 0
+    headings: dict[str, str] = {}  # a document's chunks share few heading paths
     for chunk in chunks:
         text, entities = redact(chunk.text)
         count += len(entities)
+        if chunk.heading not in headings:
+            heading, in_heading = redact(chunk.heading) if chunk.heading else (chunk.heading, [])
+            headings[chunk.heading] = heading
+            count += len(in_heading)
+        heading = headings[chunk.heading]
         # The id is derived from the redacted text, so no raw value shapes anything stored.
-        out.append(chunk if not entities else Chunk(
-            chunk_id(text), chunk.source, chunk.title, chunk.heading, chunk.page, chunk.index, text,
+        out.append(chunk if not entities and heading == chunk.heading else Chunk(
+            chunk_id(text), chunk.source, chunk.title, heading, chunk.page, chunk.index, text,
             chunk.doc_type))
     return out, count
