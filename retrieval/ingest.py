@@ -26,31 +26,39 @@ from retrieval.store import VectorStore
 
 log = logging.getLogger(__name__)
 Redact = Callable[[str], tuple[str, list]]
-_NAME_SEPARATORS = str.maketrans("_", " ")
+# How a file name is read for PII: `_` as a space (a number in `call_415-555-0134`), and
+# once more with `-` as a space too (an address in `escalations-maria@example.com-2024`),
+# which the first reading would take for part of a longer, invalid one.
+_NAME_READINGS = (str.maketrans("_", " "), str.maketrans("_-", "  "))
 
 
 def redact_file_name(name: str, redact: Redact, key: bytes) -> tuple[str, int]:
     """A file name with its PII replaced, and how many spans were: `escalations-<PHONE_NUMBER>-1f0c9a2e.md`.
 
-    The suffix is kept apart (an e-mail followed by `.md` reads as a longer address), and
-    `_` reads as a space so that a number in `call_415-555-0134` is found. A redacted name
-    ends with a keyed digest of the raw one, so two files whose names differ only in their
-    PII stay two documents, and the same file keeps its name on every ingest; without the
-    key the digest tells nothing about the value."""
+    The suffix is kept apart (an e-mail followed by `.md` reads as a longer address). A
+    redacted name ends with a keyed digest of the raw one, so two files whose names differ
+    only in their PII stay two documents, and the same file keeps its name on every ingest;
+    without the key the digest tells nothing about the value."""
     path = Path(name)
     stem, suffix = (path.stem, path.suffix) if path.suffix else (name, "")
-    redacted, entities = redact(stem.translate(_NAME_SEPARATORS))
-    if not entities:
+    spans: list[list] = []  # [start, end, type], merged across the readings
+    for reading in _NAME_READINGS:
+        for entity in redact(stem.translate(reading))[1]:
+            for span in spans:
+                if span[0] < entity.end and entity.start < span[1]:
+                    span[0], span[1] = min(span[0], entity.start), max(span[1], entity.end)
+                    break
+            else:
+                spans.append([entity.start, entity.end, entity.type])
+    if not spans:
         return name, 0
-    # Put back the separators the analysis read as spaces, outside the placeholders.
     out, i = [], 0
-    for entity in sorted(entities, key=lambda e: e.start):
-        out.append(stem[i:entity.start])
-        out.append(f"<{entity.type}>")
-        i = entity.end
+    for start, end, kind in sorted(spans):
+        out += [stem[i:start], f"<{kind}>"]
+        i = max(i, end)
     out.append(stem[i:])
     digest = hmac.new(key, name.encode(), hashlib.sha256).hexdigest()[:8]
-    return f"{''.join(out)}-{digest}{suffix}", len(entities)
+    return f"{''.join(out)}-{digest}{suffix}", len(spans)
 
 
 @dataclass
