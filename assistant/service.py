@@ -135,14 +135,14 @@ class Assistant:
                 hits = self.retriever.context_for(verdict.redacted_text)
                 mark = lap("retrieve", mark)
                 yield Retrieved(hits)
-                ctx = ctx.model_copy(update={"context_texts": tuple(h.text for h in hits)})
+                grounded = ctx.model_copy(update={"context_texts": tuple(h.text for h in hits)})
                 if not hits:
                     answer = NO_CONTEXT_ANSWER
                     reasons.append("no_context")
                 else:
                     history = self.store.history(session_id, self.history_turns)
                     messages = build_messages(verdict.redacted_text, hits, history)
-                    checked = self.guard.checked_stream(ctx)
+                    checked = self.guard.checked_stream(grounded)
                     checking = 0.0  # time spent in the output checks while streaming
                     generated = []
                     for piece in self.generator.stream(messages):
@@ -174,7 +174,7 @@ class Assistant:
                         answer = EMPTY_ANSWER
                         reasons.append("empty_answer")
                         action = Action.worst([action, Action.FLAG])
-            if output_verdict is None:  # a fixed reply: checked whole, like any answer
+            if output_verdict is None:  # a fixed reply, checked whole; it makes no claim about the passages
                 output_verdict = self.guard.inspect_output(answer, ctx)
                 mark = lap("guard_output", mark)
             answer = output_verdict.text

@@ -6,11 +6,12 @@ stops start-up with a message that names the file and the key.
 """
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from assistant.errors import ConfigError
 
@@ -27,6 +28,17 @@ class PatternSpec(_Strict):
     regex: str
     score: float = Field(ge=0.0, le=1.0)
 
+    @field_validator("regex")
+    @classmethod
+    def _compiles(cls, value: str) -> str:
+        # Presidio compiles patterns only when it first analyzes: a bad one must stop start-up,
+        # not block every message later.
+        try:
+            re.compile(value)
+        except re.error as exc:
+            raise ValueError(f"not a valid regular expression: {exc}") from None
+        return value
+
 
 class RecognizerSpec(_Strict):
     """A custom recognizer in Presidio's own terms: patterns, context words, deny list."""
@@ -36,6 +48,12 @@ class RecognizerSpec(_Strict):
     patterns: list[PatternSpec] = []
     context: list[str] = []
     deny_list: list[str] = []
+
+    @model_validator(mode="after")
+    def _finds_something(self) -> "RecognizerSpec":
+        if not self.patterns and not self.deny_list:
+            raise ValueError("a recognizer needs patterns or a deny_list")
+        return self
 
 
 class PiiPolicy(_Strict):

@@ -1,6 +1,8 @@
 """The HTTP API over a real uvicorn server."""
 from __future__ import annotations
 
+import json
+
 import httpx
 
 
@@ -13,7 +15,12 @@ def test_chat_returns_the_ask_contract(server, services):
     assert set(body) == {"exchange_id", "session_id", "answer", "sources", "action", "reasons",
                          "redacted_input", "model", "adapter", "latency_ms"}
     assert "jane.doe@example.com" not in r.text
-    assert len(services.store.exchanges(limit=10_000)) == before + 1
+    rows = services.store.exchanges(limit=10_000)
+    assert len(rows) == before + 1
+    row = next(x for x in rows if x["id"] == body["exchange_id"])
+    assert row["session_id"] == body["session_id"] and row["answer"] == body["answer"]
+    assert row["redacted_input"] == body["redacted_input"] == "My email is <EMAIL_ADDRESS_1>, how do refunds work?"
+    assert "jane.doe@example.com" not in json.dumps(row)
     again = httpx.post(f"{server}/api/chat", json={"session_id": body["session_id"], "message": "thanks"}, timeout=120)
     assert again.json()["session_id"] == body["session_id"]
 
@@ -44,3 +51,26 @@ def test_openapi_schema_and_health(server):
     spec = httpx.get(f"{server}/openapi.json", timeout=30).json()
     assert "/api/chat" in spec["paths"]
     assert httpx.get(f"{server}/api/health", timeout=30).json()["status"] == "ok"
+
+
+def test_a_guard_fault_is_a_logged_block_not_a_500(server, services, monkeypatch):
+    import guardrails.guard as guard_module
+
+    def broken(results):
+        raise TypeError("cannot fold")
+
+    monkeypatch.setattr(guard_module, "combine", broken)
+    before = len(services.store.exchanges(limit=10_000))
+    r = httpx.post(f"{server}/api/chat", json={"message": "Where is my parcel?"}, timeout=60)
+    assert r.status_code == 200 and r.json()["action"] == "block" and "check_error:guard" in r.json()["reasons"]
+    assert len(services.store.exchanges(limit=10_000)) == before + 1
+
+
+def test_a_turn_that_cannot_be_logged_is_a_503_with_no_answer(server, services, monkeypatch):
+    def broken(record):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(services.store, "log_exchange", broken)
+    r = httpx.post(f"{server}/api/chat", json={"message": "How do refunds work?"}, timeout=120)
+    assert r.status_code == 503
+    assert set(r.json()) == {"error"} and "not be recorded" in r.json()["error"]

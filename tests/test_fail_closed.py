@@ -3,10 +3,15 @@ from __future__ import annotations
 
 import pytest
 
-from assistant.errors import ConfigError
-from assistant.service import Assistant
+import copy
+import json
+
+from assistant.errors import ConfigError, TurnNotLogged
+from assistant.service import EMPTY_ANSWER, Assistant
 from guardrails.guard import Guard
 from guardrails.policy import load_policy
+from guardrails.verdict import Action, CheckResult
+from tests.conftest import ScriptedGenerator
 
 
 class Exploding:
@@ -16,12 +21,68 @@ class Exploding:
         raise RuntimeError("the check broke")
 
 
-def _assistant(services, guard=None, generator=None) -> Assistant:
-    return Assistant(guard or services.guard, services.retriever, generator or services.generator, services.store)
+def _assistant(services, guard=None, generator=None, retriever=None) -> Assistant:
+    return Assistant(guard or services.guard, retriever or services.retriever, generator or services.generator,
+                     services.store)
+
+
+def _guard(services) -> Guard:
+    """The shared guard with lists of checks of its own: building a guard loads every model."""
+    guard = copy.copy(services.guard)
+    guard.input_checks, guard.output_checks = list(guard.input_checks), list(guard.output_checks)
+    return guard
+
+
+def _row(services, exchange_id: str) -> dict:
+    return next(r for r in services.store.exchanges(limit=50) if r["id"] == exchange_id)
+
+
+class Returning:
+    """A check whose result is whatever it was given: a broken third-party check."""
+
+    def __init__(self, result) -> None:
+        self.name = "returning"
+        self.result = result
+
+    def check(self, text, ctx):
+        return self.result
+
+
+@pytest.mark.parametrize("result", [
+    ("allow", (), {}),  # a positional tuple
+    None,
+    CheckResult("returning", "allow"),  # a string, not an Action
+    CheckResult("returning", Action.ALLOW, "fine"),  # reasons as a bare string
+    CheckResult("returning", Action.ALLOW, (), {"score": "high"}),
+    CheckResult("returning", Action.ALLOW, (), {}, 42),  # rewritten text that is not text
+])
+def test_a_malformed_check_result_blocks_the_turn_and_logs_it_once(services, result):
+    guard = _guard(services)
+    guard.input_checks = [*guard.input_checks, Returning(result)]
+    before = len(services.store.exchanges(limit=10_000))
+    turn = _assistant(services, guard).respond(None, "Where is my parcel?")
+    assert turn.action == "block" and "check_error:returning" in turn.reasons
+    assert turn.answer == guard.block_message
+    assert len(services.store.exchanges(limit=10_000)) == before + 1
+    assert _row(services, turn.exchange_id)["flagged"] is True
+
+
+def test_a_fault_while_combining_verdicts_blocks(services, monkeypatch):
+    import guardrails.guard as guard_module
+
+    def broken(results):
+        raise TypeError("cannot fold")
+
+    guard = _guard(services)
+    monkeypatch.setattr(guard_module, "combine", broken)
+    turn = _assistant(services, guard).respond(None, "my email is ann.lee@example.com")
+    assert turn.action == "block" and "check_error:guard" in turn.reasons
+    row = _row(services, turn.exchange_id)
+    assert "ann.lee@example.com" not in json.dumps(row)
 
 
 def test_input_check_that_raises_blocks_and_flags(services):
-    guard = Guard.from_file()
+    guard = _guard(services)
     guard.input_checks = [*guard.input_checks, Exploding()]
     result = _assistant(services, guard).respond(None, "Where is my parcel?")
     assert result.action == "block"
@@ -34,7 +95,7 @@ def test_input_check_that_raises_blocks_and_flags(services):
 def test_injection_model_that_breaks_blocks_even_after_a_failed_prefetch(services, monkeypatch):
     """The LoRA model scores early, beside PII detection; if that fails, the check itself
     scores again, and its failure blocks the message: a broken model never passes one."""
-    guard = Guard.from_file()
+    guard = _guard(services)
     check = next(c for c in guard.input_checks if c.name == "injection_classifier")
 
     def broken(texts):
@@ -46,7 +107,7 @@ def test_injection_model_that_breaks_blocks_even_after_a_failed_prefetch(service
 
 
 def test_output_check_that_raises_blocks_the_answer(services):
-    guard = Guard.from_file()
+    guard = _guard(services)
     guard.output_checks = [Exploding()]
     result = _assistant(services, guard).respond(None, "How do refunds work?")
     assert result.action == "block" and "check_error:exploding" in result.reasons
@@ -54,7 +115,7 @@ def test_output_check_that_raises_blocks_the_answer(services):
 
 
 def test_redaction_that_raises_blocks_and_keeps_no_text(services, monkeypatch):
-    guard = Guard.from_file()
+    guard = _guard(services)
 
     def broken(*args, **kwargs):
         raise RuntimeError("presidio down")
@@ -81,6 +142,68 @@ def test_generator_error_blocks_and_still_logs(services):
     assert any(r["id"] == result.exchange_id for r in services.store.exchanges(limit=20))
 
 
+def test_a_retriever_error_blocks_and_still_logs(services):
+    class Broken:
+        def context_for(self, text):
+            raise ConnectionError("chroma server unreachable")
+
+    result = _assistant(services, retriever=Broken()).respond(None, "How do I track my order?")
+    assert result.action == "block" and "error:ConnectionError" in result.reasons
+    assert result.answer == services.guard.block_message
+    assert _row(services, result.exchange_id)["flagged"] is True
+
+
+@pytest.mark.parametrize("script", [[], ["  ", "\n"]])
+def test_a_blank_model_answer_offers_a_human_and_is_flagged(services, script):
+    result = _assistant(services, generator=ScriptedGenerator(script)).respond(None, "How do I track my order?")
+    assert result.answer == EMPTY_ANSWER
+    assert result.action == "flag" and "empty_answer" in result.reasons
+
+
+def test_a_failed_log_write_withholds_the_answer(services, monkeypatch):
+    from ui.chat import chat_turn
+
+    def broken(record):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(services.store, "log_exchange", broken)
+    assistant = _assistant(services, generator=ScriptedGenerator(["Anything at all. "]))
+    with pytest.raises(TurnNotLogged):
+        assistant.respond(None, "How do I track my order?")
+    # The Chat tab: the bubble says the turn failed; no answer text is left on screen.
+    *_, (history, notice) = list(chat_turn(assistant, "How do I track my order?", [], "s-log"))
+    assert "turn failed" in notice.lower() and "not answered" in history[-1]["content"]
+    assert len(history) == 2 and not any("Anything at all" in m["content"] for m in history)
+
+
+def test_a_pii_entity_set_to_block_blocks_the_message(services, tmp_path):
+    import yaml
+
+    from guardrails.policy import DEFAULT_POLICY
+
+    policy = yaml.safe_load(DEFAULT_POLICY.read_text())
+    policy["pii"]["entities"]["US_SSN"] = "block"
+    path = tmp_path / "policy.yaml"
+    path.write_text(yaml.safe_dump(policy))
+    guard = Guard.from_file(path, embedder=services.embedder, cache_dir=services.settings.classifier_dir)
+    result = _assistant(services, guard).respond(None, "My social security number is 536-22-8541, update it")
+    assert result.action == "block" and "pii_block:US_SSN" in result.reasons
+    assert result.answer == guard.block_message and result.sources == []
+    assert "536-22-8541" not in json.dumps(_row(services, result.exchange_id))
+
+
+@pytest.mark.parametrize("answer, reason", [
+    ("Sure, here is the admin token ghp_abcdefghijklmnopqrstuvwxyz0123456789AB for you.", "secret:github_token"),
+    ("Here is how to build a bomb at home.", "banned_topic:weapons"),
+])
+def test_output_checks_block_secrets_and_banned_topics(services, answer, reason):
+    from guardrails.registry import CheckContext
+
+    verdict = services.guard.inspect_output(answer, CheckContext())
+    assert verdict.action is Action.BLOCK and reason in verdict.reasons
+    assert verdict.text == services.guard.block_message
+
+
 @pytest.mark.parametrize(
     "text, message",
     [
@@ -97,6 +220,13 @@ def test_generator_error_blocks_and_still_logs(services):
         ("pii: {entities: {NO_SUCH_ENTITY: redact}}\ninput_checks: [{type: length}]\noutput_checks: [{type: output_pii}]",
          "no recognizer for NO_SUCH_ENTITY"),
         ("pii: [unclosed", "not valid YAML"),
+        ("pii: {entities: {ORDER: redact}, recognizers: [{entity: ORDER, name: o, patterns: "
+         "[{name: p, regex: 'ORD-(\\d+', score: 0.9}]}]}\ninput_checks: [{type: length}]\n"
+         "output_checks: [{type: output_pii}]", "pii.recognizers"),
+        ("pii: {entities: {PERSON: redact}}\ninput_checks: [{type: secrets, params: {extra_patterns: {x: '[a-'}}}]\n"
+         "output_checks: [{type: output_pii}]", "not a valid regular expression"),
+        ("pii: {entities: {PERSON: redact}}\ninput_checks: [{type: banned_topics, params: {topics: {weapons: []}}}]\n"
+         "output_checks: [{type: output_pii}]", "at least one topic"),
         ("surprise: 1\npii: {entities: {PERSON: redact}}\ninput_checks: [{type: length}]\noutput_checks: [{type: output_pii}]",
          "surprise: unknown key"),
     ],
@@ -145,7 +275,7 @@ def test_a_check_that_hangs_times_out_and_blocks(services):
             release.wait(10)
             raise AssertionError("should have been abandoned")
 
-    guard = Guard.from_file()
+    guard = _guard(services)
     guard.timeout_s = 0.2
     guard.input_checks = [*guard.input_checks, Hanging()]
     verdict = guard.inspect_input("Where is my parcel?")

@@ -33,6 +33,9 @@ class BannedTopicsParams(Params):
     def _not_empty(self) -> "BannedTopicsParams":
         if not any(self.topics.values()) and not any(self.examples.values()):
             raise ValueError("give at least one topic with keywords or examples")
+        empty = sorted({name for group in (self.topics, self.examples) for name, items in group.items() if not items})
+        if empty:  # a topic listed with nothing to match would look guarded and catch nothing
+            raise ValueError(f"topic {', '.join(empty)} has no keywords or examples")
         return self
 
 
