@@ -225,6 +225,28 @@ def test_chunks_of_an_interrupted_ingest_are_invisible_then_cleaned(kb):
     assert store.count() == 0 and catalog.pending() == []
 
 
+def test_a_crash_after_commit_is_finished_by_the_next_ingest(kb):
+    """Killed after the new version went live but before its old chunks were deleted: search
+    sees only the new version, and recovery deletes the old chunks no document uses."""
+    store, catalog, ingestor, retriever, docs = kb
+    path = docs / "lamps.md"
+    path.write_text("# Lamps\n\n## Bulbs\n\nThe brass lamp takes an E27 bulb of up to 40 watts.\n")
+    ingestor.ingest([path])
+    old_ids = catalog.chunk_ids("lamps.md")
+    path.write_text("# Lamps\n\n## Bulbs\n\nThe brass lamp now takes a GU10 bulb of up to 35 watts.\n")
+    planned = ingestor._plan(path)
+    new = [c for c in planned.chunks if c.chunk_id not in old_ids]
+    pending = catalog.begin([Pending("lamps.md", [c.chunk_id for c in new], sorted(old_ids))])
+    store.add(new, ingestor.embedder.embed([c.text for c in new]))
+    catalog.commit([(pending[0], planned.document, planned.new_ids)])
+    # ...and here the process was killed: the old chunk is still in Chroma.
+    assert store.existing(sorted(old_ids)) == old_ids
+    assert [h.chunk_id for h in retriever.search("brass lamp bulb", 3)] == sorted(planned.new_ids)
+    ingestor.ingest([])  # any later ingest recovers first
+    assert store.existing(sorted(old_ids)) == set() and catalog.pending() == []
+    assert catalog.chunk_ids("lamps.md") == planned.new_ids and store.count() == len(planned.new_ids)
+
+
 @pytest.mark.parametrize(
     "name, content",
     [

@@ -40,7 +40,7 @@ def test_chat_shows_answer_sources_and_notices(server, browser, tmp_path):
     assert ".md" in chat.inner_text()
     page.screenshot(path=str(tmp_path / "chat.png"))
 
-    # A second browser session starts empty: chats are never shared between users.
+    # A second browser session starts empty (two tabs chatting at once: the test below).
     other = browser.new_context().new_page()
     other.goto(server)
     other.locator("#message textarea").wait_for(timeout=30_000)
@@ -83,3 +83,31 @@ def test_documents_tab_upload_list_search_remove(server, browser, tmp_path):
     page.locator("#remove").click()
     page.locator("#remove-status").get_by_text("Removed loyalty-faq.md").wait_for(timeout=30_000)
     assert "loyalty-faq.md" not in page.locator("#documents").inner_text()
+
+
+def _session_of(services, redacted_input_start: str) -> str:
+    row = next(r for r in services.store.exchanges(limit=200) if r["redacted_input"].startswith(redacted_input_start))
+    return row["session_id"]
+
+
+def test_two_tabs_are_two_conversations_and_new_conversation_starts_over(server, services, browser):
+    first = browser.new_context().new_page()
+    second = browser.new_context().new_page()
+    for page in (first, second):
+        page.goto(server)
+    _ask(first, "how do I return a blender I opened?")
+    _ask(second, "where is my parcel, it is late?")
+    for page in (first, second):
+        page.get_by_text("Source 1:").first.wait_for(timeout=90_000)
+    one, two = first.locator("#chat").inner_text(), second.locator("#chat").inner_text()
+    assert "blender" in one and "parcel" not in one
+    assert "parcel" in two and "blender" not in two
+    session_one = _session_of(services, "how do I return a blender")
+    assert session_one != _session_of(services, "where is my parcel, it is late")
+
+    first.get_by_role("button", name="New conversation").click()
+    first.wait_for_function("!document.querySelector('#chat').innerText.includes('blender')", timeout=30_000)
+    _ask(first, "how do refunds work for a kettle?")
+    first.get_by_text("Source 1:").first.wait_for(timeout=90_000)
+    assert "blender" not in first.locator("#chat").inner_text()
+    assert _session_of(services, "how do refunds work for a kettle") != session_one
