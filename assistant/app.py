@@ -17,6 +17,7 @@ from guardrails.guard import Guard
 from guardrails.vault import Vault, load_key
 from retrieval.embed_process import pool_for
 from retrieval.embeddings import Embedder, get_embedder
+from retrieval.extract import ExtractiveAnswerer
 from retrieval.catalog import Catalog
 from retrieval.ingest import IngestSummary, Ingestor, redact_file_name
 from retrieval.rerank import SentenceReranker
@@ -72,7 +73,7 @@ class Services:
     def retriever(self) -> Retriever:
         r = self.settings.retrieval
         return Retriever(self.vectors, self.kb_embedder, r.k, r.min_score, r.mode, r.bm25_weight, self.catalog,
-                         SentenceReranker(self.kb_embedder, r.rerank_weight))
+                         self.reranker)
 
     @cached_property
     def ingestor(self) -> Ingestor:
@@ -106,8 +107,19 @@ class Services:
         )
 
     @cached_property
+    def reranker(self) -> SentenceReranker:
+        return SentenceReranker(self.kb_embedder, self.settings.retrieval.rerank_weight)
+
+    @cached_property
+    def extractor(self) -> ExtractiveAnswerer:
+        m = self.settings.model
+        return ExtractiveAnswerer(self.reranker, m.extractive_min_support, m.extractive_sentences)
+
+    @cached_property
     def assistant(self) -> Assistant:
-        return Assistant(self.guard, self.retriever, self.generator, self.store, self.settings.model.history_turns)
+        m = self.settings.model
+        return Assistant(self.guard, self.retriever, self.generator, self.store, m.history_turns, m.answer_mode,
+                         self.extractor)
 
     def ingest(self, paths, on_file=None) -> IngestSummary:
         return self.ingestor.ingest(paths, on_file)

@@ -223,6 +223,27 @@ def cmd_eval_retrieval(args) -> int:
     return 0
 
 
+def cmd_eval_answers(args) -> int:
+    """Full governed turns on labelled questions: answered, correct, cited, abstain, follow-ups, latency."""
+    from pathlib import Path
+
+    from assistant.evaluate import MODES as ANSWER_MODES
+    from assistant.evaluate import SPLITS, eval_answers
+
+    files = {Path(f).name: Path(f) for f in args.questions} if args.questions else SPLITS
+    modes = [args.mode] if args.mode else list(ANSWER_MODES)
+    for report in eval_answers(_services(args), files, modes, args.limit):
+        if args.json:
+            _emit(report)
+        else:
+            q, c, lat = report["questions"], report["cited"], report["latency_ms"]
+            print(f"{q['file']:>14} {report['mode']:10} answered={report['answered']} correct={report['correct']} "
+                  f"token_f1={report['token_f1']} cited_first={c['first']} cited_any={c['any']} "
+                  f"abstain={report['abstain']} followup_correct={report['followup_correct']} "
+                  f"latency_p50={lat['p50']}ms p95={lat['p95']}ms ({q['items']} items)", flush=True)
+    return 0
+
+
 def cmd_eval_guardrails(args) -> int:
     from guardrails.evaluate import evaluate_guardrails
 
@@ -417,6 +438,14 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--collection", help=COLLECTION_HELP)
     q.add_argument("--json", action="store_true")
     q.set_defaults(func=cmd_eval_retrieval)
+
+    q = p.add_parser("answers", help="full turns on labelled questions, per answer mode, side by side")
+    q.add_argument("--questions", action="append", help="JSONL question file (repeatable); default: the shipped "
+                                                         "dev and held-out splits, reported apart")
+    q.add_argument("--mode", choices=("generate", "extractive", "auto"), help="one mode; default: all three")
+    q.add_argument("--limit", type=int, help="only the first N items of each file")
+    q.add_argument("--json", action="store_true")
+    q.set_defaults(func=cmd_eval_answers)
 
     q = p.add_parser("guardrails", help="PII P/R/F2, injection TPR/FPR, groundedness accuracy, sentiment P/R/F1")
     q.add_argument("--pii-sentences", type=int, default=1200)

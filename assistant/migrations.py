@@ -76,10 +76,16 @@ def m003_vault(conn: Connection) -> None:
     conn.execute(text("CREATE TABLE vault_meta (key_check TEXT NOT NULL)"))
 
 
+def m004_answer_mode(conn: Connection) -> None:
+    """Which path produced the answer shown: generate or extractive (NULL: a fixed reply)."""
+    conn.execute(text("ALTER TABLE exchanges ADD COLUMN answer_mode TEXT"))
+
+
 MIGRATIONS: list[tuple[str, Callable[[Connection], None]]] = [
     ("001_exchanges", m001_exchanges),
     ("002_documents", m002_documents),
     ("003_vault", m003_vault),
+    ("004_answer_mode", m004_answer_mode),
 ]
 
 

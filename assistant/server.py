@@ -38,12 +38,14 @@ class ChatResponse(BaseModel):
     session_id: str
     answer: str
     sources: list[Source]
-    action: str = Field(description="allow | flag | block")
+    action: str = Field(description="allow | flag | handoff | block")
     reasons: list[str]
     redacted_input: str
     model: str | None
     adapter: str | None
     latency_ms: dict[str, float]
+    answer_mode: str | None = Field(description="generate | extractive; null for a fixed reply "
+                                    "(blocked, handed off, or nothing in the articles)")
 
 
 class ErrorResponse(BaseModel):

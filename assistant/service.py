@@ -10,8 +10,9 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from dataclasses import dataclass, field
-from typing import Iterator, Union
+from collections.abc import Generator as GeneratorOf
+from dataclasses import dataclass, field, replace
+from typing import Iterator, Literal, Union
 
 from assistant.errors import TurnNotLogged
 from assistant.generator import Generator
@@ -19,7 +20,8 @@ from assistant.prompt import PROMPT_VERSION, SYSTEM_PROMPT, build_messages
 from assistant.store import ExchangeRecord, Store
 from guardrails.guard import REDACTION_FAILED, Guard
 from guardrails.registry import CheckContext
-from guardrails.verdict import Action, InputVerdict
+from guardrails.verdict import Action, InputVerdict, OutputVerdict
+from retrieval.extract import ExtractiveAnswerer
 from retrieval.search import Retriever
 from retrieval.store import Hit
 
@@ -48,6 +50,7 @@ class TurnResult:
     adapter: str | None
     latency_ms: dict[str, float]
     entities: list[dict] = field(default_factory=list)
+    answer_mode: str | None = None  # generate | extractive; None for a fixed reply
 
     def as_dict(self) -> dict:
         return {
@@ -61,6 +64,7 @@ class TurnResult:
             "model": self.model,
             "adapter": self.adapter,
             "latency_ms": self.latency_ms,
+            "answer_mode": self.answer_mode,
         }
 
 
@@ -85,15 +89,58 @@ class Done:
 
 
 TurnEvent = Union[InputChecked, Retrieved, Token, Done]
+AnswerMode = Literal["generate", "extractive", "auto"]
+
+
+def _wholly_grounded(verdict: OutputVerdict) -> bool:
+    """Every sentence of the model's answer passed groundedness: none was held back."""
+    return not verdict.replaced and not any(r.startswith("ungrounded") for r in verdict.reasons)
 
 
 class Assistant:
-    def __init__(self, guard: Guard, retriever: Retriever, generator: Generator, store: Store, history_turns: int = 3) -> None:
+    def __init__(self, guard: Guard, retriever: Retriever, generator: Generator, store: Store, history_turns: int = 3,
+                 answer_mode: AnswerMode = "generate", extractor: ExtractiveAnswerer | None = None) -> None:
+        if answer_mode != "generate" and extractor is None:
+            raise ValueError(f"answer mode {answer_mode!r} needs an extractive answerer")
         self.guard = guard
         self.retriever = retriever
         self.generator = generator
         self.store = store
         self.history_turns = history_turns
+        self.answer_mode = answer_mode
+        self.extractor = extractor
+
+    def _generate(self, messages: list[dict], ctx: CheckContext, latency: dict[str, float],
+                  started: float) -> GeneratorOf[TurnEvent, None, OutputVerdict | None]:
+        """Stream the model's answer as it passes the output checks; its verdict, or None when
+        the model said nothing."""
+        checked = self.guard.checked_stream(ctx)
+        checking = 0.0  # time spent in the output checks while streaming
+        began = time.perf_counter()
+        generated = []
+
+        def show(pieces: list[str]) -> Iterator[Token]:
+            for shown in pieces:  # what the agent waits for before text appears
+                latency.setdefault("first_shown", round((time.perf_counter() - started) * 1000, 1))
+                yield Token(shown)
+
+        for piece in self.generator.stream(messages):
+            if not generated:
+                latency["first_token"] = round((time.perf_counter() - started) * 1000, 1)
+            generated.append(piece)
+            since = time.perf_counter()
+            released = checked.feed(piece)
+            checking += time.perf_counter() - since
+            yield from show(released)
+            if checked.blocked:
+                break  # nothing more of this answer can be shown
+        since = time.perf_counter()
+        yield from show(checked.finish())
+        verdict = checked.verdict() if "".join(generated).strip() else None
+        checking += time.perf_counter() - since
+        latency["generate"] = round((time.perf_counter() - began - checking) * 1000, 1)
+        latency["guard_output"] = round(checking * 1000, 1)
+        return verdict
 
     def respond(self, session_id: str | None, text: str) -> TurnResult:
         for event in self.stream(session_id, text):
@@ -120,6 +167,7 @@ class Assistant:
         action = Action.BLOCK
         reasons: list[str] = []
         output_verdict = None
+        answer_mode: str | None = None  # what produced the answer shown: generate | extractive | None (a fixed reply)
         finished = False
         try:
             verdict = self.guard.inspect_input(text, session_id)
@@ -132,7 +180,8 @@ class Assistant:
             elif action is Action.HANDOFF:
                 answer = self.guard.handoff_message
             else:
-                hits = self.retriever.context_for(verdict.redacted_text)
+                history = self.store.history(session_id, self.history_turns)
+                hits = self.retriever.context_for(verdict.redacted_text, [q for q, _ in history])
                 mark = lap("retrieve", mark)
                 yield Retrieved(hits)
                 grounded = ctx.model_copy(update={"context_texts": tuple(h.text for h in hits)})
@@ -140,40 +189,37 @@ class Assistant:
                     answer = NO_CONTEXT_ANSWER
                     reasons.append("no_context")
                 else:
-                    history = self.store.history(session_id, self.history_turns)
-                    messages = build_messages(verdict.redacted_text, hits, history)
-                    checked = self.guard.checked_stream(grounded)
-                    checking = 0.0  # time spent in the output checks while streaming
-                    generated = []
-                    for piece in self.generator.stream(messages):
-                        if not generated:
-                            latency["first_token"] = round((time.perf_counter() - started) * 1000, 1)
-                        generated.append(piece)
-                        since = time.perf_counter()
-                        released = checked.feed(piece)
-                        checking += time.perf_counter() - since
-                        for shown in released:
-                            # what the agent waits for before text appears
-                            latency.setdefault("first_shown", round((time.perf_counter() - started) * 1000, 1))
-                            yield Token(shown)
-                        if checked.blocked:
-                            break  # nothing more of this answer can be shown
-                    since = time.perf_counter()
-                    released = checked.finish()
-                    for shown in released:
-                        latency.setdefault("first_shown", round((time.perf_counter() - started) * 1000, 1))
-                        yield Token(shown)
-                    if "".join(generated).strip():
-                        output_verdict = checked.verdict()
-                    checking += time.perf_counter() - since
-                    now = time.perf_counter()
-                    latency["generate"] = round((now - mark - checking) * 1000, 1)
-                    latency["guard_output"] = round(checking * 1000, 1)
-                    mark = now
-                    if output_verdict is None:  # never show a blank bubble; a reviewer should see why
-                        answer = EMPTY_ANSWER
+                    if self.answer_mode != "extractive":
+                        messages = build_messages(verdict.redacted_text, hits, history)
+                        output_verdict = yield from self._generate(messages, grounded, latency, started)
+                        mark = time.perf_counter()
+                        if output_verdict is not None and output_verdict.action is not Action.BLOCK and (
+                                self.answer_mode == "generate" or _wholly_grounded(output_verdict)):
+                            answer_mode = None if output_verdict.replaced else "generate"
+                            if not output_verdict.replaced and self.extractor is not None:
+                                output_verdict = replace(
+                                    output_verdict, text=self.extractor.cite(output_verdict.text, hits))
+                        elif output_verdict is not None and self.answer_mode == "auto":
+                            # Kept for review and retraining: why the model's own answer was not shown.
+                            reasons.extend(f"generated:{r}" for r in output_verdict.reasons
+                                           if output_verdict.action is not Action.BLOCK)
+                    if self.answer_mode == "generate" and output_verdict is None:
+                        answer = EMPTY_ANSWER  # never show a blank bubble; a reviewer should see why
                         reasons.append("empty_answer")
                         action = Action.worst([action, Action.FLAG])
+                    elif self.answer_mode == "extractive" or (
+                            self.answer_mode == "auto" and answer_mode is None
+                            and (output_verdict is None or output_verdict.action is not Action.BLOCK)):
+                        extract = self.extractor.answer(verdict.redacted_text, hits)
+                        if extract is None:  # the passages do not answer it
+                            output_verdict, answer = None, NO_CONTEXT_ANSWER
+                            reasons.append("no_answer_in_context")
+                        else:
+                            output_verdict = self.guard.inspect_output(extract.text, grounded)
+                            answer_mode = "extractive"
+                            if output_verdict.action is not Action.BLOCK:
+                                yield Token(output_verdict.text)
+                            mark = lap("extract", mark)
             if output_verdict is None:  # a fixed reply, checked whole; it makes no claim about the passages
                 output_verdict = self.guard.inspect_output(answer, ctx)
                 mark = lap("guard_output", mark)
@@ -207,6 +253,7 @@ class Assistant:
                 model=self.generator.model_name,
                 adapter=self.generator.adapter,
                 latency_ms=latency,
+                answer_mode=answer_mode,
             )
             try:
                 exchange_id: str | None = self.store.log_exchange(record)
@@ -220,5 +267,5 @@ class Assistant:
         yield Done(TurnResult(
             exchange_id, session_id, answer, hits, action.value, reasons, verdict.redacted_text,
             self.generator.model_name, self.generator.adapter, latency,
-            [e.as_dict() for e in verdict.entities],
+            [e.as_dict() for e in verdict.entities], answer_mode,
         ))

@@ -39,6 +39,14 @@ class ModelSettings(_Strict):
     temperature: float = Field(0.0, ge=0.0, le=2.0, description="0 means greedy decoding.")
     repetition_penalty: float = Field(1.15, ge=1.0, le=2.0, description="Small models loop without it.")
     history_turns: int = Field(3, ge=0, le=50, description="Earlier turns sent to the model.")
+    answer_mode: Literal["generate", "extractive", "auto"] = Field(
+        "auto", description="generate: the model's answer, as it passes the output checks; extractive: the "
+        "passages' best sentences, cited; auto: the model's answer when every sentence of it is grounded, "
+        "else the extractive one.")
+    extractive_sentences: int = Field(3, ge=1, le=5, description="Most sentences in an extractive answer.")
+    extractive_min_support: float = Field(
+        0.75, ge=-1.0, le=3.0, description="Under this best-sentence score the passages do not answer the "
+        "question: the assistant says it does not know and offers a human.")
 
 
 class RetrievalSettings(_Strict):

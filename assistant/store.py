@@ -31,6 +31,7 @@ class ExchangeRecord:
     model: str | None
     adapter: str | None
     latency_ms: dict[str, float]
+    answer_mode: str | None = None  # generate | extractive; None for a fixed reply
     id: str = field(default_factory=lambda: uuid.uuid4().hex)
     created_at: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="milliseconds"))
 
@@ -56,16 +57,17 @@ class Store:
         """The one write per turn."""
         row: dict[str, Any] = {k: getattr(record, k) for k in (
             "id", "session_id", "created_at", "redacted_input", "answer", "action", "prompt_version",
-            "model", "adapter")}
+            "model", "adapter", "answer_mode")}
         for key in _JSON_COLUMNS:
             row[key] = json.dumps(getattr(record, key), ensure_ascii=False)
         row["flagged"] = int(record.flagged)
         with self.engine.begin() as conn:
             conn.execute(text(
                 "INSERT INTO exchanges (id, session_id, created_at, redacted_input, answer, action, reasons, "
-                "input_verdict, output_verdict, sources, prompt_version, model, adapter, latency_ms, flagged) "
-                "VALUES (:id, :session_id, :created_at, :redacted_input, :answer, :action, :reasons, "
-                ":input_verdict, :output_verdict, :sources, :prompt_version, :model, :adapter, :latency_ms, :flagged)"
+                "input_verdict, output_verdict, sources, prompt_version, model, adapter, latency_ms, flagged, "
+                "answer_mode) VALUES (:id, :session_id, :created_at, :redacted_input, :answer, :action, :reasons, "
+                ":input_verdict, :output_verdict, :sources, :prompt_version, :model, :adapter, :latency_ms, :flagged, "
+                ":answer_mode)"
             ), row)
         return record.id
 

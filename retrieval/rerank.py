@@ -38,12 +38,13 @@ class SentenceReranker:
 
     def rerank(self, query_vector, hits: list[Hit]) -> list[Hit]:
         query = np.asarray(query_vector, dtype=np.float32)
-        scored = [(hit.score + self.weight * float((self._vectors(hit) @ query).max()), i, hit)
+        scored = [(hit.score + self.weight * float((self.sentence_vectors(hit) @ query).max()), i, hit)
                   for i, hit in enumerate(hits)]
         scored.sort(key=lambda item: (-item[0], item[1]))
         return [hit for _, _, hit in scored]
 
-    def _vectors(self, hit: Hit) -> np.ndarray:
+    def sentence_vectors(self, hit: Hit) -> np.ndarray:
+        """The vectors of `sentences(hit.text)`, cached by chunk id."""
         with self._lock:
             cached = self._cache.get(hit.chunk_id)
             if cached is not None:

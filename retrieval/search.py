@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 import threading
 from dataclasses import replace
-from typing import Literal
+from typing import Literal, Sequence
 
 import numpy as np
 
@@ -184,6 +184,18 @@ class Retriever:
             for h in hits if h.chunk_id in owners
         ]
 
-    def context_for(self, query: str) -> list[Hit]:
-        """Chunks good enough to ground an answer: at or above the relevance threshold."""
-        return [h for h in self.search(query) if h.score >= self.min_score]
+    def context_for(self, query: str, earlier: Sequence[str] = ()) -> list[Hit]:
+        """Chunks good enough to ground an answer: at or above the relevance threshold.
+
+        `earlier` are the conversation's previous questions, oldest first. A follow-up ("and
+        if I paid with a gift card?") names little of its subject, so the question is also
+        searched together with the one before it, and the two lists are merged: each chunk
+        keeps its better score."""
+        hits = self.search(query)
+        if earlier:
+            best = {h.chunk_id: h for h in hits}
+            for hit in self.search(f"{earlier[-1]} {query}"):
+                if hit.chunk_id not in best or hit.score > best[hit.chunk_id].score:
+                    best[hit.chunk_id] = hit
+            hits = sorted(best.values(), key=lambda h: -h.score)[: self.k]
+        return [h for h in hits if h.score >= self.min_score]

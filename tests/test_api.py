@@ -13,7 +13,7 @@ def test_chat_returns_the_ask_contract(server, services):
     assert r.status_code == 200, r.text
     body = r.json()
     assert set(body) == {"exchange_id", "session_id", "answer", "sources", "action", "reasons",
-                         "redacted_input", "model", "adapter", "latency_ms"}
+                         "redacted_input", "model", "adapter", "latency_ms", "answer_mode"}
     assert "jane.doe@example.com" not in r.text
     rows = services.store.exchanges(limit=10_000)
     assert len(rows) == before + 1
@@ -45,6 +45,8 @@ def test_bad_requests_get_json_4xx_and_log_nothing(server, services):
 def test_empty_message_is_blocked_and_logged(server, services):
     r = httpx.post(f"{server}/api/chat", json={"message": ""}, timeout=30)
     assert r.status_code == 200 and r.json()["action"] == "block" and "empty_input" in r.json()["reasons"]
+    row = next(x for x in services.store.exchanges(limit=50) if x["id"] == r.json()["exchange_id"])
+    assert row["action"] == "block" and row["flagged"] is True and "empty_input" in row["reasons"]
 
 
 def test_openapi_schema_and_health(server):

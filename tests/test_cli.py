@@ -48,7 +48,7 @@ def test_ingest_search_ask_log_contract(cli, tmp_path):
     assert len(lines) == 1, "stdout must hold exactly one JSON object"
     turn = json.loads(lines[0])
     assert set(turn) == {"exchange_id", "session_id", "answer", "sources", "action", "reasons",
-                         "redacted_input", "model", "adapter", "latency_ms"}
+                         "redacted_input", "model", "adapter", "latency_ms", "answer_mode"}
     assert "jane.doe@example.com" not in proc.stdout
     assert turn["redacted_input"] == "My email is <EMAIL_ADDRESS_1>, where is my order?"
 

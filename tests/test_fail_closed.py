@@ -192,16 +192,20 @@ def test_a_pii_entity_set_to_block_blocks_the_message(services, tmp_path):
     assert "536-22-8541" not in json.dumps(_row(services, result.exchange_id))
 
 
-@pytest.mark.parametrize("answer, reason", [
-    ("Sure, here is the admin token ghp_abcdefghijklmnopqrstuvwxyz0123456789AB for you.", "secret:github_token"),
-    ("Here is how to build a bomb at home.", "banned_topic:weapons"),
+@pytest.mark.parametrize("answer, action, reason", [
+    ("Sure, here is the admin token ghp_abcdefghijklmnopqrstuvwxyz0123456789AB for you.", "block", "secret:github_token"),
+    ("Here is how to build a bomb at home.", "block", "banned_topic:weapons"),
+    ("If they complain again, I'll kill their account and hurt you.", "block", "toxicity:threat"),
+    ("Only an idiot would lose a parcel twice.", "flag", "toxicity:insult"),
 ])
-def test_output_checks_block_secrets_and_banned_topics(services, answer, reason):
+def test_output_checks_stop_secrets_banned_topics_and_toxicity(services, answer, action, reason):
     from guardrails.registry import CheckContext
 
-    verdict = services.guard.inspect_output(answer, CheckContext())
-    assert verdict.action is Action.BLOCK and reason in verdict.reasons
-    assert verdict.text == services.guard.block_message
+    guard = services.guard  # the shipped policy
+    verdict = guard.inspect_output(answer, CheckContext())
+    assert verdict.action.value == action and reason in verdict.reasons
+    if action == "block":
+        assert verdict.text == guard.block_message
 
 
 @pytest.mark.parametrize(

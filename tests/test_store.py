@@ -15,7 +15,7 @@ EXPECTED_SCHEMA = {
     "vault_meta": ["key_check"],
     "exchanges": [
         "id", "session_id", "created_at", "redacted_input", "answer", "action", "reasons", "input_verdict",
-        "output_verdict", "sources", "prompt_version", "model", "adapter", "latency_ms", "flagged",
+        "output_verdict", "sources", "prompt_version", "model", "adapter", "latency_ms", "flagged", "answer_mode",
     ],
 }
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 
+from assistant.prompt import PROMPT_VERSION
 from assistant.service import Assistant, Done, InputChecked, Retrieved, Token
 from tests.conftest import ScriptedGenerator, quote_first_passage
 
@@ -38,7 +39,7 @@ def test_turn_streams_then_logs_exactly_one_row(services):
     assert row["answer"] == result.answer
     assert [s["chunk_id"] for s in row["sources"]] == [h.chunk_id for h in result.sources]
     assert row["model"] == "scripted"
-    assert row["prompt_version"] == "v1"
+    assert row["prompt_version"] == PROMPT_VERSION
     assert row["output_verdict"]["action"] == "allow"
 
 

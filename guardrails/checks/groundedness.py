@@ -43,9 +43,13 @@ def numbers(text: str) -> set[str]:
     return found | {_NUMBER_WORDS[w] for w in _NUMBER_WORD.findall(lowered)}
 
 
+_NOT_CLAIMS = re.compile(r"<[A-Z][A-Z0-9_]*>|\[\d+\]")  # placeholders and citation markers
+
+
 def unsupported_numbers(answer: str, contexts: list[str]) -> set[str]:
-    """Numbers in the answer that no context mentions. Placeholder indices (<PERSON_1>) don't count."""
-    answer = re.sub(r"<[A-Z][A-Z0-9_]*>", " ", answer)
+    """Numbers in the answer that no context mentions. Placeholder indices (<PERSON_1>) and
+    citation markers ([2]) don't count."""
+    answer = _NOT_CLAIMS.sub(" ", answer)
     return numbers(answer) - set().union(*(numbers(c) for c in contexts))
 
 
@@ -56,6 +60,7 @@ _HEDGE = re.compile(r"\b(don'?t|do not|doesn'?t) know\b|\bnot sure\b|\bcolleague
 def support_score(embedder, answer: str, contexts: list[str], evidence_vectors=None) -> float:
     """`evidence_vectors` (from `evidence_vectors()`) saves embedding the passages again when
     one answer is checked piece by piece."""
+    answer = re.sub(r"\s*\[\d+\]", "", answer)  # citation markers are not part of a claim
     claims = [s for s in sentences("\n\n" + answer) if len(s.split()) >= 3 and not _HEDGE.search(s)]
     if not claims:
         return 1.0  # nothing asserted ("I don't know") cannot be ungrounded

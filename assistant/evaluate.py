@@ -1,0 +1,148 @@
+"""`helpdesk eval answers`: the full governed turn on labelled questions, per answer mode.
+
+A question file is JSONL. Each line is one of:
+- an answerable question: {"id", "question", "source", "answer", "facts"};
+- an unanswerable one: {"id", "question", "source": null, "answerable": false};
+- a two-turn item: an answerable question with "followup": {"question", "source",
+  "answer", "facts"}, asked next in the same conversation.
+`facts` are what a right answer must contain: plain strings (case-insensitive) or
+regular expressions written "re:...".
+
+Turns are logged to a throw-away store, never to the exchange log.
+"""
+from __future__ import annotations
+
+import re
+import statistics
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Iterable
+
+from assistant.bench import percentile
+from assistant.errors import BadInput
+from assistant.jsonl import read_jsonl
+from assistant.service import Assistant, TurnResult
+from assistant.store import Store
+from retrieval.search import tokenize
+
+EVAL_DIR = Path(__file__).resolve().parent.parent / "retrieval" / "eval"
+# The shipped splits: dev is what answer settings are tuned on; held-out is not tuned on.
+SPLITS = {"dev": EVAL_DIR / "answers_dev.jsonl", "held-out": EVAL_DIR / "answers_heldout.jsonl"}
+MODES = ("generate", "extractive", "auto")
+_HEDGE = re.compile(r"don'?t know|do not know|couldn'?t find|could not find|not sure|no information", re.I)
+_OFFER = re.compile(r"human|colleague|person", re.I)
+
+
+def load_items(path: Path) -> list[dict]:
+    def valid(r: dict) -> bool:
+        if not isinstance(r.get("question"), str):
+            return False
+        if r.get("answerable", True) is False:
+            return True
+        followup = r.get("followup")
+        return isinstance(r.get("facts"), list) and isinstance(r.get("source"), str) and (
+            followup is None or (isinstance(followup, dict) and isinstance(followup.get("question"), str)
+                                 and isinstance(followup.get("facts"), list)))
+
+    return list(read_jsonl(path, valid, "'question', and 'source' and 'facts' unless 'answerable' is false"))
+
+
+def has_fact(answer: str, fact: str) -> bool:
+    if fact.startswith("re:"):
+        return re.search(fact[3:], answer, re.IGNORECASE) is not None
+    return fact.lower() in answer.lower()
+
+
+def token_f1(answer: str, reference: str) -> float:
+    got, want = Counter(tokenize(answer)), Counter(tokenize(reference))
+    common = sum((got & want).values())
+    if not common:
+        return 0.0
+    precision, recall = common / sum(got.values()), common / sum(want.values())
+    return 2 * precision * recall / (precision + recall)
+
+
+def answered(result: TurnResult) -> bool:
+    """A real answer: not a fixed reply (block, handoff, nothing found) nor a fallback."""
+    return result.answer_mode is not None and result.action not in ("block", "handoff") and not abstained(result)
+
+
+def abstained(result: TurnResult) -> bool:
+    """Said it does not know and offered a human."""
+    if result.action == "block":
+        return False
+    if result.answer_mode is None:
+        return result.action != "handoff" and bool(_OFFER.search(result.answer))
+    return bool(_HEDGE.search(result.answer) and _OFFER.search(result.answer))
+
+
+def correct(result: TurnResult, facts: list[str]) -> bool:
+    return answered(result) and bool(facts) and all(has_fact(result.answer, f) for f in facts)
+
+
+def evaluate(assistant: Assistant, items: list[dict], limit: int | None = None) -> dict:
+    """The figures for one answer mode on one question file."""
+    items = items[:limit] if limit else items
+    answerable = [i for i in items if i.get("answerable", True) is not False]
+    unanswerable = [i for i in items if i.get("answerable", True) is False]
+    followups = [i for i in answerable if i.get("followup")]
+    tally: Counter = Counter()
+    f1s: list[float] = []
+    latencies: list[float] = []
+
+    def turn(question: str, session: str | None = None) -> TurnResult:
+        started = time.perf_counter()
+        result = assistant.respond(session, question)
+        latencies.append((time.perf_counter() - started) * 1000)
+        return result
+
+    for item in answerable:
+        result = turn(item["question"])
+        sources = [h.source for h in result.sources]
+        tally["answered"] += answered(result)
+        tally["correct"] += correct(result, item["facts"])
+        tally["cited_first"] += bool(sources) and sources[0] == item["source"]
+        tally["cited_any"] += item["source"] in sources
+        f1s.append(token_f1(result.answer, item.get("answer") or "") if answered(result) else 0.0)
+        if item.get("followup"):
+            second = turn(item["followup"]["question"], result.session_id)
+            tally["followup_correct"] += correct(second, item["followup"]["facts"])
+    for item in unanswerable:
+        tally["abstain"] += abstained(turn(item["question"]))
+
+    def share(key: str, of: list) -> float | None:
+        return round(tally[key] / len(of), 3) if of else None
+
+    return {
+        "answered": share("answered", answerable),
+        "correct": share("correct", answerable),
+        "token_f1": round(statistics.fmean(f1s), 3) if f1s else None,
+        "cited": {"first": share("cited_first", answerable), "any": share("cited_any", answerable)},
+        "abstain": share("abstain", unanswerable),
+        "followup_correct": share("followup_correct", followups),
+        "latency_ms": {"p50": round(statistics.median(latencies), 1) if latencies else None,
+                       "p95": round(percentile(latencies, 0.95), 1) if latencies else None},
+    }
+
+
+def eval_answers(services, files: dict[str, Path], modes: Iterable[str], limit: int | None = None) -> Iterable[dict]:
+    """One report per (question file, mode), the modes side by side on the same knowledge base."""
+    modes = list(modes)
+    unknown = [m for m in modes if m not in MODES]
+    if unknown:
+        raise BadInput(f"--mode: unknown {', '.join(unknown)} ({', '.join(MODES)})")
+    services.ensure_samples()
+    loaded = {name: load_items(path) for name, path in files.items()}
+    with tempfile.TemporaryDirectory(prefix="helpdesk-eval-") as tmp:
+        store = Store(f"sqlite:///{Path(tmp) / 'eval.db'}")
+        m = services.settings.model
+        for name, items in loaded.items():
+            for mode in modes:
+                assistant = Assistant(services.guard, services.retriever, services.generator, store,
+                                      m.history_turns, mode, services.extractor)
+                report = evaluate(assistant, items, limit)
+                yield {"mode": mode, "questions": {"file": name, "items": min(len(items), limit or len(items))},
+                       **report}
+        store.engine.dispose()
