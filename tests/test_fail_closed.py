@@ -144,7 +144,7 @@ def test_generator_error_blocks_and_still_logs(services):
 
 def test_a_retriever_error_blocks_and_still_logs(services):
     class Broken:
-        def context_for(self, text):
+        def context_for(self, text, earlier=()):
             raise ConnectionError("chroma server unreachable")
 
     result = _assistant(services, retriever=Broken()).respond(None, "How do I track my order?")
