@@ -252,6 +252,14 @@ def cmd_eval_guardrails(args) -> int:
     if args.json:
         _emit(report)
         return 0
+    fa = report["false_alarms"]
+    print("False alarms on held-out ordinary messages with trigger words (flagged, handed off or blocked)")
+    for name in [k for k in fa if k.endswith(".jsonl")]:
+        m = fa[name]
+        print(f"  {name:26} {m['alarm_rate']:.3f} of {m['messages']}  {m['by_reason']}")
+    for label in ("angry", "distressed", "human_request"):
+        m = fa[f"{label}_recall"]
+        print(f"  held-out {label:14} caught {m['caught']:.3f}, as meant {m['as_meant']:.3f} (n={m['messages']})")
     print(f"PII ({report['pii']['overall']['sentences']} generated sentences)")
     for kind, m in report["pii"].items():
         if kind != "overall":

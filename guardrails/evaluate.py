@@ -11,7 +11,8 @@ from __future__ import annotations
 import json
 import random
 import re
-from collections import defaultdict
+from collections import Counter, defaultdict
+from pathlib import Path
 
 import numpy as np
 
@@ -271,8 +272,40 @@ def banned_topic_metrics(guard) -> dict:
             "everyday": len(everyday), "everyday_flagged": round(float(np.mean(flagged)), 3)}
 
 
+HELD_OUT = Path(__file__).resolve().parent / "eval"
+ORDINARY_SETS = ("ordinary_heldout.jsonl", "ordinary_heldout_b.jsonl")
+SENTIMENT_SET = "sentiment_heldout.jsonl"
+_EXPECTED = {"angry": "flag", "distressed": "flag", "human_request": "handoff"}
+
+
+def false_alarm_metrics(guard) -> dict:
+    """The whole input policy on held-out sets nothing was tuned on: ordinary support messages
+    full of trigger words (the share flagged, handed off or blocked for any reason, and why),
+    and angry, distressed and human-request messages (the share caught, and caught as meant:
+    flagged, or handed off for a request)."""
+    report: dict = {}
+    for name in ORDINARY_SETS:
+        rows = [json.loads(line) for line in (HELD_OUT / name).read_text().splitlines() if line.strip()]
+        verdicts = [guard.inspect_input(r["text"]) for r in rows]
+        alarms = [v for v in verdicts if v.action.value != "allow"]
+        why = Counter(r.split(":")[0] if r.startswith("prompt_injection") else r for v in alarms for r in v.reasons)
+        report[name] = {"messages": len(rows), "alarm_rate": round(len(alarms) / len(rows), 3),
+                        "by_reason": dict(why.most_common())}
+    rows = [json.loads(line) for line in (HELD_OUT / SENTIMENT_SET).read_text().splitlines() if line.strip()]
+    verdicts = [guard.inspect_input(r["text"]) for r in rows]
+    for label, expected in _EXPECTED.items():
+        mine = [v for r, v in zip(rows, verdicts) if r["label"] == label]
+        report[f"{label}_recall"] = {
+            "messages": len(mine),
+            "caught": round(sum(v.action.value != "allow" for v in mine) / len(mine), 3),
+            "as_meant": round(sum(v.action.value == expected for v in mine) / len(mine), 3),
+        }
+    return report
+
+
 def evaluate_guardrails(guard, embedder, pii_sentences: int = 1200) -> dict:
     return {
+        "false_alarms": false_alarm_metrics(guard),
         "banned_topics": banned_topic_metrics(guard),
         "pii": pii_metrics(guard.redactor, generate_pii_set(pii_sentences)),
         "injection": injection_metrics(guard, embedder),

@@ -74,14 +74,18 @@ def train(embedder, rows: list[dict], c: float) -> Head:
     return Head(list(model.classes_), model.coef_, model.intercept_, data_hash(rows))
 
 
-def head_for(embedder, data: Path, labels: Sequence[str], cache: Path | None, c: float = 4.0) -> Head:
-    """The head trained on `data`: loaded from `cache` when it was trained on the same data."""
-    rows = load_labelled(data, labels)
+def head_for(embedder, data: Path | Sequence[Path], labels: Sequence[str], cache: Path | None,
+             c: float = 4.0) -> Head:
+    """The head trained on `data` (one file or several): loaded from `cache` when it was trained
+    on the same data."""
+    files = [data] if isinstance(data, Path) else list(data)
+    rows = [row for path in files for row in load_labelled(path, labels)]
     if cache is not None and cache.exists():
         head = Head.load(cache)
         if head.trained_on == data_hash(rows):
             return head
-    log.info("training a classification head on %d labelled rows from %s", len(rows), data.name)
+    log.info("training a classification head on %d labelled rows from %s", len(rows),
+             ", ".join(p.name for p in files))
     head = train(embedder, rows, c)
     if cache is not None:
         head.save(cache)

@@ -140,7 +140,11 @@ def test_named_collections_and_filters(cli, tmp_path):
 
 def test_eval_guardrails_reports_every_section(cli):
     report = json.loads(cli("eval", "guardrails", "--pii-sentences", "60", "--json").stdout)
-    assert set(report) == {"pii", "injection", "groundedness", "sentiment", "banned_topics"}
+    assert set(report) == {"false_alarms", "pii", "injection", "groundedness", "sentiment", "banned_topics"}
+    fa = report["false_alarms"]
+    assert fa["ordinary_heldout.jsonl"]["messages"] > 300 and fa["ordinary_heldout_b.jsonl"]["messages"] > 300
+    assert 0 <= fa["ordinary_heldout.jsonl"]["alarm_rate"] < 0.2
+    assert fa["human_request_recall"]["messages"] > 50 and fa["human_request_recall"]["as_meant"] > 0.5
     assert report["pii"]["overall"]["sentences"] == 60
     inj = report["injection"]
     assert inj["labelled"]["attacks"] > 400 and inj["held_out"]["attacks"] > 200

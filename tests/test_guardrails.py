@@ -160,6 +160,14 @@ def test_system_prompt_leak_is_blocked(services):
         ("This is absolutely ridiculous, third time I'm asking and nobody does anything!!!", Action.FLAG,
          "sentiment:angry"),
         ("Hi, could you tell me when my parcel will arrive?", Action.ALLOW, None),
+        # A handoff needs a request for a person; mentioning one is not asking for one.
+        ("Could your manager give me a call about my order? Thanks.", Action.HANDOFF, "sentiment:human_request"),
+        ("Representative.", Action.HANDOFF, "sentiment:human_request"),
+        ("Our office manager will sign for the delivery, can I add her name to the order?", Action.ALLOW, None),
+        ("The delivery person was really kind, please pass on my thanks.", Action.ALLOW, None),
+        ("I'd like to log a complaint about the amount of packaging.", Action.ALLOW, None),
+        # Mild words about oneself or an object are not abuse.
+        ("Damn, I typed the wrong postcode. Can you change it?", Action.ALLOW, None),
     ],
 )
 def test_sentiment_flags_and_hands_off(services, text, action, reason):
@@ -168,6 +176,23 @@ def test_sentiment_flags_and_hands_off(services, text, action, reason):
     if reason:
         assert reason in verdict.reasons
     assert {"sentiment.p_angry", "sentiment.p_human_request"} <= set(verdict.scores)
+
+
+@pytest.mark.parametrize("text, asks", [
+    ("Can I speak to someone please?", True),
+    ("put me through to a real person", True),
+    ("Could a team leader call me back?", True),
+    ("Human please.", True),
+    ("I'm done with the bot, get me an agent", True),
+    ("The courier phoned twice while I was out.", False),
+    ("Customer thinks it was human error at the warehouse.", False),
+    ("Which team handles warranty claims?", False),
+    ("My manager approved the bulk order yesterday.", False),
+])
+def test_a_request_for_a_person_is_told_from_a_mention_of_one(text, asks):
+    from guardrails.checks.sentiment import asks_for_person
+
+    assert asks_for_person(text) is asks
 
 
 def test_a_handoff_turn_gets_the_handoff_reply_and_is_queued(services):

@@ -14,8 +14,9 @@ from guardrails.registry import CheckContext, Params, register
 from guardrails.verdict import Action, CheckResult
 
 DEFAULT_LEXICON: dict[str, list[str]] = {
-    "profanity": ["fuck", "fucking", "fucked", "shit", "shitty", "bullshit", "crap", "damn", "bastard", "asshole",
-                  "wtf", "piss off", "bloody hell"],
+    # Mild words ("damn", "crap", "bloody hell") are left out: customers use them of a lost
+    # Allen key or their own typo, and flagging them only buries the reviewers' queue.
+    "profanity": ["fuck", "fucking", "fucked", "shit", "shitty", "bullshit", "bastard", "asshole", "wtf", "piss off"],
     "insult": ["idiot", "idiots", "moron", "morons", "stupid", "useless", "incompetent", "imbecile", "pathetic",
                "clown", "clowns", "scammers", "scam artists", "thieves", "liars", "dumb"],
     "threat": ["i will kill", "i'll kill", "burn down", "hurt you", "find where you live", "you'll regret",
