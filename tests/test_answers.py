@@ -109,3 +109,39 @@ def test_eval_answers_reports_every_figure_per_mode(services, tmp_path):
     assert report["answered"] == 1.0 and report["correct"] >= 0.5 and report["abstain"] == 1.0
     assert report["cited"]["any"] == 1.0 and report["latency_ms"]["p50"] > 0
     assert len(services.store.exchanges(limit=10_000)) == before  # evaluation never writes the exchange log
+
+
+def test_a_turn_waiting_behind_another_agents_answer_says_it_is_queued(services):
+    import threading
+    import time
+
+    from assistant.service import Queued, Token
+
+    release = threading.Event()
+
+    class OneAtATime(ScriptedGenerator):
+        """Like the local model: one answer at a time, behind a lock."""
+
+        lock = threading.Lock()
+
+        def busy(self) -> bool:
+            return self.lock.locked()
+
+        def stream(self, messages):
+            with self.lock:
+                release.wait(30)
+                yield from super().stream(messages)
+
+    generator = OneAtATime(quote_first_passage)
+    assistant = _assistant(services, "generate", generator)
+    first = threading.Thread(target=assistant.respond, args=(None, "How do I track my order?"))
+    first.start()
+    while not generator.busy():
+        time.sleep(0.01)
+    kinds = []
+    for event in assistant.stream(None, "How many days do I have to return an item?"):
+        kinds.append(type(event))
+        if isinstance(event, Queued):
+            release.set()  # the other agent's answer finishes
+    first.join(30)
+    assert Queued in kinds and Token in kinds and kinds.index(Queued) < kinds.index(Token)

@@ -10,7 +10,7 @@ import re
 from typing import Iterator
 
 from assistant.errors import HelpdeskError
-from assistant.service import Done, InputChecked, Retrieved, Token, TurnResult
+from assistant.service import Done, InputChecked, Queued, Retrieved, Token, TurnResult
 from guardrails.verdict import InputVerdict
 
 ANY_PLACEHOLDER = re.compile(r"<[A-Z][A-Z0-9_]*>")
@@ -68,6 +68,10 @@ def chat_turn(assistant, message: str, history: list[dict], session_id: str) -> 
                 yield history, notice_for(verdict, None)
             elif isinstance(event, Retrieved):
                 continue
+            elif isinstance(event, Queued):
+                history[-1] = {"role": "assistant", "content": "⏳ Queued: the assistant is finishing another "
+                               "agent's answer; yours starts next."}
+                yield history, notice_for(verdict, None)
             elif isinstance(event, Token):
                 streamed += event.text
                 history[-1] = {"role": "assistant", "content": streamed}
