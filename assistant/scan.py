@@ -95,13 +95,11 @@ def chroma_texts(collection) -> Iterator[tuple[str, str, str]]:
         offset += len(ids)
 
 
-def file_texts(home: Path, exclude: Sequence[Path] = ()) -> Iterator[tuple[str, str, str]]:
+def file_texts(home: Path) -> Iterator[tuple[str, str, str]]:
     """Text files under the data directory, a line at a time (JSON lines by their string values)."""
-    skip = {p.resolve() for p in exclude}
     for path in sorted(home.rglob("*")):
         relative = path.relative_to(home)
-        if not path.is_file() or path.suffix.lower() not in TEXT_SUFFIXES or relative.parts[0] in SKIP_DIRS \
-                or path.resolve() in skip:
+        if not path.is_file() or path.suffix.lower() not in TEXT_SUFFIXES or relative.parts[0] in SKIP_DIRS:
             continue
         try:
             lines = path.read_text(encoding="utf-8").splitlines()
@@ -150,14 +148,6 @@ def scan_pii(services) -> list[Finding]:
         *scan_texts(redactor, database_texts(services.store.engine, exclude=KB_TABLES), None),
         *scan_texts(redactor, database_texts(services.store.engine, tables=KB_TABLES), kb_entities),
         *scan_texts(redactor, chroma_texts(services.vectors.collection), kb_entities),
-        *scan_texts(redactor, file_texts(services.settings.home, _database_files(services)), None),
+        *scan_texts(redactor, file_texts(services.settings.home), None),
     ]
     return findings
-
-
-def _database_files(services) -> list[Path]:
-    url = services.settings.db_url
-    if not url.startswith("sqlite:///"):
-        return []
-    db = Path(url.removeprefix("sqlite:///"))
-    return [db, db.with_name(db.name + "-wal"), db.with_name(db.name + "-shm")]

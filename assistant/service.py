@@ -207,10 +207,10 @@ class Assistant:
                             if not output_verdict.replaced and self.extractor is not None:
                                 output_verdict = replace(
                                     output_verdict, text=self.extractor.cite(output_verdict.text, hits))
-                        elif output_verdict is not None and self.answer_mode == "auto":
+                        elif (output_verdict is not None and self.answer_mode == "auto"
+                              and output_verdict.action is not Action.BLOCK):
                             # Kept for review and retraining: why the model's own answer was not shown.
-                            reasons.extend(f"generated:{r}" for r in output_verdict.reasons
-                                           if output_verdict.action is not Action.BLOCK)
+                            reasons.extend(f"generated:{r}" for r in output_verdict.reasons)
                     if self.answer_mode == "generate" and output_verdict is None:
                         answer = EMPTY_ANSWER  # never show a blank bubble; a reviewer should see why
                         reasons.append("empty_answer")

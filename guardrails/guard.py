@@ -17,6 +17,7 @@ from assistant.errors import ConfigError
 from guardrails.policy import Policy, load_policy
 from guardrails.redaction import Redactor
 from guardrails.registry import Check, CheckContext, build_checks, registered
+from guardrails.streaming import CheckedStream
 from guardrails.verdict import Action, CheckResult, Entity, InputVerdict, OutputVerdict, combine, well_formed
 
 log = logging.getLogger(__name__)
@@ -161,10 +162,8 @@ class Guard:
             text = self.block_message
         return OutputVerdict(text, action, reasons, scores, replaced)
 
-    def checked_stream(self, ctx: CheckContext) -> "CheckedStream":
+    def checked_stream(self, ctx: CheckContext) -> CheckedStream:
         """An answer's output checks, run on each sentence as it streams (see `guardrails.streaming`)."""
-        from guardrails.streaming import CheckedStream
-
         return CheckedStream(self, ctx)
 
     def _run(self, checks: list[Check], text: str, ctx: CheckContext) -> list[CheckResult]:
