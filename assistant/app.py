@@ -8,15 +8,18 @@ import logging
 from functools import cached_property
 from pathlib import Path
 
+from sqlalchemy import Engine
+
+from assistant.database import open_database
 from assistant.generator import LocalGenerator, prepare_default_model
 from assistant.service import Assistant
-from assistant.settings import Settings
+from core.settings import Settings
 from assistant.store import Store
 from finetune.registry import current_adapter
 from guardrails.guard import Guard
 from guardrails.vault import Vault, load_key
 from retrieval.embed_process import pool_for
-from retrieval.embeddings import Embedder, get_embedder
+from core.embeddings import Embedder, get_embedder
 from retrieval.extract import ExtractiveAnswerer
 from retrieval.catalog import Catalog
 from retrieval.ingest import IngestSummary, Ingestor, redact_file_name
@@ -37,11 +40,11 @@ class Services:
     def vault_key(self) -> bytes:
         g = self.settings.guardrails
         key_file = Path(g.vault_key_file) if g.vault_key_file else self.settings.home / "vault.key"
-        return load_key(key_file, self.store.engine)
+        return load_key(key_file, self.engine)
 
     @cached_property
     def vault(self) -> Vault:
-        return Vault(self.store.engine, self.vault_key, self.settings.guardrails.vault_ttl_hours)
+        return Vault(self.engine, self.vault_key, self.settings.guardrails.vault_ttl_hours)
 
     @cached_property
     def guard(self) -> Guard:
@@ -67,7 +70,7 @@ class Services:
 
     @cached_property
     def catalog(self) -> Catalog:
-        return Catalog(self.store.engine, self.settings.retrieval.collection)
+        return Catalog(self.engine, self.settings.retrieval.collection)
 
     @cached_property
     def retriever(self) -> Retriever:
@@ -93,8 +96,12 @@ class Services:
         return hmac.new(self.vault_key, b"helpdesk document names", hashlib.sha256).digest()
 
     @cached_property
+    def engine(self) -> Engine:
+        return open_database(self.settings.db_url)
+
+    @cached_property
     def store(self) -> Store:
-        return Store(self.settings.db_url)
+        return Store(self.engine)
 
     @cached_property
     def generator(self) -> LocalGenerator:

@@ -11,7 +11,7 @@ import os
 import sys
 from typing import Any, Sequence
 
-from assistant.errors import HelpdeskError
+from core.errors import HelpdeskError
 from retrieval.search import MODES
 
 log = logging.getLogger("helpdesk")
@@ -35,7 +35,7 @@ def _emit(obj: Any) -> None:
 
 def _services(args):
     from assistant.app import Services
-    from assistant.settings import load_settings
+    from core.settings import load_settings
 
     settings = load_settings(args.config)
     if getattr(args, "collection", None):
@@ -48,7 +48,7 @@ def _services(args):
 
 def _filters(pairs: list[str] | None) -> dict | None:
     """--filter key=value (repeatable) -> a Chroma metadata filter; numbers stay numbers."""
-    from assistant.errors import BadInput
+    from core.errors import BadInput
 
     if not pairs:
         return None
@@ -103,7 +103,7 @@ def cmd_docs_reembed(args) -> int:
 
 
 def cmd_docs_remove(args) -> int:
-    from assistant.errors import BadInput
+    from core.errors import BadInput
 
     removed = _services(args).ingestor.remove(args.source)
     if not removed:
@@ -154,7 +154,7 @@ def cmd_ask(args) -> int:
 def _stateless_guard(args):
     """A guard without the vault: plain <TYPE> placeholders, nothing stored. Trained heads are
     cached in the data directory as usual."""
-    from assistant.settings import load_settings
+    from core.settings import load_settings
     from guardrails.guard import Guard
 
     settings = load_settings(args.config)
@@ -193,10 +193,11 @@ def cmd_guard(args) -> int:
 
 
 def cmd_log(args) -> int:
-    from assistant.settings import load_settings
+    from core.settings import load_settings
+    from assistant.database import open_database
     from assistant.store import Store
 
-    rows = Store(load_settings(args.config).db_url).exchanges(limit=args.limit)
+    rows = Store(open_database(load_settings(args.config).db_url)).exchanges(limit=args.limit)
     for row in rows:
         if args.json:
             _emit(row)
@@ -338,9 +339,9 @@ def cmd_bench_retrieval(args) -> int:
     from typing import get_args
 
     from assistant.bench import bench_retrieval
-    from assistant.errors import BadInput
-    from assistant.settings import load_settings
-    from retrieval.embeddings import Precision
+    from core.errors import BadInput
+    from core.settings import load_settings
+    from core.embeddings import Precision
 
     sizes = [int(x) for x in args.sizes.split(",") if x.strip()]
     settings = load_settings(args.config)

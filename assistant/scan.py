@@ -145,8 +145,8 @@ def scan_pii(services) -> list[Finding]:
     redactor = services.guard.redactor
     kb_entities = services.settings.retrieval.redact_entities
     findings = [
-        *scan_texts(redactor, database_texts(services.store.engine, exclude=KB_TABLES), None),
-        *scan_texts(redactor, database_texts(services.store.engine, tables=KB_TABLES), kb_entities),
+        *scan_texts(redactor, database_texts(services.engine, exclude=KB_TABLES), None),
+        *scan_texts(redactor, database_texts(services.engine, tables=KB_TABLES), kb_entities),
         *scan_texts(redactor, chroma_texts(services.vectors.collection), kb_entities),
         *scan_texts(redactor, file_texts(services.settings.home), None),
     ]

@@ -15,7 +15,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from assistant.app import Services
-from assistant.errors import BadInput, HelpdeskError
+from core.errors import BadInput, HelpdeskError
 
 log = logging.getLogger(__name__)
 SESSION_ID = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.:-]{1,128}$")]
@@ -109,7 +109,7 @@ def create_app(services: Services) -> FastAPI:
 def serve(config: str | None = None, host: str | None = None, port: int | None = None) -> None:
     import uvicorn
 
-    from assistant.settings import load_settings
+    from core.settings import load_settings
 
     settings = load_settings(config)
     # Gradio keeps uploads in its temp folder: keep it inside the data directory.

@@ -14,7 +14,7 @@ from collections.abc import Generator as GeneratorOf
 from dataclasses import dataclass, field, replace
 from typing import Iterator, Literal, Union
 
-from assistant.errors import TurnNotLogged
+from core.errors import TurnNotLogged
 from assistant.generator import Generator
 from assistant.prompt import PROMPT_VERSION, SYSTEM_PROMPT, build_messages
 from assistant.store import ExchangeRecord, Store

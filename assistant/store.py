@@ -9,12 +9,11 @@ import json
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any
 
-from sqlalchemy import create_engine, event, text
+from sqlalchemy import Connection, Engine, text
 
-from assistant.migrations import migrate
+from core.db import Migration
 
 
 @dataclass(frozen=True)
@@ -33,7 +32,7 @@ class ExchangeRecord:
     latency_ms: dict[str, float]
     answer_mode: str | None = None  # generate | extractive; None for a fixed reply
     id: str = field(default_factory=lambda: uuid.uuid4().hex)
-    created_at: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="milliseconds"))
+    created_at: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="microseconds"))
 
     @property
     def flagged(self) -> bool:
@@ -44,14 +43,10 @@ _JSON_COLUMNS = ("reasons", "input_verdict", "output_verdict", "sources", "laten
 
 
 class Store:
-    def __init__(self, url: str) -> None:
-        if url.startswith("sqlite:///"):
-            Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-        self.engine = create_engine(url, connect_args={"timeout": 30} if url.startswith("sqlite") else {})
-        if url.startswith("sqlite"):
-            event.listen(self.engine, "connect", _sqlite_pragmas)
-        with self.engine.begin() as conn:
-            migrate(conn)
+    """The exchange log on an engine whose tables `assistant.database.open_database` created."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
 
     def log_exchange(self, record: ExchangeRecord) -> str:
         """The one write per turn."""
@@ -78,7 +73,7 @@ class Store:
         if session_id is not None:
             query += " WHERE session_id = :sid"
             params["sid"] = session_id
-        query += " ORDER BY created_at DESC, rowid DESC LIMIT :limit"
+        query += " ORDER BY created_at DESC, id DESC LIMIT :limit"
         with self.engine.connect() as conn:
             rows = [dict(r._mapping) for r in conn.execute(text(query), params)]
         for row in rows:
@@ -96,9 +91,35 @@ class Store:
         return [(r["redacted_input"], r["answer"]) for r in reversed(rows[:turns])]
 
 
-def _sqlite_pragmas(dbapi_conn, _record) -> None:
-    # WAL lets the UI read while a turn writes; concurrent users do not see "database is locked".
-    cur = dbapi_conn.cursor()
-    cur.execute("PRAGMA journal_mode=WAL")
-    cur.execute("PRAGMA busy_timeout=30000")
-    cur.close()
+# Tables this module owns (see core.db): append only, never edit one that has shipped.
+def m001_exchanges(conn: Connection) -> None:
+    conn.execute(text("""
+        CREATE TABLE exchanges (
+            id TEXT PRIMARY KEY,
+            session_id TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            redacted_input TEXT NOT NULL,
+            answer TEXT NOT NULL,
+            action TEXT NOT NULL,
+            reasons TEXT NOT NULL,
+            input_verdict TEXT NOT NULL,
+            output_verdict TEXT,
+            sources TEXT NOT NULL,
+            prompt_version TEXT NOT NULL,
+            model TEXT,
+            adapter TEXT,
+            latency_ms TEXT NOT NULL,
+            flagged INTEGER NOT NULL DEFAULT 0
+        )"""))
+    conn.execute(text("CREATE INDEX ix_exchanges_session ON exchanges (session_id, created_at)"))
+    conn.execute(text("CREATE INDEX ix_exchanges_flagged ON exchanges (flagged, created_at)"))
+
+def m004_answer_mode(conn: Connection) -> None:
+    """Which path produced the answer shown: generate or extractive (NULL: a fixed reply)."""
+    conn.execute(text("ALTER TABLE exchanges ADD COLUMN answer_mode TEXT"))
+
+
+MIGRATIONS: list[Migration] = [
+    ("001_exchanges", m001_exchanges),
+    ("004_answer_mode", m004_answer_mode),
+]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from assistant.errors import ModelUnavailable
+from core.errors import ModelUnavailable
 
 
 def current_adapter(adapters_dir: Path) -> tuple[str, Path] | None:

@@ -13,7 +13,7 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from pathlib import Path
 from typing import Sequence
 
-from assistant.errors import ConfigError
+from core.errors import ConfigError
 from guardrails.policy import Policy, load_policy
 from guardrails.redaction import Redactor
 from guardrails.registry import Check, CheckContext, build_checks, registered
@@ -56,7 +56,7 @@ class Guard:
         needs = {n for spec in specs_in + specs_out if spec["type"] in checks
                  for n in getattr(checks[spec["type"]], "needs", ())}
         if "embedder" in needs and embedder is None:
-            from retrieval.embeddings import get_embedder
+            from core.embeddings import get_embedder
 
             embedder = get_embedder()
         deps = {"redactor": self.redactor, "embedder": embedder, "cache_dir": cache_dir}

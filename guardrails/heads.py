@@ -17,7 +17,7 @@ from typing import Sequence
 
 import numpy as np
 
-from assistant.jsonl import read_jsonl
+from core.jsonl import read_jsonl
 
 log = logging.getLogger(__name__)
 DATA = Path(__file__).with_name("data")

@@ -24,7 +24,7 @@ from typing import Sequence
 
 import numpy as np
 
-from assistant.errors import ModelUnavailable
+from core.errors import ModelUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +40,7 @@ def _base(model_path: str | None, device: str):
     import torch
     from transformers import AutoModel, AutoTokenizer
 
-    from retrieval.embeddings import default_model_path
+    from core.embeddings import default_model_path
 
     path = model_path or default_model_path()
     try:  # float32 whatever the checkpoint holds: LoRA trains and merges in full precision

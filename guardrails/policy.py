@@ -13,7 +13,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from assistant.errors import ConfigError
+from core.errors import ConfigError
 
 DEFAULT_POLICY = Path(__file__).with_name("policy.yaml")
 PiiAction = Literal["redact", "flag", "block"]

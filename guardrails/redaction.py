@@ -6,7 +6,7 @@ import threading
 from functools import cached_property, lru_cache
 from typing import Iterable, Sequence
 
-from assistant.errors import ConfigError, ModelUnavailable
+from core.errors import ConfigError, ModelUnavailable
 from guardrails.verdict import Entity
 
 log = logging.getLogger(__name__)

@@ -5,7 +5,7 @@ from typing import Any, ClassVar, Literal, Mapping, Protocol, Sequence
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from assistant.errors import ConfigError
+from core.errors import ConfigError
 from guardrails.verdict import CheckResult
 
 Stage = Literal["input", "output"]

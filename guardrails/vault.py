@@ -20,9 +20,11 @@ import threading
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from sqlalchemy import Engine, text
+from sqlalchemy import Connection, Engine, text
 
-from assistant.errors import ConfigError
+from core.db import Migration
+
+from core.errors import ConfigError
 
 KEY_ENV = "HELPDESK_VAULT_KEY"
 _CHECK_PLAINTEXT = b"helpdesk-vault-key-check"
@@ -137,3 +139,19 @@ class Vault:
 
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+# Tables this module owns (see core.db): append only, never edit one that has shipped.
+def m003_vault(conn: Connection) -> None:
+    """Per-conversation pseudonym maps, encrypted; the key is never stored here."""
+    conn.execute(text("""
+        CREATE TABLE vault (
+            session_id TEXT PRIMARY KEY,
+            ciphertext TEXT NOT NULL,
+            expires_at TEXT NOT NULL
+        )"""))
+    conn.execute(text("CREATE INDEX ix_vault_expires ON vault (expires_at)"))
+    conn.execute(text("CREATE TABLE vault_meta (key_check TEXT NOT NULL)"))
+
+
+MIGRATIONS: list[Migration] = [("003_vault", m003_vault)]

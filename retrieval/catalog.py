@@ -14,7 +14,9 @@ import uuid
 from datetime import datetime, timezone
 from typing import Iterable, NamedTuple, Sequence
 
-from sqlalchemy import Engine, bindparam, text
+from sqlalchemy import Connection, Engine, bindparam, text
+
+from core.db import Migration
 
 
 # No ORDER BY: with one, SQLite walks the (collection, source) index over the whole
@@ -150,3 +152,41 @@ def recover(catalog: Catalog, delete_vectors) -> int:
         delete_vectors(sorted(catalog.unreferenced(json.loads(row[key]))))
         catalog.finish([row["id"]])
     return len(interrupted)
+
+
+# Tables this module owns (see core.db): append only, never edit one that has shipped.
+def m002_documents(conn: Connection) -> None:
+    """The knowledge base's catalog: Chroma holds vectors, these tables say what is live."""
+    conn.execute(text("""
+        CREATE TABLE documents (
+            collection TEXT NOT NULL,
+            source TEXT NOT NULL,
+            file_hash TEXT NOT NULL,
+            title TEXT NOT NULL,
+            doc_type TEXT NOT NULL,
+            chunks INTEGER NOT NULL,
+            pii_redacted INTEGER NOT NULL,
+            ingested_at TEXT NOT NULL,
+            PRIMARY KEY (collection, source)
+        )"""))
+    conn.execute(text("""
+        CREATE TABLE document_chunks (
+            collection TEXT NOT NULL,
+            chunk_id TEXT NOT NULL,
+            source TEXT NOT NULL,
+            PRIMARY KEY (collection, chunk_id, source)
+        )"""))
+    conn.execute(text("CREATE INDEX ix_document_chunks_source ON document_chunks (collection, source)"))
+    conn.execute(text("""
+        CREATE TABLE pending_ingests (
+            id TEXT PRIMARY KEY,
+            collection TEXT NOT NULL,
+            source TEXT NOT NULL,
+            state TEXT NOT NULL,
+            added_ids TEXT NOT NULL,
+            removable_ids TEXT NOT NULL,
+            started_at TEXT NOT NULL
+        )"""))
+
+
+MIGRATIONS: list[Migration] = [("002_documents", m002_documents)]

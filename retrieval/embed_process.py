@@ -55,7 +55,7 @@ def _serve(conn: Connection, model_path: str | None, device: str, precision: str
     with finished vectors until the parent had written every batch before them."""
     import torch
 
-    from retrieval.embeddings import Embedder
+    from core.embeddings import Embedder
 
     try:
         if threads:

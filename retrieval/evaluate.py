@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from assistant.jsonl import read_jsonl
+from core.jsonl import read_jsonl
 
 SAMPLE_QUESTIONS = Path(__file__).with_name("sample_questions.jsonl")
 

@@ -16,11 +16,11 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
-from assistant.errors import BadInput
+from core.errors import BadInput
 from retrieval.catalog import Catalog, Pending, recover
 from retrieval.chunking import Chunk, chunk_document, chunk_id
 from retrieval.embed_process import EmbeddingPool, EmbeddingProcess
-from retrieval.embeddings import Embedder
+from core.embeddings import Embedder
 from retrieval.loaders import SUPPORTED, LoadedDocument, load_file
 from retrieval.store import VectorStore
 

@@ -15,7 +15,7 @@ from collections import OrderedDict
 
 import numpy as np
 
-from retrieval.embeddings import Embedder
+from core.embeddings import Embedder
 from retrieval.store import Hit
 
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n+")

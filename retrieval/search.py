@@ -18,7 +18,7 @@ from typing import Literal, Sequence
 import numpy as np
 
 from retrieval.catalog import Catalog
-from retrieval.embeddings import Embedder
+from core.embeddings import Embedder
 from retrieval.rerank import SentenceReranker
 from retrieval.store import Hit, VectorStore
 

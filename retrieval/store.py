@@ -12,7 +12,7 @@ from typing import Sequence
 
 import numpy as np
 
-from assistant.errors import ConfigError
+from core.errors import ConfigError
 from retrieval.chunking import Chunk
 
 log = logging.getLogger(__name__)

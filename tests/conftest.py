@@ -65,7 +65,7 @@ def settings_env(home: Path, model_dir: Path) -> dict[str, str]:
 
 @pytest.fixture(scope="session")
 def make_settings(tiny_model_dir):
-    from assistant.settings import load_settings
+    from core.settings import load_settings
 
     def make(home: Path, **env) -> object:
         environ = {**settings_env(home, tiny_model_dir), **env}

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from assistant.store import Store
+from assistant.database import open_database
 from retrieval.catalog import Catalog
 from retrieval.ingest import Ingestor
 from retrieval.search import Retriever
@@ -45,7 +45,7 @@ def chroma_server(tmp_path):
 
 def test_ingest_and_search_against_a_chroma_server(chroma_server, services, tmp_path):
     store = VectorStore(make_client(host="127.0.0.1", port=chroma_server), "server-kb")
-    catalog = Catalog(Store(f"sqlite:///{tmp_path / 'kb.db'}").engine, "server-kb")
+    catalog = Catalog(open_database(f"sqlite:///{tmp_path / 'kb.db'}"), "server-kb")
     ingestor = Ingestor(store, catalog, services.embedder, 900, 120, 1_000_000)
     files = [SAMPLE_KB / "order-tracking.md", SAMPLE_KB / "returns-policy.md"]
     summary = ingestor.ingest(files)

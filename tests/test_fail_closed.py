@@ -6,7 +6,7 @@ import pytest
 import copy
 import json
 
-from assistant.errors import ConfigError, TurnNotLogged
+from core.errors import ConfigError, TurnNotLogged
 from assistant.service import EMPTY_ANSWER, Assistant
 from guardrails.guard import Guard
 from guardrails.policy import load_policy
@@ -250,7 +250,7 @@ def test_missing_policy_file_is_an_error(tmp_path):
 
 
 def test_missing_model_stops_start_up(services, tmp_path):
-    from assistant.errors import ModelUnavailable
+    from core.errors import ModelUnavailable
     from assistant.generator import LocalGenerator
 
     with pytest.raises(ModelUnavailable, match="cannot load the model"):
@@ -258,7 +258,7 @@ def test_missing_model_stops_start_up(services, tmp_path):
 
 
 def test_promoted_adapter_that_is_missing_fails_closed(tmp_path):
-    from assistant.errors import ModelUnavailable
+    from core.errors import ModelUnavailable
     from finetune.registry import current_adapter
 
     assert current_adapter(tmp_path) is None
@@ -288,8 +288,8 @@ def test_a_check_that_hangs_times_out_and_blocks(services):
 
 
 def test_missing_ner_or_embedding_model_stops_start_up(tmp_path):
-    from assistant.errors import ModelUnavailable
-    from retrieval.embeddings import Embedder
+    from core.errors import ModelUnavailable
+    from core.embeddings import Embedder
 
     with pytest.raises(ModelUnavailable, match="no_such_spacy_model"):
         Guard.from_file(spacy_model="no_such_spacy_model")

@@ -255,7 +255,7 @@ def test_lora_classifier_on_other_data_or_missing_stops_start_up(tmp_path):
     import json
     import shutil
 
-    from assistant.errors import ModelUnavailable
+    from core.errors import ModelUnavailable
     from guardrails.checks.injection_classifier import LORA_DIR, lora_classifier
 
     stale = tmp_path / "stale"
@@ -382,7 +382,7 @@ def test_packaged_nanoguard_model_is_an_opt_in_check():
 def test_nanoguard_missing_package_stops_start_up(monkeypatch):
     import sys
 
-    from assistant.errors import ConfigError
+    from core.errors import ConfigError
     from guardrails.registry import build_check
 
     monkeypatch.setitem(sys.modules, "nanoguard.scanner", None)  # as if the package were not installed

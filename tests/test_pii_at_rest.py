@@ -56,7 +56,7 @@ def home(tmp_path_factory, tiny_model_dir, make_settings):
     services = Services(make_settings(home, HELPDESK_INGEST_SAMPLES="false"))
     for message in MESSAGES:
         services.assistant.respond(None, message)
-    services.store.engine.dispose()
+    services.engine.dispose()
     return home, run
 
 

@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from assistant.errors import BadInput
+from assistant.database import open_database
+from core.errors import BadInput
 from retrieval.catalog import Pending
 from retrieval.chunking import chunk_document
 from retrieval.embed_process import EmbeddingPool, pool_for
@@ -91,7 +92,7 @@ def kb(tmp_path, services):
     from retrieval.search import Retriever
 
     store = VectorStore(make_client(tmp_path / "chroma"), "test-kb")
-    catalog = Catalog(Store(f"sqlite:///{tmp_path / 'kb.db'}").engine, "test-kb")
+    catalog = Catalog(open_database(f"sqlite:///{tmp_path / 'kb.db'}"), "test-kb")
     ingestor = Ingestor(store, catalog, services.embedder, 900, 100, MB,
                         redact=lambda t: services.guard.redact(t, ["EMAIL_ADDRESS"]))
     retriever = Retriever(store, services.embedder, k=3, catalog=catalog)
@@ -354,7 +355,7 @@ def test_reranker_prefers_the_chunk_with_the_answering_sentence(services):
 def test_int8_embeddings_are_quantized_and_rank_like_fp32(services):
     import torch
 
-    from retrieval.embeddings import Embedder
+    from core.embeddings import Embedder
 
     int8 = Embedder(precision="int8")
     linear = [m for m in int8.model.modules() if type(m).__name__ == "Linear"]
@@ -383,7 +384,7 @@ def test_live_chunk_lookup_uses_the_key_not_a_collection_scan(tmp_path):
     from assistant.store import Store
     from retrieval.catalog import LIVE_SQL
 
-    engine = Store(f"sqlite:///{tmp_path / 'kb.db'}").engine  # migrated schema, real indexes
+    engine = open_database(f"sqlite:///{tmp_path / 'kb.db'}")  # migrated schema, real indexes
     sql = LIVE_SQL.replace(":ids", "('a', 'b')").replace(":c", "'kb'")
     with engine.connect() as conn:
         plan = " ".join(str(row[-1]) for row in conn.execute(text("EXPLAIN QUERY PLAN " + sql)))
@@ -459,9 +460,9 @@ def test_the_default_pool_is_single_thread_processes_on_a_cpu_and_one_on_a_gpu(m
 
 
 def test_a_collection_keeps_its_precision_until_reembedded(tmp_path, services):
-    from assistant.errors import ConfigError
+    from core.errors import ConfigError
     from retrieval.chunking import Chunk
-    from retrieval.embeddings import get_embedder
+    from core.embeddings import get_embedder
 
     int8, fp32 = get_embedder("cpu", "int8"), services.embedder
     chunk = Chunk("c1", "a.md", "A", "A > Part", None, 0, "Lanterns take four batteries.", "md")

@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from assistant.errors import ConfigError
-from assistant.settings import load_settings
+from core.errors import ConfigError
+from core.settings import load_settings
 
 
 def test_defaults_and_env_override(tmp_path):

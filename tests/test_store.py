@@ -3,8 +3,11 @@ from __future__ import annotations
 
 from sqlalchemy import inspect
 
-from assistant.migrations import MIGRATIONS
+from assistant import store as exchange_log
+from assistant.database import open_database
 from assistant.store import ExchangeRecord, Store
+from guardrails import vault
+from retrieval import catalog
 
 EXPECTED_SCHEMA = {
     "schema_migrations": ["name", "applied_at"],
@@ -21,27 +24,28 @@ EXPECTED_SCHEMA = {
 
 
 def test_blank_database_migrates_to_expected_schema(tmp_path):
-    store = Store(f"sqlite:///{tmp_path / 'blank.db'}")
+    store = Store(open_database(f"sqlite:///{tmp_path / 'blank.db'}"))
     insp = inspect(store.engine)
     schema = {table: [c["name"] for c in insp.get_columns(table)] for table in insp.get_table_names()}
     assert schema == EXPECTED_SCHEMA
     with store.engine.connect() as conn:
         applied = [row[0] for row in conn.exec_driver_sql("SELECT name FROM schema_migrations ORDER BY name")]
-    assert applied == [name for name, _ in MIGRATIONS]
+    owned = [*exchange_log.MIGRATIONS, *catalog.MIGRATIONS, *vault.MIGRATIONS]  # each package's own tables
+    assert applied == sorted(name for name, _ in owned)
 
 
 def test_reopening_does_not_migrate_twice_and_keeps_rows(tmp_path):
     url = f"sqlite:///{tmp_path / 'db.sqlite'}"
     record = ExchangeRecord("s1", "hi", "hello", "allow", [], {}, None, [], "v1", "m", None, {"total": 1.0})
-    Store(url).log_exchange(record)
-    rows = Store(url).exchanges()
+    Store(open_database(url)).log_exchange(record)
+    rows = Store(open_database(url)).exchanges()
     assert len(rows) == 1 and rows[0]["id"] == record.id and rows[0]["latency_ms"] == {"total": 1.0}
 
 
 def test_concurrent_writers_lose_nothing(tmp_path):
     from concurrent.futures import ThreadPoolExecutor
 
-    store = Store(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    store = Store(open_database(f"sqlite:///{tmp_path / 'db.sqlite'}"))
 
     def write(i: int) -> str:
         return store.log_exchange(ExchangeRecord(f"s{i % 4}", f"q{i}", "a", "allow", [], {}, None, [], "v1", "m", None, {}))

@@ -4,14 +4,14 @@ from __future__ import annotations
 import pytest
 from cryptography.fernet import Fernet
 
-from assistant.errors import ConfigError
-from assistant.store import Store
+from core.errors import ConfigError
+from assistant.database import open_database
 from guardrails.vault import KEY_ENV, Vault, load_key
 
 
 @pytest.fixture()
 def engine(tmp_path):
-    return Store(f"sqlite:///{tmp_path / 'v.db'}").engine
+    return open_database(f"sqlite:///{tmp_path / 'v.db'}")
 
 
 def test_values_are_encrypted_at_rest_and_the_key_is_not_in_the_database(tmp_path, engine, monkeypatch):

@@ -9,7 +9,7 @@ import html
 import re
 from typing import Iterator
 
-from assistant.errors import HelpdeskError
+from core.errors import HelpdeskError
 from assistant.service import Done, InputChecked, Queued, Retrieved, Token, TurnResult
 from guardrails.verdict import InputVerdict
 

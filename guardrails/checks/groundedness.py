@@ -19,7 +19,7 @@ from pydantic import Field
 
 from guardrails.registry import CheckContext, Params, register
 from guardrails.verdict import Action, CheckResult
-from retrieval.embeddings import Recent
+from core.embeddings import Recent
 from retrieval.rerank import sentences
 
 FALLBACK = (

@@ -27,15 +27,15 @@ from typing import ClassVar
 import numpy as np
 from pydantic import Field, model_validator
 
-from assistant.jsonl import read_jsonl
-from assistant.errors import ModelUnavailable
+from core.jsonl import read_jsonl
+from core.errors import ModelUnavailable
 from guardrails.heads import DATA, data_hash, load_labelled
 from guardrails.registry import CheckContext, Params, register
 from guardrails.text import normalise
 from guardrails.text_classifier import (FOLDS, TextClassifier, classifier_for, out_of_fold_scores,
                                         threshold_for_fpr)
 from guardrails.verdict import Action, CheckResult
-from retrieval.embeddings import Recent
+from core.embeddings import Recent
 
 LABELLED = DATA / "injection.jsonl"
 HELD_OUT = DATA / "injection_heldout.jsonl"

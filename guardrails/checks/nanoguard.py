@@ -18,7 +18,7 @@ from typing import ClassVar, Literal
 
 from pydantic import Field
 
-from assistant.errors import ModelUnavailable
+from core.errors import ModelUnavailable
 from guardrails.registry import CheckContext, Params, register
 from guardrails.verdict import Action, CheckResult
 

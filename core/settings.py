@@ -14,7 +14,7 @@ from typing import Any, Literal, Mapping
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from assistant.errors import ConfigError
+from core.errors import ConfigError
 
 ENV_PREFIX = "HELPDESK_"
 # Environment variables with our prefix that are not settings keys.

@@ -8,7 +8,7 @@ from collections import OrderedDict
 from functools import lru_cache
 from typing import Literal, Sequence
 
-from assistant.errors import ModelUnavailable
+from core.errors import ModelUnavailable
 
 log = logging.getLogger(__name__)
 RECENT = 256  # single texts remembered: one message is embedded once per turn, not once per check

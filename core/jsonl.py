@@ -5,7 +5,7 @@ import json
 from pathlib import Path
 from typing import Callable, Iterator
 
-from assistant.errors import BadInput
+from core.errors import BadInput
 
 
 def read_jsonl(path: Path, valid: Callable[[object], bool], expected: str) -> Iterator[dict]:

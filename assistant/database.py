@@ -1,0 +1,13 @@
+"""The app's database: one engine, with every package's tables migrated."""
+from __future__ import annotations
+
+from sqlalchemy import Engine
+
+from assistant import store
+from core.db import connect
+from guardrails import vault
+from retrieval import catalog
+
+
+def open_database(url: str) -> Engine:
+    return connect(url, [store.MIGRATIONS, catalog.MIGRATIONS, vault.MIGRATIONS])

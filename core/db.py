@@ -1,0 +1,57 @@
+"""The database engine and the migration runner.
+
+Each package owns its tables through an append-only, numbered list of migrations
+(`MIGRATIONS` beside the code that uses the tables). Never edit one that has
+shipped; add a new one at the end. `schema_migrations` records which have run.
+SQLite by default; any SQLAlchemy URL (PostgreSQL) works with the same code, so
+migrations and queries use portable SQL only.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable, Iterable, Sequence
+
+from sqlalchemy import Connection, Engine, create_engine, event, text
+
+Migration = tuple[str, Callable[[Connection], None]]
+
+
+def connect(url: str, migrations: Iterable[Sequence[Migration]] = ()) -> Engine:
+    """An engine for `url`, with every given package's migrations applied."""
+    if url.startswith("sqlite:///"):
+        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(url, connect_args={"timeout": 30} if url.startswith("sqlite") else {})
+    if url.startswith("sqlite"):
+        event.listen(engine, "connect", _sqlite_pragmas)
+    with engine.begin() as conn:
+        migrate(conn, [step for steps in migrations for step in steps])
+    return engine
+
+
+def migrate(conn: Connection, migrations: Sequence[Migration]) -> list[str]:
+    """Run the migrations not yet applied, in order; returns their names."""
+    names = [name for name, _ in migrations]
+    if len(set(names)) != len(names):
+        raise ValueError(f"duplicate migration names in {names}")
+    conn.execute(text(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (name VARCHAR(200) PRIMARY KEY, applied_at VARCHAR(40) NOT NULL)"
+    ))
+    done = {row[0] for row in conn.execute(text("SELECT name FROM schema_migrations"))}
+    applied = []
+    for name, step in migrations:
+        if name in done:
+            continue
+        step(conn)
+        conn.execute(
+            text("INSERT INTO schema_migrations (name, applied_at) VALUES (:n, CURRENT_TIMESTAMP)"), {"n": name}
+        )
+        applied.append(name)
+    return applied
+
+
+def _sqlite_pragmas(dbapi_conn, _record) -> None:
+    # WAL lets the UI read while a turn writes; concurrent users do not see "database is locked".
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA busy_timeout=30000")
+    cur.close()
