@@ -11,12 +11,18 @@ from pathlib import Path
 from sqlalchemy import Engine
 
 from assistant.database import open_database
+from assistant.documents import DocumentService
+from assistant.feedback import FeedbackService
 from assistant.generator import LocalGenerator, prepare_default_model
+from assistant.labels import LabelWriter
+from assistant.review import ReviewService
 from assistant.service import Assistant
 from core.settings import Settings
 from assistant.store import Store
 from finetune.registry import current_adapter
-from guardrails.guard import Guard
+from guardrails.guard import Guard, redactor_for
+from guardrails.policy import load_policy
+from guardrails.redaction import Redactor
 from guardrails.vault import Vault, load_key
 from retrieval.embed_process import pool_for
 from core.embeddings import Embedder, get_embedder
@@ -127,6 +133,32 @@ class Services:
         m = self.settings.model
         return Assistant(self.guard, self.retriever, self.generator, self.store, m.history_turns, m.answer_mode,
                          self.extractor)
+
+    @cached_property
+    def redactor(self) -> Redactor:
+        """The policy's PII redaction; the guard's own when it is loaded (no second spaCy model)."""
+        if "guard" in self.__dict__:
+            return self.guard.redactor
+        g = self.settings.guardrails
+        policy, origin = load_policy(g.policy)
+        return redactor_for(policy, origin, g.spacy_model)
+
+    def redact_typed(self, text: str) -> str:
+        """Free text a person typed (a correction, a note): redacted like a chat message."""
+        return self.redactor.redact(text)[0]
+
+    @cached_property
+    def documents(self) -> DocumentService:
+        return DocumentService(lambda: self.ingestor, self.catalog, lambda: self.retriever)
+
+    @cached_property
+    def feedback(self) -> FeedbackService:
+        return FeedbackService(self.engine, self.store, self.redact_typed)
+
+    @cached_property
+    def review(self) -> ReviewService:
+        return ReviewService(self.engine, self.store, self.feedback, self.redact_typed,
+                             self.settings.review.claim_minutes, LabelWriter(self.settings.home / "labels"))
 
     def ingest(self, paths, on_file=None) -> IngestSummary:
         return self.ingestor.ingest(paths, on_file)

@@ -62,7 +62,7 @@ def _filters(pairs: list[str] | None) -> dict | None:
 
 
 def cmd_ingest(args) -> int:
-    summary = _services(args).ingest(args.paths).as_dict()
+    summary = _services(args).documents.ingest(_actor(args), args.paths).as_dict()
     if args.json:
         _emit({k: summary[k] for k in ("files", "chunks_added", "chunks_unchanged", "errors", "pii_redacted")})
     else:
@@ -74,7 +74,7 @@ def cmd_ingest(args) -> int:
 
 
 def cmd_docs_list(args) -> int:
-    documents = _services(args).catalog.documents()
+    documents = _services(args).documents.list(_actor(args))
     if args.json:
         _emit({"documents": [
             {k: d[k] for k in ("source", "title", "doc_type", "chunks", "pii_redacted", "file_hash", "ingested_at")}
@@ -103,11 +103,7 @@ def cmd_docs_reembed(args) -> int:
 
 
 def cmd_docs_remove(args) -> int:
-    from core.errors import BadInput
-
-    removed = _services(args).ingestor.remove(args.source)
-    if not removed:
-        raise BadInput(f"no document named {args.source!r} (see: helpdesk docs list)")
+    removed = _services(args).documents.remove(_actor(args), args.source)
     if args.json:
         _emit({"source": args.source, "chunks_removed": removed})
     else:
@@ -116,7 +112,7 @@ def cmd_docs_remove(args) -> int:
 
 
 def cmd_search(args) -> int:
-    hits = _services(args).retriever.search(args.query, args.k, args.mode, _filters(args.filter))
+    hits = _services(args).documents.search(_actor(args), args.query, args.k, args.mode, _filters(args.filter))
     if args.json:
         _emit({"hits": [h.as_dict() for h in hits]})
     else:
@@ -131,12 +127,12 @@ def cmd_ask(args) -> int:
     assistant = services.assistant
     services.ensure_samples()
     if args.json:
-        _emit(assistant.respond(args.session, args.text).as_dict())
+        _emit(assistant.respond(args.session, args.text, _actor(args)).as_dict())
         return 0
     from assistant.service import Done, Token
 
     streamed = ""
-    for event in assistant.stream(args.session, args.text):
+    for event in assistant.stream(args.session, args.text, _actor(args)):
         if isinstance(event, Token):
             print(event.text, end="", flush=True)
             streamed += event.text
@@ -193,16 +189,92 @@ def cmd_guard(args) -> int:
 
 
 def cmd_log(args) -> int:
-    from core.settings import load_settings
-    from assistant.database import open_database
-    from assistant.store import Store
-
-    rows = Store(open_database(load_settings(args.config).db_url)).exchanges(limit=args.limit)
-    for row in rows:
+    services = _services(args)
+    for row in services.store.exchanges(limit=args.limit):
         if args.json:
-            _emit(row)
+            item = services.review.item(row["id"])
+            _emit({**row, "feedback": services.feedback.for_exchange(row["id"]),
+                   "review": {k: item[k] for k in ("status", "reasons", "decision", "decided_by", "decided_at")}
+                   if item else None})
         else:
             print(f"{row['created_at']}  {row['action']:5}  {row['redacted_input'][:60]!r} -> {row['answer'][:60]!r}")
+    return 0
+
+
+def _actor(args):
+    from assistant.actor import Actor, cli_actor
+
+    return Actor(f"cli:{args.as_user}", "admin", "cli") if getattr(args, "as_user", None) else cli_actor()
+
+
+def cmd_feedback(args) -> int:
+    given = _services(args).feedback.give(_actor(args), args.exchange_id, args.rating, args.reason, args.correction)
+    if args.json:
+        _emit(given.as_dict())
+    else:
+        print(f"feedback {given.feedback_id}: {given.rating}"
+              f"{' (' + given.reason + ')' if given.reason else ''} on {given.exchange_id}")
+        if given.correction:
+            print(f"correction as stored: {given.correction}")
+    return 0
+
+
+LIST_KEYS = ("exchange_id", "status", "reasons", "rating", "created_at")
+
+
+def cmd_review_list(args) -> int:
+    items = _services(args).review.queue(_actor(args), args.status, args.reason, args.action, args.rating,
+                                         args.adapter, args.since, args.until, args.limit)
+    for item in items:
+        if args.json:
+            _emit({k: item[k] for k in LIST_KEYS} | {"action": item["action"], "decision": item["decision"],
+                                                      "claimed_by": item["claimed_by"]})
+        else:
+            print(f"{item['exchange_id']}  {item['status']:8} {item['created_at'][:19]}  {item['action']:7} "
+                  f"{','.join(item['reasons'])}{'  ' + item['decision'] if item['decision'] else ''}")
+    return 0
+
+
+def _print_item(item: dict) -> None:
+    print(f"{item['exchange_id']}: {item['status']}{' (' + item['decision'] + ')' if item['decision'] else ''}, "
+          f"reasons {', '.join(item['reasons'])}"
+          f"{', claimed by ' + item['claimed_by'] + ' until ' + item['claim_expires_at'] if item['claimed_by'] else ''}")
+
+
+def cmd_review_show(args) -> int:
+    shown = _services(args).review.show(_actor(args), args.exchange_id)
+    if args.json:
+        _emit(shown)
+        return 0
+    _print_item(shown)
+    for turn in shown["conversation"]:
+        mark = "»" if turn["id"] == args.exchange_id else " "
+        print(f"{mark} Q: {turn['redacted_input']}\n  A: {turn['answer']}  [{turn['action']}: "
+              f"{', '.join(turn['reasons']) or 'ok'}]")
+    for i, s in enumerate(shown["exchange"]["sources"], 1):
+        print(f"  [{i}] {s['source']} ({s['score']:.2f}) {s.get('text', '')[:160]!r}")
+    for f in shown["feedback"]:
+        print(f"  feedback {f['rating']} by {f['actor_id']}: {f['reason'] or ''} {f['correction'] or ''}")
+    for d in shown["decisions"]:
+        print(f"  {d['created_at'][:19]} {d['decision']} by {d['actor_id']}: {d['note'] or ''}")
+    return 0
+
+
+def cmd_review_claim(args) -> int:
+    item = _services(args).review.claim(_actor(args), args.exchange_id)
+    _emit(item) if args.json else _print_item(item)
+    return 0
+
+
+def cmd_review_decide(args) -> int:
+    item = _services(args).review.decide(_actor(args), args.exchange_id, args.decision, args.answer, args.note)
+    _emit(item) if args.json else _print_item(item)
+    return 0
+
+
+def cmd_review_reopen(args) -> int:
+    item = _services(args).review.reopen(_actor(args), args.exchange_id, args.note)
+    _emit(item) if args.json else _print_item(item)
     return 0
 
 
@@ -439,6 +511,53 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=20)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_log)
+
+    from assistant.feedback import REASONS as FEEDBACK_REASONS
+    from assistant.review import DECISIONS, REASONS as REVIEW_REASONS, STATUSES
+
+    p = sub.add_parser("feedback", help="thumbs up or down on an answer, with a reason and a corrected answer")
+    p.add_argument("exchange_id")
+    p.add_argument("rating", choices=("up", "down"))
+    p.add_argument("--reason", choices=FEEDBACK_REASONS)
+    p.add_argument("--correction", help="the answer as it should have been (redacted before it is stored)")
+    p.add_argument("--as", dest="as_user", help="who is giving it (default: the OS user)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_feedback)
+
+    p = sub.add_parser("review", help="the queue of exchanges that need a human").add_subparsers(
+        dest="what", required=True)
+    q = p.add_parser("list", help="queue items, oldest first")
+    q.add_argument("--status", choices=STATUSES)
+    q.add_argument("--reason", choices=REVIEW_REASONS)
+    q.add_argument("--action", choices=("allow", "flag", "handoff", "block"))
+    q.add_argument("--rating", choices=("up", "down"))
+    q.add_argument("--adapter")
+    q.add_argument("--since", help="ISO date or time, inclusive")
+    q.add_argument("--until", help="ISO date or time, exclusive")
+    q.add_argument("--limit", type=int, default=200)
+    q.add_argument("--json", action="store_true")
+    q.set_defaults(func=cmd_review_list)
+    for name, func, help_text in (("show", cmd_review_show, "an item with its whole conversation"),
+                                  ("claim", cmd_review_claim, "claim an item (the claim expires)")):
+        q = p.add_parser(name, help=help_text)
+        q.add_argument("exchange_id")
+        q.add_argument("--as", dest="as_user", help="the reviewer (default: the OS user)")
+        q.add_argument("--json", action="store_true")
+        q.set_defaults(func=func)
+    q = p.add_parser("decide", help="decide an item")
+    q.add_argument("exchange_id")
+    q.add_argument("decision", choices=DECISIONS)
+    q.add_argument("--answer", help="for `correct`: the answer that becomes the reference")
+    q.add_argument("--note")
+    q.add_argument("--as", dest="as_user", help="the reviewer (default: the OS user)")
+    q.add_argument("--json", action="store_true")
+    q.set_defaults(func=cmd_review_decide)
+    q = p.add_parser("reopen", help="put a decided item back in the queue")
+    q.add_argument("exchange_id")
+    q.add_argument("--note")
+    q.add_argument("--as", dest="as_user", help="the reviewer (default: the OS user)")
+    q.add_argument("--json", action="store_true")
+    q.set_defaults(func=cmd_review_reopen)
 
     p = sub.add_parser("eval", help="measure quality").add_subparsers(dest="what", required=True)
     q = p.add_parser("retrieval", help="hit@1, hit@5 and MRR on labelled questions")

@@ -3,11 +3,12 @@ from __future__ import annotations
 
 from sqlalchemy import Engine
 
-from assistant import store
+from assistant import feedback, review, store
 from core.db import connect
 from guardrails import vault
 from retrieval import catalog
 
 
 def open_database(url: str) -> Engine:
-    return connect(url, [store.MIGRATIONS, catalog.MIGRATIONS, vault.MIGRATIONS])
+    return connect(url, [store.MIGRATIONS, catalog.MIGRATIONS, vault.MIGRATIONS, feedback.MIGRATIONS,
+                        review.MIGRATIONS])

@@ -26,8 +26,10 @@ class Generator(Protocol):
     model_name: str
     adapter: str | None
 
-    def stream(self, messages: Sequence[dict]) -> Iterator[str]:
-        """Yield the answer's text piece by piece for a chat-template conversation."""
+    def stream(self, messages: Sequence[dict], served: dict | None = None) -> Iterator[str]:
+        """Yield the answer's text piece by piece for a chat-template conversation. When it
+        starts, it fills `served` with the model, adapter and generation settings that serve
+        this call (the exchange log records them, even if an adapter is swapped meanwhile)."""
         ...
 
     # Optional: `busy() -> bool`, true while another turn is generating (the turn then tells
@@ -136,7 +138,12 @@ class LocalGenerator:
         """Another turn is generating: a new one waits its turn."""
         return self._lock.locked()
 
-    def stream(self, messages: Sequence[dict]) -> Iterator[str]:
+    def generation_settings(self) -> dict:
+        return {"max_new_tokens": self.max_new_tokens, "temperature": self.temperature,
+                "repetition_penalty": self.repetition_penalty, "do_sample": self.temperature > 0,
+                "device": self.device}
+
+    def stream(self, messages: Sequence[dict], served: dict | None = None) -> Iterator[str]:
         import torch
         from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
 
@@ -174,6 +181,8 @@ class LocalGenerator:
                 streamer.end()
 
         with self._lock:
+            if served is not None:
+                served.update(model=self.model_name, adapter=self.adapter, settings=self.generation_settings())
             worker = threading.Thread(target=run, daemon=True)
             worker.start()
             try:

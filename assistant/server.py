@@ -7,15 +7,18 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Annotated
+from typing import Annotated, Literal
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Header, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
+from assistant.actor import Actor
 from assistant.app import Services
-from core.errors import BadInput, HelpdeskError
+from assistant.feedback import REASONS as FEEDBACK_REASONS
+from assistant.review import DECISIONS, REASONS as REVIEW_REASONS, STATUSES
+from core.errors import BadInput, Conflict, HelpdeskError, NotFound
 
 log = logging.getLogger(__name__)
 SESSION_ID = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.:-]{1,128}$")]
@@ -52,6 +55,62 @@ class ErrorResponse(BaseModel):
     error: str
 
 
+class FeedbackRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    exchange_id: str
+    rating: Literal["up", "down"]
+    reason: Literal[FEEDBACK_REASONS] | None = None  # type: ignore[valid-type]
+    correction: str | None = Field(None, description="The answer as it should have been; redacted before it is stored.")
+
+
+class FeedbackResponse(BaseModel):
+    feedback_id: str
+    exchange_id: str
+    rating: str
+    reason: str | None
+    correction: str | None = Field(description="As stored: personal data redacted.")
+
+
+class ReviewItem(BaseModel):
+    exchange_id: str
+    session_id: str
+    created_at: str
+    status: str = Field(description="pending | claimed | done")
+    reasons: list[str] = Field(description="flagged | handed_off | blocked | low_groundedness | down_voted")
+    rating: str | None
+    action: str
+    adapter: str | None
+    claimed_by: str | None
+    claim_expires_at: str | None
+    decision: str | None
+    decided_by: str | None
+    decided_at: str | None
+
+
+class DecideRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    decision: Literal[DECISIONS]  # type: ignore[valid-type]
+    answer: str | None = Field(None, description="For `correct`: the answer that becomes the reference.")
+    note: str | None = None
+
+
+class ReopenRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    note: str | None = None
+
+
+# Module level: the routes' annotations are strings (postponed), resolved against this module.
+User = Annotated[str | None, Header(alias="X-Helpdesk-User", pattern=r"^[A-Za-z0-9_.@-]{1,64}$",
+                                    description="Who is calling, until API tokens exist")]
+ERRORS = {404: {"model": ErrorResponse}, 409: {"model": ErrorResponse}, 422: {"model": ErrorResponse}}
+
+
+def api_actor(user: str | None) -> Actor:
+    """The API caller. Until users and tokens exist, a caller may name itself in `X-Helpdesk-User`
+    (so two reviewers' claims can be told apart); the default is one shared API caller."""
+    return Actor(f"api:{user}" if user else "api", "admin", "api")
+
+
 def create_api(services: Services) -> FastAPI:
     app = FastAPI(
         title="helpdesk",
@@ -71,8 +130,47 @@ def create_api(services: Services) -> FastAPI:
 
     @app.exception_handler(HelpdeskError)
     async def _helpdesk_error(request: Request, exc: HelpdeskError) -> JSONResponse:
-        status = 400 if isinstance(exc, BadInput) else 503
+        status = {BadInput: 400, NotFound: 404, Conflict: 409}.get(type(exc), 503)
         return JSONResponse({"error": str(exc)}, status_code=status)
+
+    @app.post("/api/feedback", response_model=FeedbackResponse, responses=ERRORS,
+              summary="Thumbs up or down on an answer, with a reason and an optional corrected answer")
+    def feedback(req: FeedbackRequest, user: User = None) -> FeedbackResponse:
+        given = services.feedback.give(api_actor(user), req.exchange_id, req.rating, req.reason, req.correction)
+        return FeedbackResponse.model_validate(given.as_dict())
+
+    @app.get("/api/review", response_model=list[ReviewItem], responses=ERRORS,
+             summary="The review queue, oldest first, filtered")
+    def review_list(
+        user: User = None,
+        status: Literal[STATUSES] | None = None,  # type: ignore[valid-type]
+        reason: Literal[REVIEW_REASONS] | None = None,  # type: ignore[valid-type]
+        action: str | None = None, rating: Literal["up", "down"] | None = None, adapter: str | None = None,
+        since: str | None = Query(None, description="ISO date or time, inclusive"),
+        until: str | None = Query(None, description="ISO date or time, exclusive"),
+        limit: int = Query(200, ge=1, le=10000),
+    ) -> list[dict]:
+        return services.review.queue(api_actor(user), status, reason, action, rating, adapter, since, until, limit)
+
+    @app.get("/api/review/{exchange_id}", responses=ERRORS,
+             summary="One item: its exchange record, the whole conversation, feedback and decisions")
+    def review_show(exchange_id: str, user: User = None) -> dict:
+        return services.review.show(api_actor(user), exchange_id)
+
+    @app.post("/api/review/{exchange_id}/claim", response_model=ReviewItem, responses=ERRORS,
+              summary="Claim an item; 409 while another reviewer's claim holds")
+    def review_claim(exchange_id: str, user: User = None) -> dict:
+        return services.review.claim(api_actor(user), exchange_id)
+
+    @app.post("/api/review/{exchange_id}/decide", response_model=ReviewItem, responses=ERRORS,
+              summary="approve | correct | reject | false_alarm | escalate, with a note")
+    def review_decide(exchange_id: str, req: DecideRequest, user: User = None) -> dict:
+        return services.review.decide(api_actor(user), exchange_id, req.decision, req.answer, req.note)
+
+    @app.post("/api/review/{exchange_id}/reopen", response_model=ReviewItem, responses=ERRORS,
+              summary="Put a decided item back in the queue")
+    def review_reopen(exchange_id: str, req: ReopenRequest | None = None, user: User = None) -> dict:
+        return services.review.reopen(api_actor(user), exchange_id, req.note if req else None)
 
     @app.post(
         "/api/chat",
@@ -80,10 +178,11 @@ def create_api(services: Services) -> FastAPI:
         responses={413: {"model": ErrorResponse}, 422: {"model": ErrorResponse}},
         summary="One governed chat turn",
     )
-    def chat(req: ChatRequest) -> ChatResponse | JSONResponse:
+    def chat(req: ChatRequest, user: User = None) -> ChatResponse | JSONResponse:
         if len(req.message) > max_chars:
             return JSONResponse({"error": f"message is over {max_chars} characters"}, status_code=413)
-        return ChatResponse.model_validate(services.assistant.respond(req.session_id, req.message).as_dict())
+        result = services.assistant.respond(req.session_id, req.message, api_actor(user))
+        return ChatResponse.model_validate(result.as_dict())
 
     @app.get("/api/health", summary="Liveness and what is loaded")
     def health() -> dict:

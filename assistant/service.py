@@ -14,10 +14,11 @@ from collections.abc import Generator as GeneratorOf
 from dataclasses import dataclass, field, replace
 from typing import Iterator, Literal, Union
 
-from core.errors import TurnNotLogged
+from assistant.actor import Actor
 from assistant.generator import Generator
 from assistant.prompt import PROMPT_VERSION, SYSTEM_PROMPT, build_messages
 from assistant.store import ExchangeRecord, Store
+from core.errors import TurnNotLogged
 from guardrails.guard import REDACTION_FAILED, Guard
 from guardrails.registry import CheckContext
 from guardrails.verdict import Action, InputVerdict, OutputVerdict
@@ -116,9 +117,9 @@ class Assistant:
         self.extractor = extractor
 
     def _generate(self, messages: list[dict], ctx: CheckContext, latency: dict[str, float],
-                  started: float) -> GeneratorOf[TurnEvent, None, OutputVerdict | None]:
+                  started: float, trace: dict) -> GeneratorOf[TurnEvent, None, OutputVerdict | None]:
         """Stream the model's answer as it passes the output checks; its verdict, or None when
-        the model said nothing."""
+        the model said nothing. `trace` gets the raw answer and what served it, for the log."""
         checked = self.guard.checked_stream(ctx)
         checking = 0.0  # time spent in the output checks while streaming
         began = time.perf_counter()
@@ -132,7 +133,9 @@ class Assistant:
                 latency.setdefault("first_shown", round((time.perf_counter() - started) * 1000, 1))
                 yield Token(shown)
 
-        for piece in self.generator.stream(messages):
+        served: dict = {}
+        trace["generation"] = served
+        for piece in self.generator.stream(messages, served=served):
             if not generated:
                 latency["first_token"] = round((time.perf_counter() - started) * 1000, 1)
             generated.append(piece)
@@ -144,19 +147,30 @@ class Assistant:
                 break  # nothing more of this answer can be shown
         since = time.perf_counter()
         yield from show(checked.finish())
-        verdict = checked.verdict() if "".join(generated).strip() else None
+        trace["raw_answer"] = "".join(generated)
+        verdict = checked.verdict() if trace["raw_answer"].strip() else None
         checking += time.perf_counter() - since
         latency["generate"] = round((time.perf_counter() - began - checking) * 1000, 1)
         latency["guard_output"] = round(checking * 1000, 1)
         return verdict
 
-    def respond(self, session_id: str | None, text: str) -> TurnResult:
-        for event in self.stream(session_id, text):
+    def _redacted(self, raw: str | None) -> str | None:
+        """The model's own words may hold PII it made up: stored only redacted."""
+        if raw is None:
+            return None
+        try:
+            return self.guard.redact(raw)[0]
+        except Exception:
+            log.exception("could not redact the raw answer; it is not stored")
+            return None
+
+    def respond(self, session_id: str | None, text: str, actor: Actor | None = None) -> TurnResult:
+        for event in self.stream(session_id, text, actor):
             if isinstance(event, Done):
                 return event.result
         raise RuntimeError("turn ended without a result")  # stream always ends with Done
 
-    def stream(self, session_id: str | None, text: str) -> Iterator[TurnEvent]:
+    def stream(self, session_id: str | None, text: str, actor: Actor | None = None) -> Iterator[TurnEvent]:
         """The turn's events. `Token`s carry only text that passed the output checks (see
         `guardrails.streaming`); `Done` comes only once the exchange is logged. If the log
         write fails, `TurnNotLogged` is raised instead of `Done`: the answer is not shown."""
@@ -177,6 +191,8 @@ class Assistant:
         output_verdict = None
         answer_mode: str | None = None  # what produced the answer shown: generate | extractive | None (a fixed reply)
         finished = False
+        messages: list[dict] | None = None
+        trace: dict = {}  # the model's raw answer and what served it, when it was asked
         try:
             verdict = self.guard.inspect_input(text, session_id)
             action, reasons = verdict.action, list(verdict.reasons)
@@ -197,9 +213,10 @@ class Assistant:
                     answer = NO_CONTEXT_ANSWER
                     reasons.append("no_context")
                 else:
+                    # Logged in every mode: retraining rebuilds the prompt a model would have seen.
+                    messages = build_messages(verdict.redacted_text, hits, history)
                     if self.answer_mode != "extractive":
-                        messages = build_messages(verdict.redacted_text, hits, history)
-                        output_verdict = yield from self._generate(messages, grounded, latency, started)
+                        output_verdict = yield from self._generate(messages, grounded, latency, started, trace)
                         mark = time.perf_counter()
                         if output_verdict is not None and output_verdict.action is not Action.BLOCK and (
                                 self.answer_mode == "generate" or _wholly_grounded(output_verdict)):
@@ -256,12 +273,16 @@ class Assistant:
                 reasons=reasons,
                 input_verdict=verdict.as_dict(),
                 output_verdict=output_verdict.as_dict() if output_verdict else None,
-                sources=[h.as_dict(with_text=False) for h in hits],
+                sources=[h.as_dict(with_text=True) | {"title": h.title, "heading": h.heading} for h in hits],
                 prompt_version=PROMPT_VERSION,
                 model=self.generator.model_name,
                 adapter=self.generator.adapter,
                 latency_ms=latency,
                 answer_mode=answer_mode,
+                messages=messages,
+                raw_answer=self._redacted(trace.get("raw_answer")),
+                generation=trace.get("generation") or None,
+                actor=actor.as_dict() if actor else None,
             )
             try:
                 exchange_id: str | None = self.store.log_exchange(record)

@@ -31,6 +31,11 @@ class ExchangeRecord:
     adapter: str | None
     latency_ms: dict[str, float]
     answer_mode: str | None = None  # generate | extractive; None for a fixed reply
+    # What retraining needs to rebuild the turn (None on rows logged before they were kept):
+    messages: list[dict] | None = None  # the chat messages as the model saw (or would have seen) them
+    raw_answer: str | None = None  # the model's own answer before the output checks, PII redacted
+    generation: dict | None = None  # model, adapter and settings reported by the call that served
+    actor: dict | None = None  # who asked: {"id", "role", "via"}
     id: str = field(default_factory=lambda: uuid.uuid4().hex)
     created_at: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="microseconds"))
 
@@ -38,8 +43,20 @@ class ExchangeRecord:
     def flagged(self) -> bool:
         return self.action in ("flag", "handoff", "block")
 
+    @property
+    def review_reasons(self) -> list[str]:
+        """Why a human should look at this turn (down-votes add theirs later)."""
+        out = {"flag": ["flagged"], "handoff": ["handed_off"], "block": ["blocked"]}.get(self.action, [])
+        if any(r.startswith("ungrounded") for r in self.reasons):  # the shown answer, not a draft
+            out.append("low_groundedness")
+        return out
 
-_JSON_COLUMNS = ("reasons", "input_verdict", "output_verdict", "sources", "latency_ms")
+
+_JSON_COLUMNS = ("reasons", "input_verdict", "output_verdict", "sources", "latency_ms", "messages", "generation",
+                 "actor", "review_reasons")
+_DERIVED = ("flagged", "needs_review", "review_reasons")
+_COLUMNS = ("id", "session_id", "created_at", "redacted_input", "answer", "action", "prompt_version", "model",
+            "adapter", "answer_mode", "raw_answer", *_JSON_COLUMNS, "flagged", "needs_review")
 
 
 class Store:
@@ -50,21 +67,23 @@ class Store:
 
     def log_exchange(self, record: ExchangeRecord) -> str:
         """The one write per turn."""
-        row: dict[str, Any] = {k: getattr(record, k) for k in (
-            "id", "session_id", "created_at", "redacted_input", "answer", "action", "prompt_version",
-            "model", "adapter", "answer_mode")}
+        row: dict[str, Any] = {k: getattr(record, k) for k in _COLUMNS if k not in _DERIVED}
+        row["review_reasons"] = record.review_reasons
         for key in _JSON_COLUMNS:
-            row[key] = json.dumps(getattr(record, key), ensure_ascii=False)
+            row[key] = json.dumps(row[key], ensure_ascii=False)
         row["flagged"] = int(record.flagged)
+        row["needs_review"] = int(bool(record.review_reasons))
         with self.engine.begin() as conn:
             conn.execute(text(
-                "INSERT INTO exchanges (id, session_id, created_at, redacted_input, answer, action, reasons, "
-                "input_verdict, output_verdict, sources, prompt_version, model, adapter, latency_ms, flagged, "
-                "answer_mode) VALUES (:id, :session_id, :created_at, :redacted_input, :answer, :action, :reasons, "
-                ":input_verdict, :output_verdict, :sources, :prompt_version, :model, :adapter, :latency_ms, :flagged, "
-                ":answer_mode)"
+                f"INSERT INTO exchanges ({', '.join(_COLUMNS)}) VALUES ({', '.join(':' + c for c in _COLUMNS)})"
             ), row)
         return record.id
+
+    def exchange(self, exchange_id: str) -> dict | None:
+        """One exchange as stored, or None."""
+        with self.engine.connect() as conn:
+            row = conn.execute(text("SELECT * FROM exchanges WHERE id = :id"), {"id": exchange_id}).first()
+        return _decoded(dict(row._mapping)) if row is not None else None
 
     def exchanges(self, limit: int = 20, session_id: str | None = None) -> list[dict]:
         """Newest first, as stored (JSON columns decoded)."""
@@ -75,12 +94,7 @@ class Store:
             params["sid"] = session_id
         query += " ORDER BY created_at DESC, id DESC LIMIT :limit"
         with self.engine.connect() as conn:
-            rows = [dict(r._mapping) for r in conn.execute(text(query), params)]
-        for row in rows:
-            for key in _JSON_COLUMNS:
-                row[key] = json.loads(row[key]) if row[key] is not None else None
-            row["flagged"] = bool(row["flagged"])
-        return rows
+            return [_decoded(dict(r._mapping)) for r in conn.execute(text(query), params)]
 
     def history(self, session_id: str, turns: int) -> list[tuple[str, str]]:
         """The session's last `turns` (redacted question, answer) pairs, oldest first.
@@ -89,6 +103,14 @@ class Store:
             return []
         rows = [r for r in self.exchanges(limit=turns * 3, session_id=session_id) if r["action"] != "block"]
         return [(r["redacted_input"], r["answer"]) for r in reversed(rows[:turns])]
+
+
+def _decoded(row: dict) -> dict:
+    for key in _JSON_COLUMNS:
+        row[key] = json.loads(row[key]) if row[key] is not None else None
+    row["flagged"] = bool(row["flagged"])
+    row["needs_review"] = bool(row["needs_review"])
+    return row
 
 
 # Tables this module owns (see core.db): append only, never edit one that has shipped.
@@ -119,7 +141,18 @@ def m004_answer_mode(conn: Connection) -> None:
     conn.execute(text("ALTER TABLE exchanges ADD COLUMN answer_mode TEXT"))
 
 
+def m005_exchange_record(conn: Connection) -> None:
+    """Enough to rebuild the turn for retraining, and why it needs a reviewer; older rows keep
+    NULLs (and are queued for review by their `flagged` column)."""
+    for column in ("messages", "raw_answer", "generation", "actor", "review_reasons"):
+        conn.execute(text(f"ALTER TABLE exchanges ADD COLUMN {column} TEXT"))
+    conn.execute(text("ALTER TABLE exchanges ADD COLUMN needs_review INTEGER NOT NULL DEFAULT 0"))
+    conn.execute(text("UPDATE exchanges SET needs_review = flagged"))
+    conn.execute(text("CREATE INDEX ix_exchanges_review ON exchanges (needs_review, created_at)"))
+
+
 MIGRATIONS: list[Migration] = [
     ("001_exchanges", m001_exchanges),
     ("004_answer_mode", m004_answer_mode),
+    ("assistant.005_exchange_record", m005_exchange_record),
 ]

@@ -20,3 +20,11 @@ class ModelUnavailable(HelpdeskError):
 
 class TurnNotLogged(HelpdeskError):
     """A turn's exchange could not be written: its answer must not be shown."""
+
+
+class NotFound(HelpdeskError):
+    """What the request names does not exist (or is not the caller's to see)."""
+
+
+class Conflict(HelpdeskError):
+    """The request clashes with the current state, e.g. an item another reviewer holds."""

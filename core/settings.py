@@ -108,6 +108,11 @@ class ServerSettings(_Strict):
     max_message_chars: int = Field(20000, ge=1, description="Requests over this are rejected with 413.")
 
 
+class ReviewSettings(_Strict):
+    claim_minutes: float = Field(15, gt=0, le=24 * 60,
+                                 description="How long a reviewer's claim on a queue item holds before others may take it.")
+
+
 class Settings(_Strict):
     home: Path = Field(Path(".helpdesk"), description="Data directory: database, vectors, models, adapters.")
     database_url: str | None = Field(None, description="SQLAlchemy URL; empty: SQLite in the data directory.")
@@ -116,6 +121,7 @@ class Settings(_Strict):
     retrieval: RetrievalSettings = RetrievalSettings()
     guardrails: GuardrailSettings = GuardrailSettings()
     server: ServerSettings = ServerSettings()
+    review: ReviewSettings = ReviewSettings()
 
     @property
     def db_url(self) -> str:

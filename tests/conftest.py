@@ -127,9 +127,11 @@ class ScriptedGenerator:
         self.produced = 0
         self.finished = False
 
-    def stream(self, messages):
+    def stream(self, messages, served=None):
         import re
 
+        if served is not None:
+            served.update(model=self.model_name, adapter=self.adapter, settings={"scripted": True})
         parts = self.script(messages) if callable(self.script) else self.script
         self.produced, self.finished = 0, False
         for part in parts:

@@ -61,6 +61,39 @@ def test_ingest_search_ask_log_contract(cli, tmp_path):
     assert "jane.doe@example.com" not in "\n".join(log_lines)
 
 
+def test_feedback_and_review_contract(cli):
+    cli("ingest", str(SAMPLE_KB / "returns-policy.md"))
+    turn = json.loads(cli("ask", "Can I return a blender I already opened?", "--json").stdout)
+    given = json.loads(cli("feedback", turn["exchange_id"], "down", "--reason", "wrong", "--correction",
+                           "Yes, within 30 days; Ann Lee can write to ann.lee@example.com.", "--json").stdout)
+    assert set(given) == {"feedback_id", "exchange_id", "rating", "reason", "correction"}
+    assert given["rating"] == "down" and "<EMAIL_ADDRESS>" in given["correction"]
+    missing = cli("feedback", "no-such-exchange", "up", check=False)
+    assert missing.returncode != 0 and "no exchange" in missing.stderr and not missing.stdout
+
+    listed = [json.loads(x) for x in cli("review", "list", "--status", "pending", "--json").stdout.splitlines()]
+    item = next(i for i in listed if i["exchange_id"] == turn["exchange_id"])
+    assert set(item) >= {"exchange_id", "status", "reasons", "rating", "created_at"}
+    assert item["reasons"] == ["down_voted"] and item["rating"] == "down"
+    cli("review", "claim", turn["exchange_id"], "--as", "alice")
+    taken = cli("review", "claim", turn["exchange_id"], "--as", "bob", check=False)
+    assert taken.returncode != 0 and "claimed by cli:alice" in taken.stderr
+    decided = json.loads(cli("review", "decide", turn["exchange_id"], "correct", "--answer",
+                             "Yes: opened appliances can be returned within 30 days.", "--note", "per article",
+                             "--as", "alice", "--json").stdout)
+    assert decided["status"] == "done" and decided["decision"] == "correct" and decided["decided_by"] == "cli:alice"
+    shown = json.loads(cli("review", "show", turn["exchange_id"], "--json").stdout)
+    assert shown["decisions"][0]["answer"] == "Yes: opened appliances can be returned within 30 days."
+    assert shown["exchange"]["messages"][0]["role"] == "system"
+
+    row = next(json.loads(x) for x in cli("log", "--limit", "50", "--json").stdout.splitlines()
+               if json.loads(x)["id"] == turn["exchange_id"])
+    assert row["review"]["decision"] == "correct" and row["feedback"][0]["rating"] == "down"
+    assert row["messages"] and row["generation"]["settings"]["max_new_tokens"] == 24
+    out = cli("log", "--limit", "50", "--json").stdout + cli("review", "show", turn["exchange_id"], "--json").stdout
+    assert "ann.lee@example.com" not in out and "Ann Lee" not in out
+
+
 def test_docs_list_and_remove(cli):
     cli("ingest", str(SAMPLE_KB / "exchanges.md"), str(SAMPLE_KB / "larkspur-rewards.md"))
     docs = {d["source"]: d["chunks"] for d in json.loads(cli("docs", "list", "--json").stdout)["documents"]}

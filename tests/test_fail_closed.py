@@ -133,7 +133,7 @@ def test_generator_error_blocks_and_still_logs(services):
         model_name = "broken"
         adapter = None
 
-        def stream(self, messages):
+        def stream(self, messages, served=None):
             yield "partial "
             raise RuntimeError("CUDA out of memory")
 
@@ -171,8 +171,8 @@ def test_a_failed_log_write_withholds_the_answer(services, monkeypatch):
     with pytest.raises(TurnNotLogged):
         assistant.respond(None, "How do I track my order?")
     # The Chat tab: the bubble says the turn failed; no answer text is left on screen.
-    *_, (history, notice) = list(chat_turn(assistant, "How do I track my order?", [], "s-log"))
-    assert "turn failed" in notice.lower() and "not answered" in history[-1]["content"]
+    *_, (history, notice, exchange_id) = list(chat_turn(assistant, "How do I track my order?", [], "s-log"))
+    assert "turn failed" in notice.lower() and "not answered" in history[-1]["content"] and exchange_id is None
     assert len(history) == 2 and not any("Anything at all" in m["content"] for m in history)
 
 

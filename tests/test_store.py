@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from sqlalchemy import inspect
 
-from assistant import store as exchange_log
+from assistant import feedback, review, store as exchange_log
 from assistant.database import open_database
 from assistant.store import ExchangeRecord, Store
 from guardrails import vault
@@ -16,9 +16,15 @@ EXPECTED_SCHEMA = {
     "pending_ingests": ["id", "collection", "source", "state", "added_ids", "removable_ids", "started_at"],
     "vault": ["session_id", "ciphertext", "expires_at"],
     "vault_meta": ["key_check"],
+    "feedback": ["id", "exchange_id", "actor_id", "actor_role", "via", "rating", "reason", "correction", "created_at",
+                 "superseded_at"],
+    "review_items": ["exchange_id", "status", "claimed_by", "claim_expires_at", "decision", "decided_by", "decided_at",
+                     "answer", "note", "updated_at"],
+    "review_decisions": ["id", "exchange_id", "decision", "actor_id", "actor_role", "note", "answer", "created_at"],
     "exchanges": [
         "id", "session_id", "created_at", "redacted_input", "answer", "action", "reasons", "input_verdict",
         "output_verdict", "sources", "prompt_version", "model", "adapter", "latency_ms", "flagged", "answer_mode",
+        "messages", "raw_answer", "generation", "actor", "review_reasons", "needs_review",
     ],
 }
 
@@ -30,7 +36,8 @@ def test_blank_database_migrates_to_expected_schema(tmp_path):
     assert schema == EXPECTED_SCHEMA
     with store.engine.connect() as conn:
         applied = [row[0] for row in conn.exec_driver_sql("SELECT name FROM schema_migrations ORDER BY name")]
-    owned = [*exchange_log.MIGRATIONS, *catalog.MIGRATIONS, *vault.MIGRATIONS]  # each package's own tables
+    owned = [*exchange_log.MIGRATIONS, *catalog.MIGRATIONS, *vault.MIGRATIONS, *feedback.MIGRATIONS,
+             *review.MIGRATIONS]  # each package's own tables
     assert applied == sorted(name for name, _ in owned)
 
 
@@ -40,6 +47,30 @@ def test_reopening_does_not_migrate_twice_and_keeps_rows(tmp_path):
     Store(open_database(url)).log_exchange(record)
     rows = Store(open_database(url)).exchanges()
     assert len(rows) == 1 and rows[0]["id"] == record.id and rows[0]["latency_ms"] == {"total": 1.0}
+
+
+def test_rows_logged_before_the_full_record_stay_readable_and_queued(tmp_path):
+    """A database at schema 004 with a flagged row: migrating keeps it, readable, in the review queue."""
+    from sqlalchemy import create_engine, text
+
+    from assistant.review import ReviewService
+    from core.db import migrate
+
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    with create_engine(url).begin() as conn:
+        migrate(conn, [m for m in exchange_log.MIGRATIONS if not m[0].startswith("assistant.")])
+        conn.execute(text(
+            "INSERT INTO exchanges (id, session_id, created_at, redacted_input, answer, action, reasons, input_verdict, "
+            "output_verdict, sources, prompt_version, model, adapter, latency_ms, flagged, answer_mode) VALUES "
+            "('old1', 's', '2026-01-01T00:00:00', 'q', 'a', 'flag', '[\"sentiment:angry\"]', '{}', NULL, '[]', "
+            "'v1', 'm', NULL, '{}', 1, NULL)"))
+    engine = open_database(url)
+    row = Store(engine).exchange("old1")
+    assert row["messages"] is None and row["raw_answer"] is None and row["needs_review"] is True
+    review = ReviewService(engine, Store(engine), None, str)
+    from assistant.actor import Actor
+
+    assert [(i["exchange_id"], i["reasons"]) for i in review.queue(Actor("r"))] == [("old1", ["flagged"])]
 
 
 def test_concurrent_writers_lose_nothing(tmp_path):

@@ -111,3 +111,38 @@ def test_two_tabs_are_two_conversations_and_new_conversation_starts_over(server,
     first.get_by_text("Source 1:").first.wait_for(timeout=90_000)
     assert "blender" not in first.locator("#chat").inner_text()
     assert _session_of(services, "how do refunds work for a kettle") != session_one
+
+
+def test_a_down_vote_with_a_correction_reaches_the_review_tab_and_is_approved(server, services, browser, tmp_path):
+    agent = browser.new_context().new_page()
+    agent.goto(server)
+    _ask(agent, "Can I return a coffee maker I already opened?")
+    agent.get_by_text("Source 1:").first.wait_for(timeout=90_000)
+    agent.locator("#rating").get_by_text("Not helpful").click()
+    agent.locator("#correction textarea").fill("Yes, within 30 days; Ann Lee can write to ann.lee@example.com.")
+    agent.locator("#send-feedback").click()
+    agent.locator("#feedback-status").get_by_text("recorded").wait_for(timeout=30_000)
+    assert "ann.lee@example.com" not in agent.locator("#feedback-status").inner_text()
+    row = next(r for r in services.store.exchanges(limit=200)
+               if r["redacted_input"] == "Can I return a coffee maker I already opened?")
+
+    reviewer = browser.new_context().new_page()
+    reviewer.goto(server)
+    reviewer.get_by_role("tab", name="Review").click()
+    reviewer.locator("#f-reason input").fill("down_voted")
+    reviewer.get_by_role("option", name="down_voted").click()
+    reviewer.wait_for_function(f"document.querySelector('#queue').innerText.includes('{row['id']}')",
+                               timeout=10_000)
+    reviewer.locator("#item-id textarea, #item-id input").first.fill(row["id"])
+    reviewer.locator("#item-id textarea, #item-id input").first.press("Enter")
+    reviewer.locator("#item").get_by_text("EMAIL_ADDRESS").first.wait_for(timeout=30_000)
+    assert "coffee maker" in reviewer.locator("#item").inner_text()
+    assert "ann.lee@example.com" not in reviewer.locator("#item").inner_text()
+    reviewer.locator("#claim").click()
+    reviewer.locator("#review-status").get_by_text("Claimed").wait_for(timeout=30_000)
+    reviewer.locator("#decision").get_by_text("approve").click()
+    reviewer.locator("#decide").click()
+    reviewer.locator("#review-status").get_by_text("approve recorded").wait_for(timeout=30_000)
+    reviewer.screenshot(path=str(tmp_path / "review.png"), full_page=True)
+    item = services.review.item(row["id"])
+    assert item["status"] == "done" and item["decision"] == "approve" and item["decided_by"].startswith("ui:")

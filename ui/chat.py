@@ -50,37 +50,39 @@ def highlight(text: str) -> str:
     return ANY_PLACEHOLDER.sub(lambda m: f"`{m.group(0)}`", text)
 
 
-def chat_turn(assistant, message: str, history: list[dict], session_id: str) -> Iterator[tuple[list[dict], str]]:
-    """Stream one turn into the chat history; yields (history, notice). Streamed text has
-    passed the output checks; a turn that could not be recorded shows no answer at all."""
+def chat_turn(assistant, message: str, history: list[dict], session_id: str,
+              actor=None) -> Iterator[tuple[list[dict], str, str | None]]:
+    """Stream one turn into the chat history; yields (history, notice, exchange id once logged).
+    Streamed text has passed the output checks; a turn that could not be recorded shows no
+    answer at all."""
     history = list(history or [])
     history.append({"role": "user", "content": message})
     history.append({"role": "assistant", "content": "…"})
     verdict = None
     streamed = ""
-    yield history, ""
+    yield history, "", None
     try:
-        for event in assistant.stream(session_id, message):
+        for event in assistant.stream(session_id, message, actor):
             if isinstance(event, InputChecked):
                 verdict = event.verdict
                 # Show what the assistant actually received: the redacted text.
                 history[-2] = {"role": "user", "content": highlight(verdict.redacted_text)}
-                yield history, notice_for(verdict, None)
+                yield history, notice_for(verdict, None), None
             elif isinstance(event, Retrieved):
                 continue
             elif isinstance(event, Queued):
                 history[-1] = {"role": "assistant", "content": "⏳ Queued: the assistant is finishing another "
                                "agent's answer; yours starts next."}
-                yield history, notice_for(verdict, None)
+                yield history, notice_for(verdict, None), None
             elif isinstance(event, Token):
                 streamed += event.text
                 history[-1] = {"role": "assistant", "content": streamed}
-                yield history, notice_for(verdict, None)
+                yield history, notice_for(verdict, None), None
             elif isinstance(event, Done):
                 # Only here, in the agent's own view, do placeholders become the customer's values again.
                 history[-1] = {"role": "assistant", "content": assistant.guard.reveal(session_id, event.result.answer)}
                 history.extend(source_messages(event.result))
-                yield history, notice_for(verdict, event.result)
+                yield history, notice_for(verdict, event.result), event.result.exchange_id
     except HelpdeskError as exc:  # e.g. the turn could not be logged: none of its answer may stay on screen
         history[-1] = {"role": "assistant", "content": "⛔ This turn failed and was not answered."}
-        yield history, f"⛔ **The turn failed**: {html.escape(str(exc))}"
+        yield history, f"⛔ **The turn failed**: {html.escape(str(exc))}", None

@@ -4,6 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable
 
+from core.errors import NotFound
 from retrieval.search import MODES
 
 DOC_HEADERS = ["document", "chunks"]
@@ -11,11 +12,11 @@ RESULT_HEADERS = ["file", "status", "chunks added", "unchanged", "PII redacted"]
 HIT_HEADERS = ["score", "document", "section", "text"]
 
 
-def document_rows(services) -> list[list]:
-    return [[d["source"], d["chunks"]] for d in services.catalog.documents()]
+def document_rows(services, actor) -> list[list]:
+    return [[d["source"], d["chunks"]] for d in services.documents.list(actor)]
 
 
-def upload(services, paths: list[str], progress: Callable[[float, str], None]) -> tuple[list[list], str]:
+def upload(services, actor, paths: list[str], progress: Callable[[float, str], None]) -> tuple[list[list], str]:
     """Ingest the files together (batched writes), with a status line per file, in upload order."""
     done: list[dict] = []
 
@@ -25,7 +26,7 @@ def upload(services, paths: list[str], progress: Callable[[float, str], None]) -
 
     progress(0.0, f"ingesting {len(paths)} files")
     try:
-        summary = services.ingest(paths, on_file)
+        summary = services.documents.ingest(actor, paths, on_file)
     finally:
         # The upload is the raw document: once redacted chunks are stored, keep no copy.
         for path in paths:
@@ -41,15 +42,18 @@ def upload(services, paths: list[str], progress: Callable[[float, str], None]) -
     return rows, f"{ok} of {len(rows)} files ingested"
 
 
-def remove(services, source: str) -> str:
+def remove(services, actor, source: str) -> str:
     if not source:
         return "Choose a document to remove."
-    removed = services.ingestor.remove(source)
-    return f"Removed {source} ({removed} chunks)." if removed else f"No document named {source}."
+    try:
+        removed = services.documents.remove(actor, source)
+    except NotFound:
+        return f"No document named {source}."
+    return f"Removed {source} ({removed} chunks)."
 
 
-def search_rows(services, query: str, k: int, mode: str) -> list[list]:
+def search_rows(services, actor, query: str, k: int, mode: str) -> list[list]:
     if mode not in MODES:
         mode = services.settings.retrieval.mode
-    hits = services.retriever.search(query, int(k), mode)
+    hits = services.documents.search(actor, query, int(k), mode)
     return [[round(h.score, 3), h.source, h.heading, h.text] for h in hits]
