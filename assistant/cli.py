@@ -267,7 +267,8 @@ def cmd_review_claim(args) -> int:
 
 
 def cmd_review_decide(args) -> int:
-    item = _services(args).review.decide(_actor(args), args.exchange_id, args.decision, args.answer, args.note)
+    item = _services(args).review.decide(_actor(args), args.exchange_id, args.decision, args.answer, args.note,
+                                         args.label)
     _emit(item) if args.json else _print_item(item)
     return 0
 
@@ -373,12 +374,46 @@ def cmd_eval_guardrails(args) -> int:
 
 
 def cmd_train_injection(args) -> int:
-    """Retrain the LoRA injection classifier on the current data (cross-validation, then the final fit)."""
+    """Retrain the LoRA injection classifier on the current data (cross-validation, then the final fit).
+    With --with-labels, reviewers' labels join the shipped data and the model is saved in the
+    data directory, where it is served from; without, the shipped model is retrained in place."""
+    import shutil
+
+    from assistant.labels import read_labels
     from guardrails.checks.injection_classifier import LORA_DIR, train_lora
 
-    meta = train_lora(_services(args).embedder, args.device, LORA_DIR)
-    print(f"trained on {meta['rows']} rows ({meta['attacks']} attacks) with {meta['trained_with']}; "
-          f"saved to {LORA_DIR}")
+    services = _services(args)
+    extra = read_labels(services.settings.home / "labels", "injection") if args.with_labels else []
+    home_copy = services.settings.classifier_dir / "injection-lora"
+    folder = home_copy if args.with_labels else LORA_DIR
+    meta = train_lora(services.embedder, args.device, folder, extra=extra)
+    if not args.with_labels:
+        shutil.rmtree(home_copy, ignore_errors=True)  # else it would still be served instead
+    summary = {"check": "injection", "rows": meta["rows"], "label_rows": len(extra), "path": str(folder)}
+    if args.json:
+        _emit(summary)
+    else:
+        print(f"trained on {meta['rows']} rows ({meta['attacks']} attacks, {len(extra)} from reviewers) with "
+              f"{meta['trained_with']}; saved to {folder}")
+    return 0
+
+
+def cmd_train_sentiment(args) -> int:
+    """Retrain the sentiment head, with reviewers' labels when asked; start-up serves it as long
+    as the shipped data it rests on is unchanged."""
+    from assistant.labels import read_labels
+    from guardrails.checks.sentiment import CALM, LABELLED, LABELS
+    from guardrails.heads import retrain_head
+
+    services = _services(args)
+    extra = read_labels(services.settings.home / "labels", "sentiment") if args.with_labels else []
+    cache = services.settings.classifier_dir / "sentiment-head.json"
+    head = retrain_head(services.embedder, (LABELLED, CALM), LABELS, cache, extra)
+    summary = {"check": "sentiment", "label_rows": len(extra), "trained_on": head.trained_on, "path": str(cache)}
+    if args.json:
+        _emit(summary)
+    else:
+        print(f"sentiment head retrained ({len(extra)} rows from reviewers); saved to {cache}")
     return 0
 
 
@@ -549,6 +584,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("decision", choices=DECISIONS)
     q.add_argument("--answer", help="for `correct`: the answer that becomes the reference")
     q.add_argument("--note")
+    q.add_argument("--label", help="label the message for a guardrail check: CHECK:LABEL, e.g. injection:attack")
     q.add_argument("--as", dest="as_user", help="the reviewer (default: the OS user)")
     q.add_argument("--json", action="store_true")
     q.set_defaults(func=cmd_review_decide)
@@ -584,7 +620,15 @@ def build_parser() -> argparse.ArgumentParser:
     q = p.add_parser("injection", help="the LoRA injection classifier, after its data changed "
                                        "(about an hour on 2 CPU cores, a few minutes on a GPU)")
     q.add_argument("--device", default="cpu", help="cpu, or cuda where there is a GPU")
+    q.add_argument("--with-labels", action="store_true",
+                   help="add reviewers' labels from <home>/labels/injection.jsonl (saved in the data directory)")
+    q.add_argument("--json", action="store_true")
     q.set_defaults(func=cmd_train_injection)
+    q = p.add_parser("sentiment", help="the sentiment head (seconds)")
+    q.add_argument("--with-labels", action="store_true",
+                   help="add reviewers' labels from <home>/labels/sentiment.jsonl")
+    q.add_argument("--json", action="store_true")
+    q.set_defaults(func=cmd_train_sentiment)
 
     p = sub.add_parser("bench", help="measure speed").add_subparsers(dest="what", required=True)
     q = p.add_parser("turns", help="full chat turns on sample questions: latency by stage")

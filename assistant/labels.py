@@ -2,9 +2,11 @@
 
 A `false_alarm` decision on a turn an input check stopped says the check was
 wrong about that (already redacted) message: it becomes a row with the label
-the check should have given, in `<home>/labels/<check>.jsonl`. These files sit
-outside the installed package, and start-up never depends on them; only an
-explicit retraining reads them.
+the check should have given, in `<home>/labels/<check>.jsonl`. A decision can
+also carry an explicit label, `check:label` (e.g. `injection:attack` for an
+attack that got through). These files sit outside the installed package, and
+start-up never depends on them; only `helpdesk train ... --with-labels` reads
+them.
 """
 from __future__ import annotations
 
@@ -25,6 +27,23 @@ FALSE_ALARM_LABELS = {
 }
 
 
+# The labels each file may hold (what its check's training reads).
+LABELS = {
+    "injection": ("attack", "benign"),
+    "sentiment": ("neutral", "angry", "distressed", "human_request"),
+    "toxicity": ("toxic", "clean"),
+}
+
+
+def parse_label(label: str) -> tuple[str, str]:
+    """`check:label` -> (file stem, label); ValueError when either is unknown."""
+    stem, _, value = label.partition(":")
+    if stem not in LABELS or value not in LABELS[stem]:
+        known = ", ".join(f"{s}:{v}" for s, values in LABELS.items() for v in values)
+        raise ValueError(f"unknown label {label!r}; known: {known}")
+    return stem, value
+
+
 def false_alarm_rows(record: dict, decision: dict) -> list[tuple[str, dict]]:
     """(file stem, row) for each check that stopped this turn's message."""
     out = []
@@ -37,14 +56,32 @@ def false_alarm_rows(record: dict, decision: dict) -> list[tuple[str, dict]]:
     return out
 
 
+def read_labels(folder: Path, stem: str) -> list[dict]:
+    """The `{"text", "label"}` rows reviewers wrote for one check (empty if none yet)."""
+    path = folder / f"{stem}.jsonl"
+    if not path.exists():
+        return []
+    rows = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.strip():
+            row = json.loads(line)
+            if row.get("label") in LABELS.get(stem, ()) and isinstance(row.get("text"), str):
+                rows.append({"text": row["text"], "label": row["label"]})
+    return rows
+
+
 class LabelWriter:
     def __init__(self, folder: Path) -> None:
         self.folder = folder
 
     def __call__(self, record: dict, decision: dict) -> None:
-        rows = false_alarm_rows(record, decision)
+        rows = false_alarm_rows(record, decision) if decision["decision"] == "false_alarm" else []
+        if decision.get("label"):
+            stem, value = parse_label(decision["label"])
+            rows.append((stem, {"text": record["redacted_input"], "label": value, "check_reason": None,
+                                "exchange_id": record["id"], "by": decision["by"], "at": decision["at"]}))
         if not rows:
-            log.info("false alarm on %s names no labelled check (%s)", record["id"], record["reasons"])
+            log.info("decision on %s names no labelled check (%s)", record["id"], record["reasons"])
         with _lock:
             self.folder.mkdir(parents=True, exist_ok=True)
             for stem, row in rows:

@@ -23,6 +23,7 @@ from sqlalchemy.exc import IntegrityError
 
 from assistant.actor import Actor
 from assistant.feedback import FeedbackService
+from assistant.labels import parse_label
 from assistant.store import Store
 from core.db import Migration
 from core.errors import BadInput, Conflict, NotFound
@@ -163,11 +164,18 @@ class ReviewService:
         return self._queued(exchange_id)
 
     def decide(self, actor: Actor, exchange_id: str, decision: str, answer: str | None = None,
-               note: str | None = None) -> dict:
+               note: str | None = None, label: str | None = None) -> dict:
         """Record a decision (claiming the item first if it is free). `correct` needs the
-        answer that becomes the reference; it is redacted like any typed text."""
+        answer that becomes the reference; it is redacted like any typed text. `label`
+        (`check:label`, e.g. `injection:attack` for a missed attack) labels the message for
+        a guardrail check."""
         if decision not in DECISIONS:
             raise BadInput(f"decision must be one of {', '.join(DECISIONS)}")
+        if label:
+            try:
+                parse_label(label)
+            except ValueError as exc:
+                raise BadInput(str(exc)) from None
         answer = (answer or "").strip() or None
         if decision == "correct" and answer is None:
             raise BadInput("a correction needs the corrected answer")
@@ -191,8 +199,9 @@ class ReviewService:
             if not done:  # the claim expired and someone else took it between the two statements
                 raise Conflict(f"exchange {exchange_id} is no longer claimed by {actor.id}")
             self._history(conn, exchange_id, decision, actor, stored_note, stored_answer, at)
-        if decision == "false_alarm" and self.on_label is not None:
-            self.on_label(record, {"decision": decision, "reasons": item["reasons"], "by": actor.id, "at": at})
+        if (decision == "false_alarm" or label) and self.on_label is not None:
+            self.on_label(record, {"decision": decision, "label": label, "reasons": item["reasons"], "by": actor.id,
+                                   "at": at})
         return self._queued(exchange_id)
 
     def reopen(self, actor: Actor, exchange_id: str, note: str | None = None) -> dict:

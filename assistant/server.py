@@ -92,6 +92,8 @@ class DecideRequest(BaseModel):
     decision: Literal[DECISIONS]  # type: ignore[valid-type]
     answer: str | None = Field(None, description="For `correct`: the answer that becomes the reference.")
     note: str | None = None
+    label: str | None = Field(None, description="`check:label` for a guardrail check, e.g. `injection:attack` "
+                              "for an attack that got through.")
 
 
 class ReopenRequest(BaseModel):
@@ -165,7 +167,8 @@ def create_api(services: Services) -> FastAPI:
     @app.post("/api/review/{exchange_id}/decide", response_model=ReviewItem, responses=ERRORS,
               summary="approve | correct | reject | false_alarm | escalate, with a note")
     def review_decide(exchange_id: str, req: DecideRequest, user: User = None) -> dict:
-        return services.review.decide(api_actor(user), exchange_id, req.decision, req.answer, req.note)
+        return services.review.decide(api_actor(user), exchange_id, req.decision, req.answer, req.note,
+                                      req.label)
 
     @app.post("/api/review/{exchange_id}/reopen", response_model=ReviewItem, responses=ERRORS,
               summary="Put a decided item back in the queue")

@@ -45,6 +45,7 @@ class Head:
     coef: np.ndarray
     intercept: np.ndarray
     trained_on: str
+    base: str | None = None  # with reviewers' labels added: the hash of the shipped data alone
 
     def predict(self, vectors: np.ndarray) -> list[dict[str, float]]:
         """Class probabilities per row (binary heads have one coefficient row, as sklearn stores them)."""
@@ -60,13 +61,15 @@ class Head:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")
         tmp.write_text(json.dumps({"classes": self.classes, "coef": self.coef.tolist(),
-                                   "intercept": self.intercept.tolist(), "trained_on": self.trained_on}))
+                                   "intercept": self.intercept.tolist(), "trained_on": self.trained_on,
+                                   "base": self.base}))
         tmp.replace(path)
 
     @classmethod
     def load(cls, path: Path) -> "Head":
         data = json.loads(path.read_text())
-        return cls(data["classes"], np.asarray(data["coef"]), np.asarray(data["intercept"]), data["trained_on"])
+        return cls(data["classes"], np.asarray(data["coef"]), np.asarray(data["intercept"]), data["trained_on"],
+                   data.get("base"))
 
 
 def train(embedder, rows: list[dict], c: float) -> Head:
@@ -82,13 +85,25 @@ def head_for(embedder, data: Path | Sequence[Path], labels: Sequence[str], cache
     rows = [row for path in files for row in load_labelled(path, labels)]
     if cache is not None and cache.exists():
         head = Head.load(cache)
-        if head.trained_on == data_hash(rows):
+        # A head retrained with reviewers' labels still rests on this data: labels changing in the
+        # data directory never force a retrain (only `helpdesk train` reads them).
+        if data_hash(rows) in (head.trained_on, head.base):
             return head
     log.info("training a classification head on %d labelled rows from %s", len(rows),
              ", ".join(p.name for p in files))
     head = train(embedder, rows, c)
     if cache is not None:
         head.save(cache)
+    return head
+
+
+def retrain_head(embedder, data: Sequence[Path], labels: Sequence[str], cache: Path, extra: Sequence[dict],
+                 c: float = 4.0) -> Head:
+    """Train on the shipped data plus `extra` labelled rows (reviewers' labels) and cache it."""
+    rows = [row for path in data for row in load_labelled(path, labels)]
+    head = train(embedder, rows + list(extra), c)
+    head.base = data_hash(rows)
+    head.save(cache)
     return head
 
 

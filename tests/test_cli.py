@@ -94,6 +94,23 @@ def test_feedback_and_review_contract(cli):
     assert "ann.lee@example.com" not in out and "Ann Lee" not in out
 
 
+def test_train_sentiment_with_reviewers_labels(cli, tmp_path):
+    env = {"HELPDESK_HOME": str(tmp_path / "home"), "HELPDESK_GUARDRAILS__CLASSIFIER_CACHE": str(tmp_path / "models")}
+    labels = tmp_path / "home" / "labels"
+    labels.mkdir(parents=True)
+    row = {"text": "Your shelf instructions are missing step 4.", "label": "neutral", "exchange_id": "e1"}
+    (labels / "sentiment.jsonl").write_text((json.dumps(row) + "\n") * 3)
+    out = json.loads(cli("train", "sentiment", "--with-labels", "--json", extra_env=env).stdout)
+    assert out["label_rows"] == 3 and out["path"] == str(tmp_path / "models" / "sentiment-head.json")
+    trained = json.loads((tmp_path / "models" / "sentiment-head.json").read_text())
+    assert trained["base"] and trained["trained_on"] != trained["base"]
+    # Labels changing (here: broken) in the data directory never stop start-up or retrain the head.
+    (labels / "sentiment.jsonl").write_text("{broken\n")
+    verdict = json.loads(cli("guard", "Where is my parcel?", extra_env=env).stdout)
+    assert verdict["action"] == "allow"
+    assert json.loads((tmp_path / "models" / "sentiment-head.json").read_text())["trained_on"] == trained["trained_on"]
+
+
 def test_docs_list_and_remove(cli):
     cli("ingest", str(SAMPLE_KB / "exchanges.md"), str(SAMPLE_KB / "larkspur-rewards.md"))
     docs = {d["source"]: d["chunks"] for d in json.loads(cli("docs", "list", "--json").stdout)["documents"]}

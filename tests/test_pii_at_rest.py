@@ -45,7 +45,7 @@ def home(tmp_path_factory, tiny_model_dir, make_settings):
     def run(*args: str, check: bool = True) -> subprocess.CompletedProcess:
         proc = subprocess.run([sys.executable, "-m", "assistant.cli", *args], capture_output=True, text=True,
                               env=env, timeout=300)
-        assert not check or proc.returncode == 0, proc.stderr
+        assert not check or proc.returncode == 0, proc.stdout + proc.stderr
         return proc
 
     out = json.loads(run("ingest", str(docs), "--json").stdout)
@@ -53,9 +53,16 @@ def home(tmp_path_factory, tiny_model_dir, make_settings):
     # The turns run in-process (one model load instead of one a message), on the same data.
     from assistant.app import Services
 
+    from assistant.actor import Actor
+
     services = Services(make_settings(home, HELPDESK_INGEST_SAMPLES="false"))
-    for message in MESSAGES:
-        services.assistant.respond(None, message)
+    agent, reviewer = Actor("ui:agent", "agent", "ui"), Actor("cli:reviewer", "reviewer", "cli")
+    turns = [services.assistant.respond(None, message, agent) for message in MESSAGES]
+    # What agents and reviewers type about a turn holds the customer's details too.
+    services.feedback.give(agent, turns[0].exchange_id, "down", "wrong",
+                           f"Tell Jonathan Whitaker at {EMAIL} that the parcel left on Monday.")
+    services.review.decide(reviewer, turns[0].exchange_id, "correct",
+                           f"Priya Raman can be reached on {PHONE} about the parcel.", f"customer {CUSTOMER} called twice")
     services.engine.dispose()
     return home, run
 

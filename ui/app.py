@@ -7,6 +7,7 @@ import gradio as gr
 
 from assistant.actor import Actor
 from assistant.feedback import REASONS as FEEDBACK_REASONS
+from assistant.labels import LABELS as CHECK_LABELS
 from assistant.review import DECISIONS, REASONS as REVIEW_REASONS, STATUSES
 from core.errors import HelpdeskError
 from retrieval.search import MODES
@@ -104,7 +105,12 @@ def build_ui(services) -> gr.Blocks:
                 reopen_btn = gr.Button("Reopen", size="sm", elem_id="reopen", scale=1)
             review_answer = gr.Textbox(label="Answer (for correct: it becomes the reference)", lines=3,
                                        elem_id="review-answer")
-            review_note = gr.Textbox(label="Note", elem_id="review-note")
+            with gr.Row():
+                review_note = gr.Textbox(label="Note", elem_id="review-note", scale=3)
+                review_label = gr.Dropdown(
+                    [("(none)", "")] + [(f"{c}: {v}", f"{c}:{v}") for c, values in CHECK_LABELS.items() for v in values],
+                    value="", label="Label the message for a check (e.g. a missed attack)", elem_id="review-label",
+                    scale=2)
             decide_btn = gr.Button("Decide and next", variant="primary", elem_id="decide")
             review_status = gr.Markdown(elem_id="review-status")
             review_timer = gr.Timer(1.0)
@@ -175,14 +181,14 @@ def build_ui(services) -> gr.Blocks:
                 return gr.update(), f"⚠️ {exc}"
             return show_item(item["exchange_id"], request)[0], f"Claimed until {item['claim_expires_at'][:19]}."
 
-        def on_decide(exchange_id: str, chosen: str, answer: str, note: str, status, why, action, given, adapter,
-                      since, until, request: gr.Request):
+        def on_decide(exchange_id: str, chosen: str, answer: str, note: str, label: str, status, why, action, given,
+                      adapter, since, until, request: gr.Request):
             values = (status, why, action, given, adapter, since, until)
             exchange_id = (exchange_id or "").strip()
             if not exchange_id or not chosen:
                 return exchange_id, gr.update(), gr.update(), "Open an item and choose a decision first.", "", gr.update()
             try:
-                item = services.review.decide(ui_actor(request), exchange_id, chosen, answer, note)
+                item = services.review.decide(ui_actor(request), exchange_id, chosen, answer, note, label or None)
             except HelpdeskError as exc:
                 return exchange_id, gr.update(), gr.update(), f"⚠️ {exc}", note, gr.update()
             done = f"✅ {item['decision']} recorded for `{exchange_id}`."
@@ -241,7 +247,7 @@ def build_ui(services) -> gr.Blocks:
         item_id.submit(show_item, item_id, [item_view, review_answer, review_note])
         open_next.click(on_next, filters, [item_id, item_view, review_answer, review_note])
         claim_btn.click(on_claim, item_id, [item_view, review_status])
-        decide_btn.click(on_decide, [item_id, decision, review_answer, review_note, *filters],
+        decide_btn.click(on_decide, [item_id, decision, review_answer, review_note, review_label, *filters],
                          [item_id, item_view, review_answer, review_status, review_note, decision])
         reopen_btn.click(on_reopen, [item_id, review_note], [item_view, review_status])
     return demo

@@ -77,24 +77,38 @@ def lora_classifier(folder: Path = LORA_DIR, device: str = "cpu"):
 
     model = load(folder, device)
     wanted = data_hash(training_rows())
-    if model.meta.get("trained_on") != wanted:
+    if wanted not in (model.meta.get("trained_on"), model.meta.get("base")):
         raise ModelUnavailable(
             f"the LoRA injection classifier in {folder} was trained on other data "
             f"({model.meta.get('trained_on')}, the data is now {wanted}): run `helpdesk train injection`")
     return model
 
 
-def train_lora(embedder, device: str = "cpu", folder: Path = LORA_DIR, model_path: str | None = None) -> dict:
-    """Retrain the LoRA classifier on the current data: cross-validated scores of the pair
-    (for thresholds), then the final fit on every row. Returns the metadata saved with it."""
+def lora_dir(cache_dir: Path | None) -> Path:
+    """The LoRA model to serve: one retrained with reviewers' labels in the data directory, if
+    there is one, else the shipped one."""
+    if cache_dir is not None and (cache_dir / "injection-lora").is_dir():
+        return cache_dir / "injection-lora"
+    return LORA_DIR
+
+
+def train_lora(embedder, device: str = "cpu", folder: Path = LORA_DIR, model_path: str | None = None,
+               extra: list[dict] | None = None) -> dict:
+    """Retrain the LoRA classifier on the current data (plus `extra` labelled rows, reviewers'
+    labels): cross-validated scores of the pair (for thresholds), then the final fit on every
+    row. Returns the metadata saved with it."""
     from guardrails.lora_classifier import fit, out_of_fold, save
 
-    rows = training_rows()
+    shipped = training_rows()
+    rows = shipped + list(extra or [])
     texts = [normalise(r["text"]) for r in rows]
     positive = np.asarray([r["label"] == "attack" for r in rows])
     lora_oof = out_of_fold(texts, positive, device, model_path)
     encoder, head, _ = fit(texts, positive, device, 0, model_path)
     meta = lora_meta(rows, out_of_fold_scores(texts, np.asarray(embedder.embed(texts)), positive), lora_oof, device)
+    meta["base"] = data_hash(shipped)
+    meta["positive"] = [int(p) for p in positive]
+    meta["extra_rows"] = len(rows) - len(shipped)
     save(folder, encoder, head, meta)
     lora_classifier.cache_clear()
     return meta
@@ -135,11 +149,12 @@ class InjectionClassifierCheck:
     def __init__(self, params: InjectionClassifierParams, embedder, cache_dir=None) -> None:
         self.embedder = embedder
         self.model = injection_classifier(embedder, cache_dir)
-        self.lora = lora_classifier(LORA_DIR, _device(embedder)) if params.lora else None
+        self.lora = lora_classifier(lora_dir(cache_dir), _device(embedder)) if params.lora else None
         if self.lora is None:
             benign = self.model.benign_scores
-        else:  # the pair's own cross-validated scores, on the rows the data hash names
-            positive = np.asarray([r["label"] == "attack" for r in training_rows()])
+        else:  # the pair's own cross-validated scores, on the rows it was trained on
+            positive = np.asarray(self.lora.meta.get("positive")
+                                  or [r["label"] == "attack" for r in training_rows()], dtype=bool)
             benign = np.sort(np.asarray(self.lora.meta["out_of_fold"])[~positive])
         self.block_at = threshold_for_fpr(benign, params.block_fpr)
         self.flag_at = threshold_for_fpr(benign, params.flag_fpr)
