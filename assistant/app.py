@@ -11,6 +11,7 @@ from pathlib import Path
 from sqlalchemy import Engine
 
 from assistant.database import open_database
+from assistant.datasets import DatasetService
 from assistant.documents import DocumentService
 from assistant.feedback import FeedbackService
 from assistant.generator import LocalGenerator, prepare_default_model
@@ -150,6 +151,17 @@ class Services:
     @cached_property
     def documents(self) -> DocumentService:
         return DocumentService(lambda: self.ingestor, self.catalog, lambda: self.retriever)
+
+    def find_pii(self, text: str, knowledge_base: bool) -> list[str]:
+        """Entity types of raw PII in `text`: for text built from the knowledge base, those
+        documents are redacted for; for anything else, all of the policy's."""
+        entities = self.settings.retrieval.redact_entities if knowledge_base else None
+        return sorted({e.type for e in self.redactor.analyze(text, entities)})
+
+    @cached_property
+    def datasets(self) -> DatasetService:
+        return DatasetService(self.engine, self.store, self.feedback, self.review, self.settings.home / "datasets",
+                              self.find_pii, lambda: self.vectors, self.catalog, lambda: self.retriever)
 
     @cached_property
     def feedback(self) -> FeedbackService:

@@ -222,6 +222,30 @@ def cmd_feedback(args) -> int:
 LIST_KEYS = ("exchange_id", "status", "reasons", "rating", "created_at")
 
 
+def cmd_dataset_build(args) -> int:
+    built = _services(args).datasets.build(_actor(args))
+    if args.json:
+        _emit({k: v for k, v in built.as_dict().items() if k in ("version", "rows", "path")})
+    else:
+        print(f"dataset {built.version}: {built.rows['sft']} SFT, {built.rows['dpo']} DPO, {built.rows['kto']} KTO "
+              f"rows in {built.path}")
+        for kind, split in built.splits.items():
+            print(f"  {kind}: {split['train']} train, {split['eval']} eval")
+    return 0
+
+
+def cmd_dataset_synthesize(args) -> int:
+    services = _services(args)
+    services.ensure_samples()
+    made = services.datasets.synthesize(_actor(args), args.distractors)
+    if args.json:
+        _emit(made)
+    else:
+        print(f"{made['rows']} synthetic rows from {made['chunks']} chunks in {made['path']} "
+              "(the next `helpdesk dataset build` includes them)")
+    return 0
+
+
 def cmd_review_list(args) -> int:
     items = _services(args).review.queue(_actor(args), args.status, args.reason, args.action, args.rating,
                                          args.adapter, args.since, args.until, args.limit)
@@ -558,6 +582,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--as", dest="as_user", help="who is giving it (default: the OS user)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_feedback)
+
+    p = sub.add_parser("dataset", help="training data from feedback, reviews and the knowledge base").add_subparsers(
+        dest="what", required=True)
+    q = p.add_parser("build", help="SFT, DPO and KTO rows from the log (and synthetic rows), versioned by hash")
+    q.add_argument("--json", action="store_true")
+    q.set_defaults(func=cmd_dataset_build)
+    q = p.add_parser("synthesize", help="grounded question/answer rows from the knowledge base, for a first adapter")
+    q.add_argument("--distractors", type=int, default=3, help="passages beside the right one in each prompt")
+    q.add_argument("--json", action="store_true")
+    q.set_defaults(func=cmd_dataset_synthesize)
 
     p = sub.add_parser("review", help="the queue of exchanges that need a human").add_subparsers(
         dest="what", required=True)

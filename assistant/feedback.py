@@ -79,6 +79,12 @@ class FeedbackService:
                 ), {"at": at, "e": exchange_id})
         return feedback
 
+    def exchange_ids(self) -> set[str]:
+        """Exchanges with current feedback."""
+        with self.engine.connect() as conn:
+            return {r[0] for r in conn.execute(text(
+                "SELECT DISTINCT exchange_id FROM feedback WHERE superseded_at IS NULL"))}
+
     def for_exchange(self, exchange_id: str, history: bool = False) -> list[dict]:
         """Current feedback on an exchange (every actor's latest), or all of it with `history`."""
         query = "SELECT * FROM feedback WHERE exchange_id = :e"

@@ -117,6 +117,13 @@ class ReviewService:
             raise NotFound(f"exchange {exchange_id} is not in the review queue")
         return _item(dict(row._mapping))
 
+    def decided(self) -> list[dict]:
+        """Every decided item with its reference answer: what datasets are built from."""
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(text(
+                "SELECT exchange_id, decision, answer, decided_by, decided_at FROM review_items "
+                "WHERE status = 'done' ORDER BY decided_at"))]
+
     def item(self, exchange_id: str) -> dict | None:
         """The queue item for an exchange, or None when it needs no review."""
         try:

@@ -8,7 +8,7 @@ import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import numpy as np
 
@@ -101,6 +101,17 @@ class VectorStore:
 
     def count(self) -> int:
         return self.collection.count()
+
+    def chunks(self, page: int = 512) -> Iterator[Hit]:
+        """Every stored chunk (score 0), page by page; the catalog says which are live."""
+        offset = 0
+        while True:
+            got = self.collection.get(limit=page, offset=offset, include=["documents", "metadatas"])
+            if not got["ids"]:
+                return
+            for cid, doc, meta in zip(got["ids"], got["documents"], got["metadatas"]):
+                yield _hit(cid, doc, meta, 0.0)
+            offset += page
 
     def existing(self, ids: Sequence[str]) -> set[str]:
         """Which of these chunk ids are stored already (identical text from another file)."""

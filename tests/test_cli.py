@@ -93,6 +93,10 @@ def test_feedback_and_review_contract(cli):
     out = cli("log", "--limit", "50", "--json").stdout + cli("review", "show", turn["exchange_id"], "--json").stdout
     assert "ann.lee@example.com" not in out and "Ann Lee" not in out
 
+    built = json.loads(cli("dataset", "build", "--json").stdout)
+    assert set(built) == {"version", "rows", "path"} and set(built["rows"]) == {"sft", "dpo", "kto"}
+    assert built["rows"]["sft"] == 2 and built["rows"]["kto"] == 1  # the correction and the reviewer's
+
 
 def test_train_sentiment_with_reviewers_labels(cli, tmp_path):
     env = {"HELPDESK_HOME": str(tmp_path / "home"), "HELPDESK_GUARDRAILS__CLASSIFIER_CACHE": str(tmp_path / "models")}

@@ -4,6 +4,7 @@ from __future__ import annotations
 from sqlalchemy import inspect
 
 from assistant import feedback, review, store as exchange_log
+from finetune import datasets
 from assistant.database import open_database
 from assistant.store import ExchangeRecord, Store
 from guardrails import vault
@@ -21,6 +22,8 @@ EXPECTED_SCHEMA = {
     "review_items": ["exchange_id", "status", "claimed_by", "claim_expires_at", "decision", "decided_by", "decided_at",
                      "answer", "note", "updated_at"],
     "review_decisions": ["id", "exchange_id", "decision", "actor_id", "actor_role", "note", "answer", "created_at"],
+    "datasets": ["version", "rows", "built_by", "built_at"],
+    "dataset_rows": ["id", "version", "kind", "split", "row_key", "origin", "exchange_id", "feedback_id", "chunk_id"],
     "exchanges": [
         "id", "session_id", "created_at", "redacted_input", "answer", "action", "reasons", "input_verdict",
         "output_verdict", "sources", "prompt_version", "model", "adapter", "latency_ms", "flagged", "answer_mode",
@@ -37,7 +40,7 @@ def test_blank_database_migrates_to_expected_schema(tmp_path):
     with store.engine.connect() as conn:
         applied = [row[0] for row in conn.exec_driver_sql("SELECT name FROM schema_migrations ORDER BY name")]
     owned = [*exchange_log.MIGRATIONS, *catalog.MIGRATIONS, *vault.MIGRATIONS, *feedback.MIGRATIONS,
-             *review.MIGRATIONS]  # each package's own tables
+             *review.MIGRATIONS, *datasets.MIGRATIONS]  # each package's own tables
     assert applied == sorted(name for name, _ in owned)
 
 

@@ -1,0 +1,134 @@
+"""The dataset service: training rows from the exchange log, and synthetic rows from the
+knowledge base so a new install can train its first adapter before any feedback exists."""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import random
+import re
+from pathlib import Path
+from typing import Callable
+
+from assistant.actor import Actor
+from assistant.feedback import FeedbackService
+from assistant.prompt import build_messages
+from assistant.review import ReviewService
+from assistant.store import Store
+from finetune import datasets as ds
+from retrieval.catalog import Catalog
+from retrieval.rerank import sentences
+from retrieval.search import Retriever
+from retrieval.store import Hit, VectorStore
+
+log = logging.getLogger(__name__)
+SYNTHETIC = "synthetic.jsonl"
+
+# Ways agents ask about a topic; `{t}` is a heading or an FAQ question's topic.
+HEADING_QUESTIONS = (
+    "What do our articles say about {t}?",
+    "A customer is asking about {t}. What should I tell them?",
+    "{t} - how does that work?",
+)
+FAQ_QUESTIONS = ("{q}", "Customer asks: {q}", "quick one - {q_lower}")
+
+
+class DatasetService:
+    def __init__(self, engine, store: Store, feedback: FeedbackService, review: ReviewService, folder: Path,
+                 find_pii: Callable[[str, bool], list[str]], vectors: Callable[[], VectorStore],
+                 catalog: Catalog, retriever: Callable[[], Retriever]) -> None:
+        self.engine = engine
+        self.store = store
+        self.feedback = feedback
+        self.review = review
+        self.folder = folder
+        self.find_pii = find_pii
+        self._vectors = vectors
+        self.catalog = catalog
+        self._retriever = retriever
+
+    def logged_rows(self) -> list[ds.Row]:
+        """Rows from every exchange that has feedback or a review decision."""
+        decided = {d["exchange_id"]: d for d in self.review.decided()}
+        rows: list[ds.Row] = []
+        for exchange_id in sorted(set(decided) | self.feedback.exchange_ids()):
+            record = self.store.exchange(exchange_id)
+            if record is not None:
+                rows += ds.rows_from_exchange(record, self.feedback.for_exchange(exchange_id), decided.get(exchange_id))
+        return rows
+
+    def synthetic_rows(self) -> list[ds.Row]:
+        path = self.folder / SYNTHETIC
+        if not path.exists():
+            return []
+        rows = []
+        for line in path.read_text(encoding="utf-8").splitlines():
+            item = json.loads(line)
+            rows.append(ds.Row("sft", item["lineage"]["conversation"],
+                               {"prompt": item["prompt"], "completion": item["completion"]}, item["lineage"]))
+        return rows
+
+    def build(self, actor: Actor) -> ds.Built:
+        built = ds.build(self.logged_rows() + self.synthetic_rows(), self.folder, self.find_pii, self.engine,
+                         actor.id)
+        log.info("%s built dataset %s: %s", actor.id, built.version, built.rows)
+        return built
+
+    def synthesize(self, actor: Actor, distractors: int = 3, seed: int = 0) -> dict:
+        """Grounded question/answer rows from the live chunks: questions from headings and FAQ
+        questions (and rephrasings of them), the answer from the chunk's own sentences with its
+        citation marker, the chunk among distractor passages the retriever finds, at a random
+        place, as at serving time."""
+        rng = random.Random(seed)
+        chunks = [c for c in self._vectors().chunks()]
+        live = self.catalog.live([c.chunk_id for c in chunks])
+        chunks = sorted((c for c in chunks if c.chunk_id in live), key=lambda c: c.chunk_id)
+        retriever = self._retriever()
+        out = []
+        for chunk in chunks:
+            answer_sentences = sentences(chunk.text)[:2]
+            if not answer_sentences or len(" ".join(answer_sentences)) < 40:
+                continue  # a heading or a fragment: nothing to answer with
+            for question in questions_for(chunk):
+                hits = [h for h in retriever.search(question, distractors + 1) if h.chunk_id != chunk.chunk_id]
+                passages = hits[:distractors]
+                at = rng.randint(0, len(passages))
+                passages.insert(at, chunk)
+                marker = f" [{at + 1}]"
+                answer = " ".join(_plain(s) + marker for s in answer_sentences)
+                out.append({
+                    "prompt": build_messages(question, passages),
+                    "completion": ds.assistant_turn(answer),
+                    "lineage": {"origin": "synthetic", "chunk_id": chunk.chunk_id, "source": chunk.source,
+                                "conversation": f"synthetic:{chunk.chunk_id}"},
+                })
+        leaks = ds.scan_rows([ds.Row("sft", "", {"prompt": r["prompt"], "completion": r["completion"]}, r["lineage"])
+                              for r in out], self.find_pii)
+        if leaks:
+            raise ds.PiiInDataset(f"raw personal data in {len(leaks)} places, nothing written: {leaks[:5]}")
+        self.folder.mkdir(parents=True, exist_ok=True)
+        tmp = self.folder / f".{SYNTHETIC}.partial"
+        tmp.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in out), encoding="utf-8")
+        tmp.replace(self.folder / SYNTHETIC)
+        digest = hashlib.sha256((self.folder / SYNTHETIC).read_bytes()).hexdigest()[:12]
+        log.info("%s synthesized %d rows from %d chunks", actor.id, len(out), len(chunks))
+        return {"rows": len(out), "chunks": len(chunks), "path": str(self.folder / SYNTHETIC), "hash": digest}
+
+
+def questions_for(chunk: Hit) -> list[str]:
+    """Questions a chunk answers: its FAQ question, or its heading, each asked a few ways."""
+    first = chunk.text.split("\n\n", 1)[-1].strip()
+    faq = re.match(r"^(?:Q:\s*)?([^\n?]{8,200}\?)", first)
+    if faq:
+        q = faq.group(1).strip()
+        return [t.format(q=q, q_lower=q[0].lower() + q[1:]) for t in FAQ_QUESTIONS]
+    topic = (chunk.heading or "").split(">")[-1].strip()
+    if len(topic) < 4 or topic.lower() == (chunk.title or "").lower():
+        return []
+    return [t.format(t=topic.lower()) for t in HEADING_QUESTIONS]
+
+
+def _plain(sentence: str) -> str:
+    """A sentence as an answer: Markdown emphasis dropped, ending in a full stop."""
+    s = re.sub(r"[*_`]+", "", sentence).strip()
+    return s if s.endswith((".", "!", "?")) else s + "."
