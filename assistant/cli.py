@@ -422,6 +422,97 @@ def cmd_train_injection(args) -> int:
     return 0
 
 
+def cmd_train_generator(args) -> int:
+    """Train an adapter on the latest dataset in a worker process, showing its progress on stderr."""
+    import subprocess
+    import time
+    from dataclasses import asdict
+    from datetime import datetime, timezone
+    from pathlib import Path
+
+    from assistant.generator import prepare_default_model
+    from core.errors import BadInput
+    from finetune.datasets import latest_version
+    from finetune.jobs import Jobs
+    from finetune.train import AdapterConfig
+
+    services = _services(args)
+    jobs = Jobs(services.engine)
+    if args.resume:
+        job_id = args.resume
+        jobs.get(job_id)
+    else:
+        dataset = args.dataset or latest_version(services.engine)
+        if dataset is None:
+            raise BadInput("no dataset yet: run `helpdesk dataset synthesize` and `helpdesk dataset build` first")
+        dataset_dir = services.settings.home / "datasets" / dataset
+        if not dataset_dir.is_dir():
+            raise BadInput(f"dataset {dataset} is not in {dataset_dir.parent}")
+        try:
+            cfg = AdapterConfig(method=args.method, epochs=args.epochs, max_steps=args.max_steps,
+                                learning_rate=args.learning_rate, r=args.rank)
+        except ValueError as exc:
+            raise BadInput(str(exc)) from None
+        m = services.settings.model
+        model_dir = Path(m.path) if m.path else prepare_default_model(services.settings.models_dir, m.name)
+        version = f"{datetime.now(timezone.utc):%Y%m%d-%H%M%S}-{dataset[:6]}"
+        job_id = jobs.create("train_generator", {
+            "version": version, "dataset": dataset, "dataset_dir": str(dataset_dir), "model_dir": str(model_dir),
+            "base_model": m.name, "out_dir": str(services.settings.adapters_dir / version), "device": args.device,
+            "adapter": asdict(cfg)}, _actor(args).id)
+    # The worker's own output (the trainer prints its logs) goes to stderr: stdout is for --json.
+    worker = subprocess.Popen([sys.executable, "-m", "finetune.worker", job_id, "--db", services.settings.db_url],
+                              stdout=sys.stderr)
+    try:
+        while worker.poll() is None:
+            _progress_bar(jobs.get(job_id))
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        jobs.cancel(job_id)
+        worker.wait()
+    job = jobs.get(job_id)
+    print(file=sys.stderr)
+    if job["state"] != "done":
+        raise HelpdeskError(f"training job {job_id} {job['state']}: {job['message'] or 'see the worker output'}"
+                            f" (resume it: helpdesk train generator --resume {job_id})")
+    result = {"job_id": job_id, "adapter": job["result"]["adapter"], "metrics": job["result"]["metrics"]}
+    if args.json:
+        _emit(result)
+    else:
+        print(f"adapter {result['adapter']} trained (job {job_id}): {result['metrics']}; not served until promoted")
+    return 0
+
+
+def _progress_bar(job: dict) -> None:
+    total, step = job["total"] or 0, job["step"] or 0
+    filled = int(30 * step / total) if total else 0
+    eta = f" eta {job['eta_s']:.0f}s" if job["eta_s"] is not None else ""
+    loss = f" loss {job['loss']:.3f}" if job["loss"] is not None else ""
+    sys.stderr.write(f"\r[{'#' * filled}{'.' * (30 - filled)}] {step}/{total or '?'} {job['state']}{loss}{eta}   ")
+    sys.stderr.flush()
+
+
+def cmd_jobs_list(args) -> int:
+    from finetune.jobs import Jobs
+
+    for job in Jobs(_services(args).engine).list(args.limit):
+        if args.json:
+            _emit({k: job[k] for k in ("id", "kind", "state", "step", "total", "loss", "eta_s", "result", "message",
+                                       "created_by", "created_at", "finished_at")})
+        else:
+            print(f"{job['id']}  {job['kind']:16} {job['state']:9} {job['step']}/{job['total']}  {job['created_at'][:19]}")
+    return 0
+
+
+def cmd_jobs_cancel(args) -> int:
+    from finetune.jobs import Jobs
+
+    job = Jobs(_services(args).engine).cancel(args.job_id)
+    _emit({"id": job["id"], "state": job["state"], "cancel_requested": job["cancel_requested"]}) if args.json \
+        else print(f"job {job['id']}: cancel requested ({job['state']})")
+    return 0
+
+
 def cmd_train_sentiment(args) -> int:
     """Retrain the sentiment head, with reviewers' labels when asked; start-up serves it as long
     as the shipped data it rests on is unchanged."""
@@ -593,6 +684,16 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--json", action="store_true")
     q.set_defaults(func=cmd_dataset_synthesize)
 
+    p = sub.add_parser("jobs", help="training jobs").add_subparsers(dest="what", required=True)
+    q = p.add_parser("list", help="jobs, newest first, with state and progress")
+    q.add_argument("--limit", type=int, default=50)
+    q.add_argument("--json", action="store_true")
+    q.set_defaults(func=cmd_jobs_list)
+    q = p.add_parser("cancel", help="stop a job at its next step (its last checkpoint is kept)")
+    q.add_argument("job_id")
+    q.add_argument("--json", action="store_true")
+    q.set_defaults(func=cmd_jobs_cancel)
+
     p = sub.add_parser("review", help="the queue of exchanges that need a human").add_subparsers(
         dest="what", required=True)
     q = p.add_parser("list", help="queue items, oldest first")
@@ -650,7 +751,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--json", action="store_true")
     q.set_defaults(func=cmd_eval_guardrails)
 
-    p = sub.add_parser("train", help="retrain a guardrail model").add_subparsers(dest="what", required=True)
+    p = sub.add_parser("train", help="train the generator's adapter or a guardrail model").add_subparsers(dest="what", required=True)
     q = p.add_parser("injection", help="the LoRA injection classifier, after its data changed "
                                        "(about an hour on 2 CPU cores, a few minutes on a GPU)")
     q.add_argument("--device", default="cpu", help="cpu, or cuda where there is a GPU")
@@ -658,6 +759,17 @@ def build_parser() -> argparse.ArgumentParser:
                    help="add reviewers' labels from <home>/labels/injection.jsonl (saved in the data directory)")
     q.add_argument("--json", action="store_true")
     q.set_defaults(func=cmd_train_injection)
+    q = p.add_parser("generator", help="a LoRA adapter for the generator on the latest dataset, in a worker process")
+    q.add_argument("--method", choices=("lora", "adalora"), default="lora")
+    q.add_argument("--device", default="cpu", help="cpu, or cuda where there is a GPU (bf16 there)")
+    q.add_argument("--dataset", help="a dataset version (default: the latest built)")
+    q.add_argument("--epochs", type=float, default=1.0)
+    q.add_argument("--max-steps", type=int, default=-1, help="stop after this many steps (a quick run)")
+    q.add_argument("--learning-rate", type=float, default=2e-4)
+    q.add_argument("--rank", type=int, default=8)
+    q.add_argument("--resume", metavar="JOB_ID", help="resume a killed or cancelled job from its last checkpoint")
+    q.add_argument("--json", action="store_true")
+    q.set_defaults(func=cmd_train_generator)
     q = p.add_parser("sentiment", help="the sentiment head (seconds)")
     q.add_argument("--with-labels", action="store_true",
                    help="add reviewers' labels from <home>/labels/sentiment.jsonl")

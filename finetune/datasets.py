@@ -164,6 +164,13 @@ def build(rows: Iterable[Row], out_dir: Path, find_pii: Callable[[str, bool], li
     return Built(version, counts, folder, splits)
 
 
+def latest_version(engine: Engine) -> str | None:
+    """The most recently built dataset version."""
+    with engine.connect() as conn:
+        row = conn.execute(text("SELECT version FROM datasets ORDER BY built_at DESC, version LIMIT 1")).first()
+    return row[0] if row else None
+
+
 def record_lineage(engine: Engine, version: str, rows: Sequence[Row], counts: dict, built_by: str) -> None:
     """One row per dataset row: which exchange, feedback, decision or chunk it came from."""
     with engine.begin() as conn:

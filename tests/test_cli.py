@@ -115,6 +115,34 @@ def test_train_sentiment_with_reviewers_labels(cli, tmp_path):
     assert json.loads((tmp_path / "models" / "sentiment-head.json").read_text())["trained_on"] == trained["trained_on"]
 
 
+def test_synthesize_build_and_train_an_adapter_in_a_worker(cli, tiny_model_dir):
+    from pathlib import Path
+
+    cli("ingest", str(SAMPLE_KB / "returns-policy.md"), str(SAMPLE_KB / "promo-codes-and-gift-cards.md"))
+    made = json.loads(cli("dataset", "synthesize", "--json").stdout)
+    assert made["rows"] > 10
+    built = json.loads(cli("dataset", "build", "--json").stdout)
+    assert built["rows"]["sft"] >= made["rows"]
+    proc = cli("train", "generator", "--max-steps", "3", "--json")
+    out = json.loads(proc.stdout)
+    assert set(out) == {"job_id", "adapter", "metrics"} and out["metrics"]["steps"] == 3
+    assert "3/3" in proc.stderr  # the progress bar
+    job = next(json.loads(x) for x in cli("jobs", "list", "--json").stdout.splitlines()
+               if json.loads(x)["id"] == out["job_id"])
+    assert job["state"] == "done" and job["step"] == 3 and job["result"]["adapter"] == out["adapter"]
+    folder = Path(job["result"]["path"])
+    meta = json.loads((folder / "helpdesk-adapter.json").read_text())
+    assert meta["dataset"] == built["version"] and meta["config"]["method"] == "lora" and meta["base_model_hash"]
+    assert (folder / "loss.png").stat().st_size > 1000 and any((folder / "tensorboard").iterdir())
+    # The adapter loads onto the base model it was trained on.
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(str(tiny_model_dir)), str(folder))
+    ended = cli("jobs", "cancel", out["job_id"], check=False)
+    assert ended.returncode != 0 and "nothing to cancel" in ended.stderr
+
+
 def test_docs_list_and_remove(cli):
     cli("ingest", str(SAMPLE_KB / "exchanges.md"), str(SAMPLE_KB / "larkspur-rewards.md"))
     docs = {d["source"]: d["chunks"] for d in json.loads(cli("docs", "list", "--json").stdout)["documents"]}
