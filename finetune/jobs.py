@@ -84,7 +84,8 @@ class Jobs:
             conn.execute(text("UPDATE jobs SET resumed_at_step = :s WHERE id = :id"), {"s": step, "id": job_id})
 
     def finish(self, job_id: str, state: str, result: dict | None = None, message: str | None = None) -> None:
-        assert state in ("done", "failed", "cancelled")
+        if state not in ("done", "failed", "cancelled"):
+            raise ValueError(f"a job ends done, failed or cancelled, not {state!r}")
         with self.engine.begin() as conn:
             conn.execute(text(
                 "UPDATE jobs SET state = :state, result = :result, message = :m, finished_at = :at, eta_s = NULL "

@@ -86,7 +86,6 @@ def test_oversized_file_is_refused(tmp_path):
 @pytest.fixture()
 def kb(tmp_path, services):
     """A private knowledge base: real Chroma and SQLite in a temp dir, the shared embedder."""
-    from assistant.store import Store
     from retrieval.catalog import Catalog
     from retrieval.ingest import Ingestor
     from retrieval.search import Retriever
@@ -381,7 +380,6 @@ def test_bench_retrieval_compares_precisions_on_the_same_corpus(services):
 def test_live_chunk_lookup_uses_the_key_not_a_collection_scan(tmp_path):
     from sqlalchemy import text
 
-    from assistant.store import Store
     from retrieval.catalog import LIVE_SQL
 
     engine = open_database(f"sqlite:///{tmp_path / 'kb.db'}")  # migrated schema, real indexes

@@ -170,7 +170,7 @@ def build_ui(services) -> gr.Blocks:
             return (item["exchange_id"], *show_item(item["exchange_id"], request))
 
         def _filter_kwargs(values) -> dict:
-            _, why, action, given, adapter, since, until = (rv._or_none(v) for v in values)
+            _, why, action, given, adapter, since, until = (rv.or_none(v) for v in values)
             return {"reason": why, "action": action, "rating": given, "adapter": adapter, "since": since,
                     "until": until}
 

@@ -15,13 +15,13 @@ def _unmarked(text: str) -> str:
     return " ".join(re.sub(r"\s*\[\d+\]", "", text).split())
 
 
-def _or_none(value: str | None) -> str | None:
+def or_none(value: str | None) -> str | None:
     return None if value in (None, "", ANY) else value
 
 
 def queue_rows(review, actor, status, reason, action, rating, adapter, since, until) -> list[list]:
-    items = review.queue(actor, _or_none(status), _or_none(reason), _or_none(action), _or_none(rating),
-                         _or_none(adapter), _or_none(since), _or_none(until), limit=1000)
+    items = review.queue(actor, or_none(status), or_none(reason), or_none(action), or_none(rating),
+                         or_none(adapter), or_none(since), or_none(until), limit=1000)
     return [[i["exchange_id"], i["status"], ", ".join(i["reasons"]), i["rating"] or "", i["action"],
              i["created_at"][:19].replace("T", " "), i["decision"] or ""] for i in items]
 
