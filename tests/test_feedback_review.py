@@ -328,3 +328,21 @@ def test_the_served_injection_model_is_the_data_directory_copy_when_there_is_one
     assert lora_dir(tmp_path) == LORA_DIR and lora_dir(None) == LORA_DIR
     (tmp_path / "injection-lora").mkdir()
     assert lora_dir(tmp_path) == tmp_path / "injection-lora"
+
+
+def test_a_raw_answer_that_cannot_be_redacted_is_not_stored_and_the_turn_still_logs(services):
+    import copy
+
+    guard = copy.copy(services.guard)
+
+    def broken(text, entities=None):
+        raise RuntimeError("spaCy crashed")
+
+    guard.redact = broken  # only the raw answer's redaction goes through Guard.redact
+    script = ["Write to jane.doe@example.com about it. "]
+    assistant = Assistant(guard, services.retriever, ScriptedGenerator(script), services.store,
+                          answer_mode="generate", extractor=services.extractor)
+    result = assistant.respond(None, "How do I start a return?")
+    row = services.store.exchange(result.exchange_id)
+    assert row is not None and row["raw_answer"] is None
+    assert "jane.doe@example.com" not in json.dumps(row)
