@@ -20,7 +20,7 @@ from assistant.review import ReviewService
 from assistant.service import Assistant
 from core.settings import Settings
 from assistant.store import Store
-from finetune.registry import current_adapter
+from finetune.registry import AdapterRef, AdapterRegistry
 from guardrails.guard import Guard, redactor_for
 from guardrails.policy import load_policy
 from guardrails.redaction import Redactor
@@ -113,12 +113,28 @@ class Services:
     @cached_property
     def generator(self) -> LocalGenerator:
         m = self.settings.model
-        model_dir = Path(m.path) if m.path else prepare_default_model(self.settings.models_dir, m.name)
-        adapter = current_adapter(self.settings.adapters_dir)
-        return LocalGenerator(
-            model_dir, m.name, m.device, m.dtype, m.max_new_tokens, m.temperature, m.repetition_penalty,
-            adapter_dir=adapter[1] if adapter else None, adapter_version=adapter[0] if adapter else None,
-        )
+        return LocalGenerator(self.model_dir, m.name, m.device, m.dtype, m.max_new_tokens, m.temperature,
+                              m.repetition_penalty)
+
+    @cached_property
+    def model_dir(self) -> Path:
+        m = self.settings.model
+        return Path(m.path) if m.path else prepare_default_model(self.settings.models_dir, m.name)
+
+    @cached_property
+    def adapters(self) -> AdapterRegistry:
+        return AdapterRegistry(self.engine)
+
+    def serving_adapter(self, session_id: str | None = None) -> AdapterRef | None:
+        """The adapter that serves a conversation's next turn: the promoted one (read on every
+        turn, so a promotion or rollback takes effect at once, without a restart)."""
+        return self.adapters.serving()
+
+    @cached_property
+    def base_model_hash(self) -> str:
+        from finetune.train import model_hash
+
+        return model_hash(self.model_dir)
 
     @cached_property
     def reranker(self) -> SentenceReranker:
@@ -133,7 +149,7 @@ class Services:
     def assistant(self) -> Assistant:
         m = self.settings.model
         return Assistant(self.guard, self.retriever, self.generator, self.store, m.history_turns, m.answer_mode,
-                         self.extractor)
+                         self.extractor, self.serving_adapter)
 
     @cached_property
     def redactor(self) -> Redactor:

@@ -5,45 +5,20 @@ Errors: one line on stderr and a non-zero exit status.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
-import os
 import sys
-from typing import Any, Sequence
+from typing import Sequence
 
+from assistant.cli_adapters import add_gate_options, print_gate, run_gate
+from assistant.cli_adapters import add_parsers as add_adapter_parsers
+from assistant.cli_common import actor_of as _actor
+from assistant.cli_common import emit as _emit
+from assistant.cli_common import offline_env as _offline_env
+from assistant.cli_common import open_services as _services
 from core.errors import HelpdeskError
 from retrieval.search import MODES
 
 log = logging.getLogger("helpdesk")
-
-
-def _offline_env() -> None:
-    # Weights come from local packages; never try the model hub, never phone home.
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
-    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
-    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-
-
-def _emit(obj: Any) -> None:
-    sys.stdout.write(json.dumps(obj, ensure_ascii=False) + "\n")
-    sys.stdout.flush()
-
-
-def _services(args):
-    from assistant.app import Services
-    from core.settings import load_settings
-
-    settings = load_settings(args.config)
-    if getattr(args, "collection", None):
-        try:
-            settings.retrieval.collection = args.collection
-        except ValueError as exc:
-            raise HelpdeskError(f"--collection: {exc.errors()[0]['msg']}") from None
-    return Services(settings)
 
 
 def _filters(pairs: list[str] | None) -> dict | None:
@@ -199,12 +174,6 @@ def cmd_log(args) -> int:
         else:
             print(f"{row['created_at']}  {row['action']:5}  {row['redacted_input'][:60]!r} -> {row['answer'][:60]!r}")
     return 0
-
-
-def _actor(args):
-    from assistant.actor import Actor, cli_actor
-
-    return Actor(f"cli:{args.as_user}", "admin", "cli") if getattr(args, "as_user", None) else cli_actor()
 
 
 def cmd_feedback(args) -> int:
@@ -428,9 +397,7 @@ def cmd_train_generator(args) -> int:
     import time
     from dataclasses import asdict
     from datetime import datetime, timezone
-    from pathlib import Path
 
-    from assistant.generator import prepare_default_model
     from core.errors import BadInput
     from finetune.datasets import latest_version
     from finetune.jobs import Jobs
@@ -454,7 +421,7 @@ def cmd_train_generator(args) -> int:
         except ValueError as exc:
             raise BadInput(str(exc)) from None
         m = services.settings.model
-        model_dir = Path(m.path) if m.path else prepare_default_model(services.settings.models_dir, m.name)
+        model_dir = services.model_dir
         version = f"{datetime.now(timezone.utc):%Y%m%d-%H%M%S}-{dataset[:6]}"
         job_id = jobs.create("train_generator", {
             "version": version, "dataset": dataset, "dataset_dir": str(dataset_dir), "model_dir": str(model_dir),
@@ -476,10 +443,17 @@ def cmd_train_generator(args) -> int:
         raise HelpdeskError(f"training job {job_id} {job['state']}: {job['message'] or 'see the worker output'}"
                             f" (resume it: helpdesk train generator --resume {job_id})")
     result = {"job_id": job_id, "adapter": job["result"]["adapter"], "metrics": job["result"]["metrics"]}
+    if not args.json:
+        print(f"adapter {result['adapter']} trained (job {job_id}): {result['metrics']}; not served until promoted")
+    if not args.no_gate:
+        result["gate"] = run_gate(services, result["adapter"], None, args.questions, args.rows, args.margin)
+        if not args.json:
+            print_gate(result["gate"])
+            print(f"promote it: helpdesk adapters promote {result['adapter']}" if result["gate"]["passed"] else
+                  f"it failed the gate; promoting it needs: helpdesk adapters promote {result['adapter']} "
+                  "--force --reason TEXT")
     if args.json:
         _emit(result)
-    else:
-        print(f"adapter {result['adapter']} trained (job {job_id}): {result['metrics']}; not served until promoted")
     return 0
 
 
@@ -768,6 +742,8 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--learning-rate", type=float, default=2e-4)
     q.add_argument("--rank", type=int, default=8)
     q.add_argument("--resume", metavar="JOB_ID", help="resume a killed or cancelled job from its last checkpoint")
+    q.add_argument("--no-gate", action="store_true", help="skip the evaluation gate after training")
+    add_gate_options(q)
     q.add_argument("--json", action="store_true")
     q.set_defaults(func=cmd_train_generator)
     q = p.add_parser("sentiment", help="the sentiment head (seconds)")
@@ -792,6 +768,8 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--precision", help="embedding precisions to compare, e.g. fp32,int8 (default: the setting)")
     q.add_argument("--json", action="store_true")
     q.set_defaults(func=cmd_bench_retrieval)
+
+    add_adapter_parsers(sub)
 
     p = sub.add_parser("scan-pii", help="look for raw personal data in everything stored; exit 1 if any")
     p.add_argument("--json", action="store_true")

@@ -5,12 +5,11 @@ from sqlalchemy import Engine
 
 from assistant import feedback, review, store
 from core.db import connect
-from finetune import datasets, jobs
+from finetune import datasets, jobs, registry
 from guardrails import vault
 from retrieval import catalog
 
 
 def open_database(url: str) -> Engine:
     return connect(url, [store.MIGRATIONS, catalog.MIGRATIONS, vault.MIGRATIONS, feedback.MIGRATIONS,
-                        review.MIGRATIONS, datasets.MIGRATIONS,
-                        jobs.MIGRATIONS])
+                        review.MIGRATIONS, datasets.MIGRATIONS, jobs.MIGRATIONS, registry.MIGRATIONS])

@@ -83,49 +83,81 @@ def correct(result: TurnResult, facts: list[str]) -> bool:
     return answered(result) and bool(facts) and all(has_fact(result.answer, f) for f in facts)
 
 
-def evaluate(assistant: Assistant, items: list[dict], limit: int | None = None) -> dict:
-    """The figures for one answer mode on one question file."""
-    items = items[:limit] if limit else items
-    answerable = [i for i in items if i.get("answerable", True) is not False]
-    unanswerable = [i for i in items if i.get("answerable", True) is False]
-    followups = [i for i in answerable if i.get("followup")]
-    tally: Counter = Counter()
-    f1s: list[float] = []
-    latencies: list[float] = []
+def rouge_l(answer: str, reference: str) -> float:
+    """ROUGE-L F-measure: the longest common subsequence of tokens, as precision and recall."""
+    a, b = tokenize(answer), tokenize(reference)
+    if not a or not b:
+        return 0.0
+    previous = [0] * (len(b) + 1)
+    for x in a:
+        current = [0]
+        for j, y in enumerate(b):
+            current.append(previous[j] + 1 if x == y else max(previous[j + 1], current[j]))
+        previous = current
+    lcs = previous[-1]
+    if not lcs:
+        return 0.0
+    precision, recall = lcs / len(a), lcs / len(b)
+    return 2 * precision * recall / (precision + recall)
 
-    def turn(question: str, session: str | None = None) -> TurnResult:
+
+def score_item(assistant: Assistant, item: dict) -> dict:
+    """One labelled question through the full turn: what the figures are made of, per item."""
+
+    def turn(question: str, session: str | None = None) -> tuple[TurnResult, float]:
         started = time.perf_counter()
         result = assistant.respond(session, question)
-        latencies.append((time.perf_counter() - started) * 1000)
-        return result
+        return result, (time.perf_counter() - started) * 1000
 
-    for item in answerable:
-        result = turn(item["question"])
-        sources = [h.source for h in result.sources]
-        tally["answered"] += answered(result)
-        tally["correct"] += correct(result, item["facts"])
-        tally["cited_first"] += bool(sources) and sources[0] == item["source"]
-        tally["cited_any"] += item["source"] in sources
-        f1s.append(token_f1(result.answer, item.get("answer") or "") if answered(result) else 0.0)
-        if item.get("followup"):
-            second = turn(item["followup"]["question"], result.session_id)
-            tally["followup_correct"] += correct(second, item["followup"]["facts"])
-    for item in unanswerable:
-        tally["abstain"] += abstained(turn(item["question"]))
+    result, latency = turn(item["question"])
+    scored = {"id": item.get("id"), "latency_ms": [latency], "answer": result.answer,
+              "grounded": result.answer_mode == "generate"}
+    if item.get("answerable", True) is False:
+        return scored | {"answerable": False, "abstained": abstained(result)}
+    sources = [h.source for h in result.sources]
+    reference = item.get("answer") or ""
+    scored |= {"answerable": True, "answered": answered(result), "correct": correct(result, item["facts"]),
+               "cited_first": bool(sources) and sources[0] == item["source"], "cited_any": item["source"] in sources,
+               "token_f1": token_f1(result.answer, reference) if answered(result) else 0.0,
+               "rouge_l": rouge_l(result.answer, reference) if answered(result) else 0.0}
+    if item.get("followup"):
+        second, latency = turn(item["followup"]["question"], result.session_id)
+        scored["latency_ms"].append(latency)
+        scored["followup_correct"] = correct(second, item["followup"]["facts"])
+    return scored
 
-    def share(key: str, of: list) -> float | None:
-        return round(tally[key] / len(of), 3) if of else None
+
+def summarize(scored: list[dict]) -> dict:
+    """The figures from per-item scores."""
+    answerable = [s for s in scored if s["answerable"]]
+    unanswerable = [s for s in scored if not s["answerable"]]
+    followups = [s for s in answerable if "followup_correct" in s]
+    latencies = [ms for s in scored for ms in s["latency_ms"]]
+
+    def share(key: str, of: list[dict]) -> float | None:
+        return round(sum(bool(s[key]) for s in of) / len(of), 3) if of else None
 
     return {
         "answered": share("answered", answerable),
         "correct": share("correct", answerable),
-        "token_f1": round(statistics.fmean(f1s), 3) if f1s else None,
+        "token_f1": round(statistics.fmean(s["token_f1"] for s in answerable), 3) if answerable else None,
         "cited": {"first": share("cited_first", answerable), "any": share("cited_any", answerable)},
-        "abstain": share("abstain", unanswerable),
+        "abstain": share("abstained", unanswerable),
         "followup_correct": share("followup_correct", followups),
         "latency_ms": {"p50": round(statistics.median(latencies), 1) if latencies else None,
                        "p95": round(percentile(latencies, 0.95), 1) if latencies else None},
     }
+
+
+def evaluate(assistant: Assistant, items: list[dict], limit: int | None = None) -> dict:
+    """The figures for one answer mode on one question file."""
+    items = items[:limit] if limit else items
+    return summarize([score_item(assistant, item) for item in items])
+
+
+def scratch_store(folder: Path) -> Store:
+    """A throw-away exchange log: evaluation turns never reach the real one."""
+    return Store(open_database(f"sqlite:///{folder / 'eval.db'}"))
 
 
 def eval_answers(services, files: dict[str, Path], modes: Iterable[str], limit: int | None = None) -> Iterable[dict]:
@@ -137,7 +169,7 @@ def eval_answers(services, files: dict[str, Path], modes: Iterable[str], limit: 
     services.ensure_samples()
     loaded = {name: load_items(path) for name, path in files.items()}
     with tempfile.TemporaryDirectory(prefix="helpdesk-eval-") as tmp:
-        store = Store(open_database(f"sqlite:///{Path(tmp) / 'eval.db'}"))
+        store = scratch_store(Path(tmp))
         m = services.settings.model
         for name, items in loaded.items():
             for mode in modes:

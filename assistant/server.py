@@ -192,7 +192,7 @@ def create_api(services: Services) -> FastAPI:
         return {
             "status": "ok",
             "model": services.settings.model.name,
-            "adapter": services.generator.adapter,
+            "adapter": services.adapters.serving_version(),
             "chunks": services.vectors.count(),
         }
 
@@ -220,6 +220,7 @@ def serve(config: str | None = None, host: str | None = None, port: int | None =
     # Load everything before taking traffic: a missing model, or a collection embedded at another
     # precision, fails here, not on the first chat.
     services.guard, services.kb_embedder, services.vectors, services.generator, services.store  # noqa: B018
+    services.serving_adapter()  # a promoted adapter whose files are gone stops start-up
     services.ensure_samples()
     app = create_app(services)
     host = host or settings.server.host

@@ -12,13 +12,14 @@ import time
 import uuid
 from collections.abc import Generator as GeneratorOf
 from dataclasses import dataclass, field, replace
-from typing import Iterator, Literal, Union
+from typing import Callable, Iterator, Literal, Union
 
 from assistant.actor import Actor
 from assistant.generator import Generator
 from assistant.prompt import PROMPT_VERSION, SYSTEM_PROMPT, build_messages
 from assistant.store import ExchangeRecord, Store
 from core.errors import TurnNotLogged
+from finetune.registry import AdapterRef
 from guardrails.guard import REDACTION_FAILED, Guard
 from guardrails.registry import CheckContext
 from guardrails.verdict import Action, InputVerdict, OutputVerdict
@@ -103,9 +104,16 @@ def _wholly_grounded(verdict: OutputVerdict) -> bool:
     return not verdict.replaced and not any(r.startswith("ungrounded") for r in verdict.reasons)
 
 
+AdapterChoice = Callable[[str], "AdapterRef | None"]
+
+
 class Assistant:
+    """`adapters(session_id)` names the adapter that serves a conversation's next turn (the
+    registry's promoted one, or an A/B arm); without it the base model serves."""
+
     def __init__(self, guard: Guard, retriever: Retriever, generator: Generator, store: Store, history_turns: int = 3,
-                 answer_mode: AnswerMode = "generate", extractor: ExtractiveAnswerer | None = None) -> None:
+                 answer_mode: AnswerMode = "generate", extractor: ExtractiveAnswerer | None = None,
+                 adapters: AdapterChoice | None = None) -> None:
         if answer_mode != "generate" and extractor is None:
             raise ValueError(f"answer mode {answer_mode!r} needs an extractive answerer")
         self.guard = guard
@@ -115,9 +123,10 @@ class Assistant:
         self.history_turns = history_turns
         self.answer_mode = answer_mode
         self.extractor = extractor
+        self.adapters = adapters
 
-    def _generate(self, messages: list[dict], ctx: CheckContext, latency: dict[str, float],
-                  started: float, trace: dict) -> GeneratorOf[TurnEvent, None, OutputVerdict | None]:
+    def _generate(self, messages: list[dict], ctx: CheckContext, latency: dict[str, float], started: float,
+                  trace: dict, adapter: AdapterRef | None) -> GeneratorOf[TurnEvent, None, OutputVerdict | None]:
         """Stream the model's answer as it passes the output checks; its verdict, or None when
         the model said nothing. `trace` gets the raw answer and what served it, for the log."""
         checked = self.guard.checked_stream(ctx)
@@ -135,7 +144,7 @@ class Assistant:
 
         served: dict = {}
         trace["generation"] = served
-        for piece in self.generator.stream(messages, served=served):
+        for piece in self.generator.stream(messages, served=served, adapter=adapter):
             if not generated:
                 latency["first_token"] = round((time.perf_counter() - started) * 1000, 1)
             generated.append(piece)
@@ -193,6 +202,7 @@ class Assistant:
         finished = False
         messages: list[dict] | None = None
         trace: dict = {}  # the model's raw answer and what served it, when it was asked
+        adapter: str | None = None  # the adapter version that serves (or would serve) this turn
         try:
             verdict = self.guard.inspect_input(text, session_id)
             action, reasons = verdict.action, list(verdict.reasons)
@@ -215,8 +225,11 @@ class Assistant:
                 else:
                     # Logged in every mode: retraining rebuilds the prompt a model would have seen.
                     messages = build_messages(verdict.redacted_text, hits, history)
+                    chosen = self.adapters(session_id) if self.adapters else None
+                    adapter = chosen.version if chosen else None
                     if self.answer_mode != "extractive":
-                        output_verdict = yield from self._generate(messages, grounded, latency, started, trace)
+                        output_verdict = yield from self._generate(messages, grounded, latency, started, trace,
+                                                                   chosen)
                         mark = time.perf_counter()
                         if output_verdict is not None and output_verdict.action is not Action.BLOCK and (
                                 self.answer_mode == "generate" or _wholly_grounded(output_verdict)):
@@ -276,7 +289,7 @@ class Assistant:
                 sources=[h.as_dict(with_text=True) | {"title": h.title, "heading": h.heading} for h in hits],
                 prompt_version=PROMPT_VERSION,
                 model=self.generator.model_name,
-                adapter=self.generator.adapter,
+                adapter=(trace.get("generation") or {}).get("adapter", adapter),
                 latency_ms=latency,
                 answer_mode=answer_mode,
                 messages=messages,
@@ -295,6 +308,6 @@ class Assistant:
             raise TurnNotLogged("the turn could not be recorded, so its answer is withheld; please try again")
         yield Done(TurnResult(
             exchange_id, session_id, answer, hits, action.value, reasons, verdict.redacted_text,
-            self.generator.model_name, self.generator.adapter, latency,
+            self.generator.model_name, (trace.get("generation") or {}).get("adapter", adapter), latency,
             [e.as_dict() for e in verdict.entities], answer_mode,
         ))

@@ -3,11 +3,13 @@
 Run again on a job whose worker died, it resumes from the job's last checkpoint.
 Only the job's row is written while it trains; the adapter lands in its folder
 with `helpdesk-adapter.json` (config, dataset version, base model and its hash,
-metrics, who trained it) and is not served until it is promoted.
+metrics, who trained it), is registered as a candidate in the adapter registry,
+and is not served until it is promoted.
 """
 from __future__ import annotations
 
 import argparse
+from dataclasses import asdict
 import logging
 import os
 import sys
@@ -19,6 +21,7 @@ log = logging.getLogger("helpdesk.worker")
 def run(job_id: str, db_url: str) -> int:
     from core.db import connect
     from finetune.jobs import Jobs
+    from finetune.registry import AdapterRegistry
     from finetune.train import AdapterConfig, complete_checkpoints, model_hash, save_meta, train_sft
 
     jobs = Jobs(connect(db_url))
@@ -44,10 +47,11 @@ def run(job_id: str, db_url: str) -> int:
         if cancelled:
             jobs.finish(job_id, "cancelled", message="cancelled; its last checkpoint is kept for a resume")
             return 3
-        save_meta(out_dir, cfg, {"version": config["version"], "base_model": config["base_model"],
-                                 "base_model_hash": model_hash(Path(config["model_dir"])),
-                                 "dataset": config["dataset"], "trained_by": job["created_by"], "job_id": job_id,
-                                 "device": config["device"], "metrics": metrics})
+        meta = {"version": config["version"], "base_model": config["base_model"],
+                "base_model_hash": model_hash(Path(config["model_dir"])), "dataset": config["dataset"],
+                "trained_by": job["created_by"], "job_id": job_id, "device": config["device"], "metrics": metrics}
+        save_meta(out_dir, cfg, meta)
+        AdapterRegistry(jobs.engine).register(config["version"], out_dir, {**meta, "config": asdict(cfg)})
         jobs.finish(job_id, "done", {"adapter": config["version"], "path": str(out_dir), "metrics": metrics})
         return 0
     except Exception as exc:

@@ -120,18 +120,18 @@ class ScriptedGenerator:
     """
 
     model_name = "scripted"
-    adapter = None
 
     def __init__(self, script) -> None:
         self.script = script
         self.produced = 0
         self.finished = False
 
-    def stream(self, messages, served=None):
+    def stream(self, messages, served=None, adapter=None):
         import re
 
         if served is not None:
-            served.update(model=self.model_name, adapter=self.adapter, settings={"scripted": True})
+            served.update(model=self.model_name, adapter=adapter.version if adapter else None,
+                          settings={"scripted": True})
         parts = self.script(messages) if callable(self.script) else self.script
         self.produced, self.finished = 0, False
         for part in parts:

@@ -127,7 +127,7 @@ def test_a_turn_waiting_behind_another_agents_answer_says_it_is_queued(services)
         def busy(self) -> bool:
             return self.lock.locked()
 
-        def stream(self, messages, served=None):
+        def stream(self, messages, served=None, adapter=None):
             with self.lock:
                 release.wait(30)
                 yield from super().stream(messages)

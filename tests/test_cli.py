@@ -115,7 +115,7 @@ def test_train_sentiment_with_reviewers_labels(cli, tmp_path):
     assert json.loads((tmp_path / "models" / "sentiment-head.json").read_text())["trained_on"] == trained["trained_on"]
 
 
-def test_synthesize_build_and_train_an_adapter_in_a_worker(cli, tiny_model_dir):
+def test_the_whole_loop_synthesize_build_train_gate_promote_rollback(cli):
     from pathlib import Path
 
     cli("ingest", str(SAMPLE_KB / "returns-policy.md"), str(SAMPLE_KB / "promo-codes-and-gift-cards.md"))
@@ -123,10 +123,18 @@ def test_synthesize_build_and_train_an_adapter_in_a_worker(cli, tiny_model_dir):
     assert made["rows"] > 10
     built = json.loads(cli("dataset", "build", "--json").stdout)
     assert built["rows"]["sft"] >= made["rows"]
-    proc = cli("train", "generator", "--max-steps", "3", "--json")
+    # A margin no adapter can reach: the tiny random model must fail the gate, whatever it samples.
+    proc = cli("train", "generator", "--max-steps", "3", "--questions", "4", "--rows", "2", "--margin", "1.0",
+               "--json")
     out = json.loads(proc.stdout)
-    assert set(out) == {"job_id", "adapter", "metrics"} and out["metrics"]["steps"] == 3
+    assert set(out) == {"job_id", "adapter", "metrics", "gate"} and out["metrics"]["steps"] == 3
     assert "3/3" in proc.stderr  # the progress bar
+    gate = out["gate"]
+    assert gate["passed"] is False and gate["baseline"] == "base" and gate["candidate"] == out["adapter"]
+    assert gate["evaluated_on"] == {"questions": 4, "question_file": "answers_heldout.jsonl", "review_rows": 2,
+                                    "probes": 14}
+    assert any("margin" in r for r in gate["reasons"]) and len(gate["ci"]) == 2
+    assert [row[0] for row in gate["table"]][:3] == ["gate score (per item, mean)", "correct", "answered"]
     job = next(json.loads(x) for x in cli("jobs", "list", "--json").stdout.splitlines()
                if json.loads(x)["id"] == out["job_id"])
     assert job["state"] == "done" and job["step"] == 3 and job["result"]["adapter"] == out["adapter"]
@@ -134,11 +142,31 @@ def test_synthesize_build_and_train_an_adapter_in_a_worker(cli, tiny_model_dir):
     meta = json.loads((folder / "helpdesk-adapter.json").read_text())
     assert meta["dataset"] == built["version"] and meta["config"]["method"] == "lora" and meta["base_model_hash"]
     assert (folder / "loss.png").stat().st_size > 1000 and any((folder / "tensorboard").iterdir())
-    # The adapter loads onto the base model it was trained on.
-    from peft import PeftModel
-    from transformers import AutoModelForCausalLM
-
-    PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(str(tiny_model_dir)), str(folder))
+    version = out["adapter"]
+    listed = [json.loads(x) for x in cli("adapters", "list", "--json").stdout.splitlines()]
+    assert [(a["version"], a["status"], a["gate"], a["dataset"]) for a in listed] == \
+        [(version, "candidate", "failed", built["version"])]
+    shown = json.loads(cli("adapters", "show", version, "--json").stdout)
+    assert shown["gate"]["table"] == gate["table"] and shown["base_model_hash"] == meta["base_model_hash"]
+    # A failed gate is not promoted, unless forced with a reason (recorded).
+    refused = cli("adapters", "promote", version, check=False)
+    assert refused.returncode == 2 and "failed the evaluation gate" in refused.stderr
+    no_reason = cli("adapters", "promote", version, "--force", check=False)
+    assert no_reason.returncode == 2 and "--reason" in no_reason.stderr
+    cli("adapters", "promote", version, "--force", "--reason", "smoke test", "--as", "dana")
+    turn = json.loads(cli("ask", "Can I return an opened blender?", "--json").stdout)
+    assert turn["adapter"] == version
+    record = json.loads(cli("log", "--json", "--limit", "1").stdout.splitlines()[0])
+    assert record["adapter"] == version and record["generation"]["adapter"] == version
+    events = json.loads(cli("adapters", "show", version, "--json").stdout)["events"]
+    assert [(e["action"], e["actor"], e["forced"], e["reason"]) for e in events] == \
+        [("promote", "cli:dana", 1, "smoke test")]
+    assert cli("adapters", "archive", version, check=False).returncode == 2  # it serves: roll back first
+    assert json.loads(cli("adapters", "rollback", "--json").stdout) == {"serving": None}
+    assert json.loads(cli("ask", "Can I return an opened blender?", "--json").stdout)["adapter"] is None
+    assert cli("adapters", "rollback", check=False).returncode == 2  # nothing left to roll back
+    cli("adapters", "archive", version)
+    assert cli("adapters", "promote", version, "--force", "--reason", "x", check=False).returncode == 2
     ended = cli("jobs", "cancel", out["job_id"], check=False)
     assert ended.returncode != 0 and "nothing to cancel" in ended.stderr
 

@@ -131,9 +131,8 @@ def test_redaction_that_raises_blocks_and_keeps_no_text(services, monkeypatch):
 def test_generator_error_blocks_and_still_logs(services):
     class Broken:
         model_name = "broken"
-        adapter = None
 
-        def stream(self, messages, served=None):
+        def stream(self, messages, served=None, adapter=None):
             yield "partial "
             raise RuntimeError("CUDA out of memory")
 
@@ -257,14 +256,28 @@ def test_missing_model_stops_start_up(services, tmp_path):
         LocalGenerator(tmp_path / "no-model", "x", device="cpu")
 
 
-def test_promoted_adapter_that_is_missing_fails_closed(tmp_path):
+def test_a_promoted_adapter_whose_files_are_gone_blocks_the_turn(services, tmp_path):
+    """The registry says an adapter serves, but its folder is empty: never the base model in
+    its place. The turn is blocked and logged, and start-up refuses (`serving_adapter`)."""
+    from assistant.database import open_database
+    from assistant.service import Assistant
     from core.errors import ModelUnavailable
-    from finetune.registry import current_adapter
+    from finetune.registry import AdapterRegistry
 
-    assert current_adapter(tmp_path) is None
-    (tmp_path / "current").write_text("v7\n")
+    registry = AdapterRegistry(open_database(f"sqlite:///{tmp_path / 'r.db'}"))
+    folder = tmp_path / "v7"
+    folder.mkdir()
+    (folder / "adapter_config.json").write_text("{}")
+    registry.register("v7", folder, {"base_model": "tiny", "base_model_hash": "h", "trained_by": "t"})
+    registry.promote("v7", "cli:admin", "h", force=True, reason="test")
+    (folder / "adapter_config.json").unlink()
     with pytest.raises(ModelUnavailable, match="v7"):
-        current_adapter(tmp_path)
+        registry.serving()
+    assistant = Assistant(services.guard, services.retriever, ScriptedGenerator(["Hello."]), services.store,
+                          adapters=lambda session: registry.serving())
+    result = assistant.respond(None, "How do I track my order?")
+    assert result.action == "block" and "error:ModelUnavailable" in result.reasons
+    assert any(r["id"] == result.exchange_id for r in services.store.exchanges(limit=20))
 
 
 def test_a_check_that_hangs_times_out_and_blocks(services):

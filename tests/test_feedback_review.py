@@ -76,7 +76,7 @@ def test_the_record_holds_what_rebuilds_the_exact_prompt(services):
 def test_the_real_generator_reports_what_served_it(services):
     served: dict = {}
     list(services.generator.stream([{"role": "user", "content": "hi"}], served=served))
-    assert served["model"] == services.generator.model_name and served["adapter"] == services.generator.adapter
+    assert served["model"] == services.generator.model_name and served["adapter"] == services.adapters.serving_version()
     assert served["settings"]["max_new_tokens"] == services.settings.model.max_new_tokens
 
 
