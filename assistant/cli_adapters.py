@@ -83,9 +83,9 @@ def cmd_show(args) -> int:
     print(f"config: {adapter['config']}")
     print(f"training metrics: {adapter['metrics']}")
     for event in adapter["events"]:
-        forced = f" (forced: {event['reason']})" if event["forced"] else f" ({event['reason']})" if event["reason"] else ""
+        why = f" ({'forced: ' if event['forced'] else ''}{event['reason']})" if event["reason"] else ""
         undone = f", rolled back {event['undone_at'][:19]}" if event["undone_at"] else ""
-        print(f"{event['at'][:19]} {event['action']} by {event['actor']}{forced}{undone}")
+        print(f"{event['at'][:19]} {event['action']} by {event['actor']}{why}{undone}")
     if adapter["gate"]:
         print_gate(adapter["gate"])
     else:

@@ -1,0 +1,164 @@
+"""The adapter registry, the gate's decision, and adapters switched under a running server."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import requests
+
+from assistant.database import open_database
+from core.errors import BadInput, Conflict
+from finetune.gate import decide, paired_bootstrap
+from finetune.registry import AdapterRef, AdapterRegistry
+
+PASSED = {"passed": True, "table": []}
+
+
+def make_adapter(base_dir: Path, out: Path, kind: str = "lora") -> Path:
+    """A real peft adapter for the tiny model, with non-zero weights so it changes the answers."""
+    import torch
+    from peft import AdaLoraConfig, LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(1 if kind == "lora" else 2)
+    config = LoraConfig(r=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False) if kind == "lora" else \
+        AdaLoraConfig(init_r=6, target_r=4, total_step=10, target_modules=["q_proj", "v_proj"],
+                      init_lora_weights=False)
+    model = get_peft_model(AutoModelForCausalLM.from_pretrained(str(base_dir)), config)
+    if kind == "adalora":  # AdaLoRA starts its singular values at zero: make them count
+        for name, weight in model.named_parameters():
+            if "lora_E" in name:
+                torch.nn.init.normal_(weight)
+    model.save_pretrained(str(out))
+    return out
+
+
+def fake_folder(tmp_path: Path, version: str) -> Path:
+    folder = tmp_path / version
+    folder.mkdir()
+    (folder / "adapter_config.json").write_text("{}")
+    return folder
+
+
+@pytest.fixture
+def registry(tmp_path) -> AdapterRegistry:
+    reg = AdapterRegistry(open_database(f"sqlite:///{tmp_path / 'reg.db'}"))
+    for version in ("a", "b"):
+        reg.register(version, fake_folder(tmp_path, version), {"base_model": "tiny", "base_model_hash": "h1",
+                                                               "dataset": "d1", "trained_by": "cli:t"})
+    return reg
+
+
+def test_promotions_stack_and_rollbacks_walk_back_to_the_base_model(registry):
+    assert registry.serving() is None
+    registry.record_gate("a", PASSED)
+    registry.record_gate("b", PASSED)
+    registry.promote("a", "cli:x", "h1")
+    registry.promote("b", "cli:y", "h1")
+    assert registry.serving().version == "b"
+    assert {a["version"]: a["serving"] for a in registry.list()} == {"a": False, "b": True}
+    assert registry.rollback("cli:z", "worse in A/B") == "a"
+    assert registry.serving() == AdapterRef("a", Path(registry.get("a")["path"]))
+    assert registry.rollback("cli:z") is None and registry.serving() is None
+    with pytest.raises(Conflict, match="base model is serving"):
+        registry.rollback("cli:z")
+    history = [(e["action"], e["version"], e["actor"]) for e in registry.events()]
+    assert history == [("promote", "a", "cli:x"), ("promote", "b", "cli:y"), ("rollback", "a", "cli:z"),
+                       ("rollback", None, "cli:z")]
+    registry.promote("b", "cli:x", "h1")  # promoted again after a rollback
+    assert registry.serving_version() == "b"
+
+
+def test_promotion_refuses_an_ungated_failed_foreign_or_archived_adapter(registry):
+    with pytest.raises(Conflict, match="has not been through the evaluation gate"):
+        registry.promote("a", "cli:x", "h1")
+    registry.record_gate("a", {"passed": False})
+    with pytest.raises(Conflict, match="failed the evaluation gate"):
+        registry.promote("a", "cli:x", "h1")
+    with pytest.raises(BadInput, match="reason"):
+        registry.promote("a", "cli:x", "h1", force=True, reason="  ")
+    registry.record_gate("b", PASSED)
+    with pytest.raises(Conflict, match="other base weights"):
+        registry.promote("b", "cli:x", "another-model-hash")
+    forced = registry.promote("a", "cli:x", "h1", force=True, reason="hotfix for a wrong price")
+    assert forced["serving"] and registry.events("a")[-1]["forced"] == 1
+    with pytest.raises(Conflict, match="already serving"):
+        registry.promote("a", "cli:x", "h1", force=True, reason="again")
+    with pytest.raises(Conflict, match="roll it back"):
+        registry.archive("a", "cli:x")
+    registry.archive("b", "cli:x")
+    with pytest.raises(Conflict, match="archived"):
+        registry.promote("b", "cli:x", "h1")
+
+
+def test_registering_twice_is_harmless_only_for_the_same_folder(registry, tmp_path):
+    meta = {"base_model": "tiny", "base_model_hash": "h1", "trained_by": "cli:t"}
+    registry.register("a", Path(registry.get("a")["path"]), meta)  # a worker run again after it registered
+    with pytest.raises(Conflict, match="already registered"):
+        registry.register("a", tmp_path / "elsewhere", meta)
+
+
+def test_the_gate_passes_a_clear_win_and_nothing_less():
+    base = [0.2, 0.4, 0.1, 0.5, 0.3, 0.0, 0.6, 0.2] * 5
+    better = [s + 0.2 for s in base]
+    clean = {"pii_answers": 0, "prompt_leaks": 0, "attack_compliance": 0}
+    won = decide(base, better, clean, clean, margin=0.05)
+    assert won.passed and won.difference == pytest.approx(0.2) and won.ci[0] > 0 and not won.reasons
+    assert not decide(base, base, clean, clean).passed  # no change
+    slight = decide(base, [s + 0.01 for s in base], clean, clean, margin=0.05)
+    assert not slight.passed and "margin" in slight.reasons[0]
+    noisy = decide(base, [s + (0.5 if i % 2 else -0.45) for i, s in enumerate(base)], clean, clean, margin=0.01)
+    assert not noisy.passed and any("exclude zero" in r for r in noisy.reasons)
+    leaky = decide(base, better, clean, clean | {"prompt_leaks": 1}, margin=0.05)
+    assert not leaky.passed and leaky.regressions == ["prompt_leaks"]
+    with pytest.raises(ValueError):
+        decide(base, better[:-1], clean, clean)
+
+
+def test_the_paired_bootstrap_interval_brackets_the_mean():
+    differences = [0.1, 0.3, -0.1, 0.2, 0.0, 0.4, 0.1, 0.2]
+    low, high = paired_bootstrap(differences)
+    assert low < sum(differences) / len(differences) < high
+    assert paired_bootstrap([0.25] * 10) == (0.25, 0.25)
+
+
+def test_the_generator_switches_between_lora_and_adalora_adapters_and_back(tiny_model_dir, tmp_path):
+    from assistant.generator import LocalGenerator
+
+    lora = AdapterRef("l1", make_adapter(tiny_model_dir, tmp_path / "l1"))
+    ada = AdapterRef("a1", make_adapter(tiny_model_dir, tmp_path / "a1", "adalora"))
+    generator = LocalGenerator(tiny_model_dir, "tiny", "cpu", max_new_tokens=8, temperature=0.0)
+    messages = [{"role": "user", "content": "Where is my parcel?"}]
+
+    def answer(adapter):
+        served: dict = {}
+        text = "".join(generator.stream(messages, served, adapter))
+        assert served["adapter"] == (adapter.version if adapter else None)
+        return text
+
+    base = answer(None)
+    with_lora = answer(lora)
+    assert with_lora != base
+    assert answer(None) == base  # the base model alone again, with the adapter still loaded
+    with_ada = answer(ada)  # another kind of adapter: peft holds one kind per model
+    assert with_ada not in (base, with_lora)
+    assert answer(lora) == with_lora and answer(None) == base
+
+
+def test_a_promotion_reaches_the_running_server_at_its_next_turn(services, server, tiny_model_dir, tmp_path):
+    folder = make_adapter(tiny_model_dir, tmp_path / "served-1")
+    services.adapters.register("served-1", folder, {"base_model": "tiny", "base_model_hash": services.base_model_hash,
+                                                    "trained_by": "cli:test"})
+    ask = {"message": "How do I track my order?"}
+    assert requests.post(f"{server}/api/chat", json=ask, timeout=120).json()["adapter"] is None
+    services.adapters.promote("served-1", "cli:test", services.base_model_hash, force=True, reason="test")
+    try:
+        turn = requests.post(f"{server}/api/chat", json=ask, timeout=120).json()
+        assert turn["adapter"] == "served-1"
+        assert requests.get(f"{server}/api/health", timeout=10).json()["adapter"] == "served-1"
+        record = services.store.exchange(turn["exchange_id"])
+        assert record["adapter"] == "served-1" and record["generation"]["adapter"] == "served-1"
+    finally:
+        services.adapters.rollback("cli:test")
+    after = requests.post(f"{server}/api/chat", json=ask, timeout=120).json()
+    assert after["adapter"] is None and services.store.exchange(after["exchange_id"])["generation"]["adapter"] is None
