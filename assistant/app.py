@@ -20,6 +20,7 @@ from assistant.review import ReviewService
 from assistant.service import Assistant
 from core.settings import Settings
 from assistant.store import Store
+from finetune.ab import ABTests
 from finetune.registry import AdapterRef, AdapterRegistry
 from guardrails.guard import Guard, redactor_for
 from guardrails.policy import load_policy
@@ -125,9 +126,17 @@ class Services:
     def adapters(self) -> AdapterRegistry:
         return AdapterRegistry(self.engine)
 
+    @cached_property
+    def ab(self) -> ABTests:
+        return ABTests(self.engine)
+
     def serving_adapter(self, session_id: str | None = None) -> AdapterRef | None:
-        """The adapter that serves a conversation's next turn: the promoted one (read on every
-        turn, so a promotion or rollback takes effect at once, without a restart)."""
+        """The adapter that serves a conversation's next turn: an A/B test's candidate for the
+        conversations in its arm, else the promoted one. Read on every turn, so a promotion,
+        rollback or A/B start takes effect at once, without a restart."""
+        candidate = self.ab.candidate_for(session_id)
+        if candidate is not None:
+            return self.adapters.ref(candidate)
         return self.adapters.serving()
 
     @cached_property

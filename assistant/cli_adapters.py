@@ -1,4 +1,5 @@
-"""`helpdesk adapters ...`: the registry of trained adapters, the evaluation gate, promote and roll back."""
+"""`helpdesk adapters ...` and `helpdesk ab ...`: the registry of trained adapters, the evaluation
+gate, promote and roll back, A/B tests."""
 from __future__ import annotations
 
 import sys
@@ -120,6 +121,66 @@ def cmd_archive(args) -> int:
     return 0
 
 
+def ab_status(services) -> dict | None:
+    """The running (or last) A/B test with each arm's figures, side by side."""
+    from assistant.monitoring import summarize, turns
+
+    test = services.ab.latest()
+    if test is None:
+        return None
+    rows = turns(services.engine, test["started_at"], test["stopped_at"])
+    arms = {"candidate": [r for r in rows if r["adapter"] == test["candidate"]],
+            "baseline": [r for r in rows if r["adapter"] != test["candidate"]]}
+    return {"test": test, "running": test["stopped_at"] is None,
+            "arms": {name: {"adapter": test["candidate"] if name == "candidate" else test["baseline"] or "base",
+                            **summarize(group)} for name, group in arms.items()}}
+
+
+def print_ab(status: dict | None) -> None:
+    if status is None:
+        print("no A/B test has run: helpdesk ab start VERSION --share 0.2")
+        return
+    test = status["test"]
+    state = "running" if status["running"] else f"stopped {test['stopped_at'][:19]}"
+    print(f"A/B {test['id']}: {test['candidate']} on {test['share']:.0%} of conversations against "
+          f"{test['baseline'] or 'the base model'}, since {test['started_at'][:19]} ({state})")
+    cand, base = status["arms"]["candidate"], status["arms"]["baseline"]
+
+    def rate(figure: dict) -> str:
+        ci = figure["ci95"]
+        return "-" if figure["rate"] is None else f"{figure['rate']:.3f} [{ci[0]:.2f}-{ci[1]:.2f}] n={figure['n']}"
+
+    print(f"{'':16} {'baseline ' + str(base['adapter']):>32} {'candidate ' + str(cand['adapter']):>32}")
+    for key in ("conversations", "turns"):
+        print(f"{key:16} {base[key]:>32} {cand[key]:>32}")
+    for key in ("thumbs_up", "flag_rate", "answer_rate", "groundedness"):
+        print(f"{key:16} {rate(base[key]):>32} {rate(cand[key]):>32}")
+    print(f"{'latency p50 ms':16} {str(base['latency_ms']['p50']):>32} {str(cand['latency_ms']['p50']):>32}")
+
+
+def cmd_ab_start(args) -> int:
+    services = open_services(args)
+    services.adapters.check_servable(args.version, services.base_model_hash, args.force, args.reason)
+    test = services.ab.start(args.version, args.share, actor_of(args).id, services.adapters.serving_version())
+    emit(test) if args.json else print(
+        f"A/B {test['id']} started: {args.version} serves {args.share:.0%} of conversations from their next turn")
+    return 0
+
+
+def cmd_ab_status(args) -> int:
+    status = ab_status(open_services(args))
+    emit(status) if args.json else print_ab(status)
+    return 0
+
+
+def cmd_ab_stop(args) -> int:
+    services = open_services(args)
+    services.ab.stop(actor_of(args).id)
+    status = ab_status(services)
+    emit(status) if args.json else print_ab(status)
+    return 0
+
+
 def add_gate_options(q) -> None:
     q.add_argument("--questions", type=int, default=60, help="held-out questions to compare on (0: all)")
     q.add_argument("--rows", type=int, default=20, help="held-out dataset rows to compare on (0: all)")
@@ -159,3 +220,21 @@ def add_parsers(sub) -> None:
     q.add_argument("--as", dest="as_user", metavar="NAME")
     q.add_argument("--json", action="store_true")
     q.set_defaults(func=cmd_archive)
+
+    p = sub.add_parser("ab", help="A/B test a candidate adapter on a share of live conversations").add_subparsers(
+        dest="what", required=True)
+    q = p.add_parser("start", help="serve VERSION to a share of conversations (sticky per conversation)")
+    q.add_argument("version")
+    q.add_argument("--share", type=float, default=0.2, help="the candidate's share of conversations (0-1)")
+    q.add_argument("--force", action="store_true", help="test one that failed or skipped the gate")
+    q.add_argument("--reason", help="why (required with --force)")
+    q.add_argument("--as", dest="as_user", metavar="NAME")
+    q.add_argument("--json", action="store_true")
+    q.set_defaults(func=cmd_ab_start)
+    q = p.add_parser("status", help="each arm's figures side by side, with 95% intervals")
+    q.add_argument("--json", action="store_true")
+    q.set_defaults(func=cmd_ab_status)
+    q = p.add_parser("stop", help="end the test: every conversation gets the promoted adapter again")
+    q.add_argument("--as", dest="as_user", metavar="NAME")
+    q.add_argument("--json", action="store_true")
+    q.set_defaults(func=cmd_ab_stop)

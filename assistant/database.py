@@ -5,11 +5,12 @@ from sqlalchemy import Engine
 
 from assistant import feedback, review, store
 from core.db import connect
-from finetune import datasets, jobs, registry
+from finetune import ab, datasets, jobs, registry
 from guardrails import vault
 from retrieval import catalog
 
 
 def open_database(url: str) -> Engine:
     return connect(url, [store.MIGRATIONS, catalog.MIGRATIONS, vault.MIGRATIONS, feedback.MIGRATIONS,
-                        review.MIGRATIONS, datasets.MIGRATIONS, jobs.MIGRATIONS, registry.MIGRATIONS])
+                        review.MIGRATIONS, datasets.MIGRATIONS, jobs.MIGRATIONS, registry.MIGRATIONS,
+                        ab.MIGRATIONS])

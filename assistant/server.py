@@ -11,7 +11,7 @@ from typing import Annotated, Literal
 
 from fastapi import FastAPI, Header, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from assistant.actor import Actor
@@ -186,6 +186,14 @@ def create_api(services: Services) -> FastAPI:
             return JSONResponse({"error": f"message is over {max_chars} characters"}, status_code=413)
         result = services.assistant.respond(req.session_id, req.message, api_actor(user))
         return ChatResponse.model_validate(result.as_dict())
+
+    @app.get("/metrics", response_class=PlainTextResponse, summary="Prometheus metrics for operators")
+    def metrics() -> PlainTextResponse:
+        from assistant.monitoring import prometheus
+
+        queue = services.review.counts(Actor("metrics", "admin", "api"))["status"]
+        body = prometheus(services.engine, services.adapters.serving_version(), queue)
+        return PlainTextResponse(body, media_type="text/plain; version=0.0.4")
 
     @app.get("/api/health", summary="Liveness and what is loaded")
     def health() -> dict:

@@ -122,15 +122,13 @@ class AdapterRegistry:
             conn.execute(text("UPDATE adapters SET gate = :g WHERE version = :v"),
                          {"g": json.dumps(gate), "v": version})
 
-    def promote(self, version: str, actor: str, base_model_hash: str, force: bool = False,
-                reason: str | None = None) -> dict:
-        """Make `version` serve. It must fit the served base model and have passed the gate;
-        `force` (with a reason, which is recorded) promotes one that failed or was never gated."""
+    def check_servable(self, version: str, base_model_hash: str, force: bool = False,
+                       reason: str | None = None) -> bool:
+        """Refuse a version that must not serve: archived, trained on other base weights, files
+        gone, or not through the gate (unless `force`, with a reason). True when it passed the gate."""
         adapter = self.get(version)
         if adapter["status"] == "archived":
             raise Conflict(f"adapter {version} is archived")
-        if adapter["serving"]:
-            raise Conflict(f"adapter {version} is already serving")
         if adapter["base_model_hash"] != base_model_hash:
             raise Conflict(f"adapter {version} was trained on other base weights "
                            f"({adapter['base_model_hash']}, served: {base_model_hash})")
@@ -141,9 +139,18 @@ class AdapterRegistry:
             why = "failed the evaluation gate" if gate else "has not been through the evaluation gate"
             if not force:
                 raise Conflict(f"adapter {version} {why}: see `helpdesk adapters show {version}`; "
-                               "promote it anyway with --force --reason TEXT")
+                               "serve it anyway with --force --reason TEXT")
             if not (reason or "").strip():
                 raise BadInput("--force needs --reason: why this adapter serves without passing the gate")
+        return passed
+
+    def promote(self, version: str, actor: str, base_model_hash: str, force: bool = False,
+                reason: str | None = None) -> dict:
+        """Make `version` serve. It must fit the served base model and have passed the gate;
+        `force` (with a reason, which is recorded) promotes one that failed or was never gated."""
+        if self.serving_version() == version:
+            raise Conflict(f"adapter {version} is already serving")
+        passed = self.check_servable(version, base_model_hash, force, reason)
         with self.engine.begin() as conn:
             previous = self._active_promotion(conn)
             conn.execute(text(

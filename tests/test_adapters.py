@@ -162,3 +162,77 @@ def test_a_promotion_reaches_the_running_server_at_its_next_turn(services, serve
         services.adapters.rollback("cli:test")
     after = requests.post(f"{server}/api/chat", json=ask, timeout=120).json()
     assert after["adapter"] is None and services.store.exchange(after["exchange_id"])["generation"]["adapter"] is None
+
+
+def test_ab_arms_are_sticky_per_conversation_and_near_the_share():
+    from finetune.ab import in_candidate_arm
+
+    sessions = [f"s{i}" for i in range(4000)]
+    arms = [in_candidate_arm("t1", s, 0.2) for s in sessions]
+    assert 0.17 < sum(arms) / len(arms) < 0.23
+    assert arms == [in_candidate_arm("t1", s, 0.2) for s in sessions]  # the same every time
+    assert arms != [in_candidate_arm("t2", s, 0.2) for s in sessions]  # a new test draws anew
+
+
+def test_wilson_interval():
+    from assistant.monitoring import wilson
+
+    assert wilson(5, 10) == [0.237, 0.763]
+    assert wilson(0, 20)[0] == 0.0 and wilson(0, 20)[1] > 0.1  # never a zero-width interval
+    assert wilson(0, 0) is None
+
+
+def test_an_ab_test_splits_live_conversations_and_reports_each_arm(services, server, tiny_model_dir, tmp_path):
+    from assistant.cli_adapters import ab_status
+
+    folder = make_adapter(tiny_model_dir, tmp_path / "ab-1")
+    services.adapters.register("ab-1", folder, {"base_model": "tiny", "base_model_hash": services.base_model_hash,
+                                                "trained_by": "cli:test"})
+    with pytest.raises(Conflict, match="gate"):
+        services.adapters.check_servable("ab-1", services.base_model_hash)
+    services.ab.start("ab-1", 0.5, "cli:test", services.adapters.serving_version())
+    try:
+        with pytest.raises(Conflict, match="already running"):
+            services.ab.start("ab-1", 0.5, "cli:test", None)
+        served: dict[str, set] = {}
+        for i in range(10):
+            first = requests.post(f"{server}/api/chat", json={"message": "How do I track my order?"},
+                                  timeout=120).json()
+            again = requests.post(f"{server}/api/chat", json={"session_id": first["session_id"],
+                                                               "message": "And how long does delivery take?"},
+                                  timeout=120).json()
+            served[first["session_id"]] = {first["adapter"], again["adapter"]}
+            requests.post(f"{server}/api/feedback", json={"exchange_id": first["exchange_id"],
+                                                          "rating": "up" if first["adapter"] else "down"}, timeout=30)
+        assert all(len(arms) == 1 for arms in served.values())  # sticky: one arm per conversation
+        arms = [next(iter(a)) for a in served.values()]
+        assert {"ab-1", None} == set(arms)
+        status = ab_status(services)
+        cand, base = status["arms"]["candidate"], status["arms"]["baseline"]
+        assert status["running"] and cand["adapter"] == "ab-1" and base["adapter"] == "base"
+        assert cand["conversations"] == arms.count("ab-1") and base["conversations"] == arms.count(None)
+        assert cand["turns"] == 2 * arms.count("ab-1") and base["turns"] == 2 * arms.count(None)
+        assert cand["thumbs_up"]["rate"] == 1.0 and base["thumbs_up"]["rate"] == 0.0
+        assert cand["thumbs_up"]["n"] == arms.count("ab-1") and cand["thumbs_up"]["ci95"][0] > 0
+    finally:
+        services.ab.stop("cli:test")
+    after = requests.post(f"{server}/api/chat", json={"session_id": next(iter(served)), "message": "Thanks!"},
+                          timeout=120).json()
+    assert after["adapter"] is None and not ab_status(services)["running"]
+
+
+def test_metrics_count_turns_per_adapter_for_prometheus(server):
+    def scrape() -> dict[str, float]:
+        body = requests.get(f"{server}/metrics", timeout=30)
+        assert body.status_code == 200 and body.headers["content-type"].startswith("text/plain")
+        return {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
+                for line in body.text.splitlines() if line and not line.startswith("#")}
+
+    before = scrape()
+    turn = requests.post(f"{server}/api/chat", json={"message": "How do I track my order?"}, timeout=120).json()
+    after = scrape()
+    key = f'helpdesk_turns_total{{adapter="base",action="{turn["action"]}"}}'
+    assert after[key] == before.get(key, 0) + 1
+    assert after['helpdesk_adapter_serving{adapter="base"}'] == 1
+    assert after['helpdesk_turn_latency_ms{quantile="0.5"}'] > 0
+    assert any(k.startswith("helpdesk_review_queue{") for k in after)

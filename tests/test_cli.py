@@ -165,6 +165,15 @@ def test_the_whole_loop_synthesize_build_train_gate_promote_rollback(cli):
     assert json.loads(cli("adapters", "rollback", "--json").stdout) == {"serving": None}
     assert json.loads(cli("ask", "Can I return an opened blender?", "--json").stdout)["adapter"] is None
     assert cli("adapters", "rollback", check=False).returncode == 2  # nothing left to roll back
+    # An A/B test of the candidate on half the conversations (forced too: it failed the gate).
+    assert "gate" in cli("ab", "start", version, "--share", "0.5", check=False).stderr
+    cli("ab", "start", version, "--share", "0.5", "--force", "--reason", "smoke test")
+    asked = [json.loads(cli("ask", "Can I return an opened blender?", "--json").stdout) for _ in range(4)]
+    status = json.loads(cli("ab", "status", "--json").stdout)
+    assert status["running"] and status["test"]["candidate"] == version and status["test"]["share"] == 0.5
+    assert status["arms"]["candidate"]["turns"] == sum(t["adapter"] == version for t in asked)
+    assert status["arms"]["candidate"]["turns"] + status["arms"]["baseline"]["turns"] == 4
+    assert json.loads(cli("ab", "stop", "--json").stdout)["running"] is False
     cli("adapters", "archive", version)
     assert cli("adapters", "promote", version, "--force", "--reason", "x", check=False).returncode == 2
     ended = cli("jobs", "cancel", out["job_id"], check=False)

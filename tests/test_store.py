@@ -4,7 +4,7 @@ from __future__ import annotations
 from sqlalchemy import inspect
 
 from assistant import feedback, review, store as exchange_log
-from finetune import datasets, jobs, registry
+from finetune import ab, datasets, jobs, registry
 from assistant.database import open_database
 from assistant.store import ExchangeRecord, Store
 from guardrails import vault
@@ -29,6 +29,7 @@ EXPECTED_SCHEMA = {
     "adapters": ["version", "path", "base_model", "base_model_hash", "dataset", "config", "metrics", "gate", "status",
                  "trained_by", "job_id", "created_at"],
     "adapter_events": ["id", "version", "action", "actor", "at", "reason", "forced", "previous", "undone_at"],
+    "ab_tests": ["id", "candidate", "baseline", "share", "started_by", "started_at", "stopped_by", "stopped_at"],
     "exchanges": [
         "id", "session_id", "created_at", "redacted_input", "answer", "action", "reasons", "input_verdict",
         "output_verdict", "sources", "prompt_version", "model", "adapter", "latency_ms", "flagged", "answer_mode",
@@ -45,7 +46,8 @@ def test_blank_database_migrates_to_expected_schema(tmp_path):
     with store.engine.connect() as conn:
         applied = [row[0] for row in conn.exec_driver_sql("SELECT name FROM schema_migrations ORDER BY name")]
     owned = [*exchange_log.MIGRATIONS, *catalog.MIGRATIONS, *vault.MIGRATIONS, *feedback.MIGRATIONS,
-             *review.MIGRATIONS, *datasets.MIGRATIONS, *jobs.MIGRATIONS, *registry.MIGRATIONS]  # each package's own tables
+             *review.MIGRATIONS, *datasets.MIGRATIONS, *jobs.MIGRATIONS, *registry.MIGRATIONS,
+             *ab.MIGRATIONS]  # each package's own tables
     assert applied == sorted(name for name, _ in owned)
 
 
