@@ -9,7 +9,7 @@ import logging
 import sys
 from typing import Sequence
 
-from assistant.cli_adapters import add_gate_options, print_gate, run_gate
+from assistant.cli_adapters import add_gate_options, print_gate
 from assistant.cli_adapters import add_parsers as add_adapter_parsers
 from assistant.cli_common import actor_of as _actor
 from assistant.cli_common import emit as _emit
@@ -392,68 +392,49 @@ def cmd_train_injection(args) -> int:
 
 
 def cmd_train_generator(args) -> int:
-    """Train an adapter on the latest dataset in a worker process, showing its progress on stderr."""
-    import subprocess
+    """Train an adapter on the latest dataset in a worker process, showing its progress on stderr;
+    the same worker then runs the evaluation gate."""
     import time
-    from dataclasses import asdict
-    from datetime import datetime, timezone
 
-    from core.errors import BadInput
-    from finetune.datasets import latest_version
-    from finetune.jobs import Jobs
-    from finetune.train import AdapterConfig
+    from assistant.training import TrainingService
 
     services = _services(args)
-    jobs = Jobs(services.engine)
+    training = TrainingService(services)
     if args.resume:
         job_id = args.resume
-        jobs.get(job_id)
+        training.jobs.get(job_id)
     else:
-        dataset = args.dataset or latest_version(services.engine)
-        if dataset is None:
-            raise BadInput("no dataset yet: run `helpdesk dataset synthesize` and `helpdesk dataset build` first")
-        dataset_dir = services.settings.home / "datasets" / dataset
-        if not dataset_dir.is_dir():
-            raise BadInput(f"dataset {dataset} is not in {dataset_dir.parent}")
-        try:
-            cfg = AdapterConfig(method=args.method, epochs=args.epochs, max_steps=args.max_steps,
-                                learning_rate=args.learning_rate, r=args.rank)
-        except ValueError as exc:
-            raise BadInput(str(exc)) from None
-        m = services.settings.model
-        model_dir = services.model_dir
-        version = f"{datetime.now(timezone.utc):%Y%m%d-%H%M%S}-{dataset[:6]}"
-        job_id = jobs.create("train_generator", {
-            "version": version, "dataset": dataset, "dataset_dir": str(dataset_dir), "model_dir": str(model_dir),
-            "base_model": m.name, "out_dir": str(services.settings.adapters_dir / version), "device": args.device,
-            "adapter": asdict(cfg)}, _actor(args).id)
+        gate = None if args.no_gate else {"questions": args.questions, "rows": args.rows, "margin": args.margin}
+        job_id = training.create(_actor(args), args.method, args.epochs, args.max_steps, args.learning_rate,
+                                 args.rank, args.dataset, args.device, gate)
     # The worker's own output (the trainer prints its logs) goes to stderr: stdout is for --json.
-    worker = subprocess.Popen([sys.executable, "-m", "finetune.worker", job_id, "--db", services.settings.db_url],
-                              stdout=sys.stderr)
+    worker = training.spawn(job_id, sys.stderr)
     try:
         while worker.poll() is None:
-            _progress_bar(jobs.get(job_id))
+            _progress_bar(training.jobs.get(job_id))
             time.sleep(0.5)
     except KeyboardInterrupt:
-        jobs.cancel(job_id)
+        training.jobs.cancel(job_id)
         worker.wait()
-    job = jobs.get(job_id)
+    job = training.jobs.get(job_id)
     print(file=sys.stderr)
     if job["state"] != "done":
         raise HelpdeskError(f"training job {job_id} {job['state']}: {job['message'] or 'see the worker output'}"
                             f" (resume it: helpdesk train generator --resume {job_id})")
-    result = {"job_id": job_id, "adapter": job["result"]["adapter"], "metrics": job["result"]["metrics"]}
-    if not args.json:
-        print(f"adapter {result['adapter']} trained (job {job_id}): {result['metrics']}; not served until promoted")
-    if not args.no_gate:
-        result["gate"] = run_gate(services, result["adapter"], None, args.questions, args.rows, args.margin)
-        if not args.json:
-            print_gate(result["gate"])
-            print(f"promote it: helpdesk adapters promote {result['adapter']}" if result["gate"]["passed"] else
-                  f"it failed the gate; promoting it needs: helpdesk adapters promote {result['adapter']} "
-                  "--force --reason TEXT")
+    version = job["result"]["adapter"]
+    result = {"job_id": job_id, "adapter": version, "metrics": job["result"]["metrics"]}
+    if job["config"].get("gate"):
+        result["gate"] = services.adapters.get(version)["gate"]
+        if result["gate"] is None:
+            raise HelpdeskError(f"adapter {version} trained, but {job['message']}")
     if args.json:
         _emit(result)
+        return 0
+    print(f"adapter {version} trained (job {job_id}): {result['metrics']}; not served until promoted")
+    if "gate" in result:
+        print_gate(result["gate"])
+        print(f"promote it: helpdesk adapters promote {version}" if result["gate"]["passed"] else
+              f"it failed the gate; promoting it needs: helpdesk adapters promote {version} --force --reason TEXT")
     return 0
 
 

@@ -5,29 +5,7 @@ from __future__ import annotations
 import sys
 
 from assistant.cli_common import actor_of, emit, open_services
-
-
-def run_gate(services, version: str, against: str | None = None, questions: int = 60, rows: int = 20,
-             margin: float = 0.02) -> dict:
-    """Gate `version` against `against` (a version, "base", or by default what serves now);
-    the result is stored with the adapter."""
-    from assistant.gate import Gate
-
-    registry = services.adapters
-    candidate = registry.ref(version)
-    adapter = registry.get(version)
-    if against == "base":
-        baseline = None
-    elif against:
-        baseline = registry.ref(against)
-    else:
-        baseline = registry.serving()
-    if baseline is not None and baseline.version == version:
-        baseline = None  # gating the serving adapter again: against the base model
-    dataset_dir = services.settings.home / "datasets" / adapter["dataset"] if adapter["dataset"] else None
-    gate = Gate(services).run(candidate, baseline, dataset_dir, questions, rows, margin)
-    registry.record_gate(version, gate)
-    return gate
+from assistant.monitoring import ab_status
 
 
 def print_gate(gate: dict, out=sys.stdout) -> None:
@@ -95,7 +73,9 @@ def cmd_show(args) -> int:
 
 
 def cmd_gate(args) -> int:
-    gate = run_gate(open_services(args), args.version, args.against, args.questions, args.rows, args.margin)
+    from assistant.gate import gate_version
+
+    gate = gate_version(open_services(args), args.version, args.against, args.questions, args.rows, args.margin)
     emit(gate) if args.json else print_gate(gate)
     return 0
 
@@ -119,21 +99,6 @@ def cmd_archive(args) -> int:
     adapter = open_services(args).adapters.archive(args.version, actor_of(args).id)
     emit(_summary(adapter)) if args.json else print(f"adapter {args.version} archived")
     return 0
-
-
-def ab_status(services) -> dict | None:
-    """The running (or last) A/B test with each arm's figures, side by side."""
-    from assistant.monitoring import summarize, turns
-
-    test = services.ab.latest()
-    if test is None:
-        return None
-    rows = turns(services.engine, test["started_at"], test["stopped_at"])
-    arms = {"candidate": [r for r in rows if r["adapter"] == test["candidate"]],
-            "baseline": [r for r in rows if r["adapter"] != test["candidate"]]}
-    return {"test": test, "running": test["stopped_at"] is None,
-            "arms": {name: {"adapter": test["candidate"] if name == "candidate" else test["baseline"] or "base",
-                            **summarize(group)} for name, group in arms.items()}}
 
 
 def print_ab(status: dict | None) -> None:

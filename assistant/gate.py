@@ -165,3 +165,24 @@ def table(baseline: dict, candidate: dict) -> list[list]:
         change = round(c - b, 3) if isinstance(b, (int, float)) and isinstance(c, (int, float)) else None
         out.append([label, b, c, change])
     return out
+
+
+def gate_version(services, version: str, against: str | None = None, questions: int = 60, rows: int = 20,
+                 margin: float = 0.02) -> dict:
+    """Gate `version` against `against` (a version, "base", or by default what serves now);
+    the result is stored with the adapter."""
+    registry = services.adapters
+    candidate = registry.ref(version)
+    adapter = registry.get(version)
+    if against == "base":
+        baseline = None
+    elif against:
+        baseline = registry.ref(against)
+    else:
+        baseline = registry.serving()
+    if baseline is not None and baseline.version == version:
+        baseline = None  # gating the serving adapter again: against the base model
+    dataset_dir = services.settings.home / "datasets" / adapter["dataset"] if adapter["dataset"] else None
+    gate = Gate(services).run(candidate, baseline, dataset_dir, questions, rows, margin)
+    registry.record_gate(version, gate)
+    return gate

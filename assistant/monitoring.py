@@ -98,6 +98,19 @@ def over_time(rows: Iterable[dict], bucket: str = "day") -> list[dict]:
     return out
 
 
+def ab_status(services) -> dict | None:
+    """The running (or last) A/B test with each arm's figures, side by side."""
+    test = services.ab.latest()
+    if test is None:
+        return None
+    rows = turns(services.engine, test["started_at"], test["stopped_at"])
+    arms = {"candidate": [r for r in rows if r["adapter"] == test["candidate"]],
+            "baseline": [r for r in rows if r["adapter"] != test["candidate"]]}
+    return {"test": test, "running": test["stopped_at"] is None,
+            "arms": {name: {"adapter": test["candidate"] if name == "candidate" else test["baseline"] or "base",
+                            **summarize(group)} for name, group in arms.items()}}
+
+
 def prometheus(engine: Engine, serving: str | None, queue: dict[str, int]) -> str:
     """The Prometheus text format: totals per adapter since the log began (aggregated in the
     database, so a scrape stays cheap on a long log), the recent latency, what serves, and

@@ -171,6 +171,13 @@ def latest_version(engine: Engine) -> str | None:
     return row[0] if row else None
 
 
+def latest_built(engine: Engine) -> dict | None:
+    """The most recent build: version, row counts, who built it and when."""
+    with engine.connect() as conn:
+        row = conn.execute(text("SELECT * FROM datasets ORDER BY built_at DESC, version LIMIT 1")).first()
+    return dict(row._mapping) | {"rows": json.loads(row.rows)} if row else None
+
+
 def record_lineage(engine: Engine, version: str, rows: Sequence[Row], counts: dict, built_by: str) -> None:
     """One row per dataset row: which exchange, feedback, decision or chunk it came from."""
     with engine.begin() as conn:

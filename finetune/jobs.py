@@ -92,6 +92,12 @@ class Jobs:
                 "WHERE id = :id"), {"state": state, "result": json.dumps(result) if result else None, "m": message,
                                     "at": _now().isoformat(), "id": job_id})
 
+    def note(self, job_id: str, message: str, result: dict | None = None) -> None:
+        """A message on the job (and its result, when given): what it is doing after training."""
+        with self.engine.begin() as conn:
+            conn.execute(text("UPDATE jobs SET message = :m" + (", result = :r" if result is not None else "") +
+                              " WHERE id = :id"), {"m": message, "r": json.dumps(result), "id": job_id})
+
     def cancel(self, job_id: str) -> dict:
         """Ask a queued or running job to stop (the worker stops at its next step, keeping its
         last checkpoint); a job that has ended cannot be cancelled."""

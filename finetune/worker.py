@@ -9,6 +9,7 @@ and is not served until it is promoted.
 from __future__ import annotations
 
 import argparse
+import json
 from dataclasses import asdict
 import logging
 import os
@@ -16,6 +17,7 @@ import sys
 from pathlib import Path
 
 log = logging.getLogger("helpdesk.worker")
+LIVE_LOSSES = "losses.jsonl"  # [step, loss] per logged step, appended as training goes
 
 
 def run(job_id: str, db_url: str) -> int:
@@ -36,6 +38,10 @@ def run(job_id: str, db_url: str) -> int:
 
     def progress(step: int, total: int, loss: float | None) -> bool:
         nonlocal cancelled
+        if loss is not None:  # the live loss curve (the PNG is drawn once the run ends)
+            out_dir.mkdir(parents=True, exist_ok=True)
+            with (out_dir / LIVE_LOSSES).open("a", encoding="utf-8") as fh:
+                fh.write(json.dumps([step, loss]) + "\n")
         keep_going = jobs.progress(job_id, step, total, loss)
         cancelled = cancelled or not keep_going
         return keep_going
@@ -65,13 +71,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("job_id")
     parser.add_argument("--db", required=True, help="the SQLAlchemy URL of the helpdesk database")
     args = parser.parse_args(argv)
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
-    os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    prepare_process()
     return run(args.job_id, args.db)
+
+
+def prepare_process() -> None:
+    """A worker's environment: weights from local files only, no progress bars, logs on stderr."""
+    for key, value in (("HF_HUB_OFFLINE", "1"), ("TRANSFORMERS_OFFLINE", "1"), ("TOKENIZERS_PARALLELISM", "false"),
+                       ("HF_DATASETS_OFFLINE", "1"), ("HF_DATASETS_DISABLE_PROGRESS_BARS", "1"),
+                       ("ANONYMIZED_TELEMETRY", "False")):
+        os.environ.setdefault(key, value)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -183,7 +183,7 @@ def test_wilson_interval():
 
 
 def test_an_ab_test_splits_live_conversations_and_reports_each_arm(services, server, tiny_model_dir, tmp_path):
-    from assistant.cli_adapters import ab_status
+    from assistant.monitoring import ab_status
 
     folder = make_adapter(tiny_model_dir, tmp_path / "ab-1")
     services.adapters.register("ab-1", folder, {"base_model": "tiny", "base_model_hash": services.base_model_hash,

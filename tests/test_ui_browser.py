@@ -1,4 +1,4 @@
-"""The Chat tab through a real headless browser (Debian's Chromium, driven by Playwright)."""
+"""The UI's tabs through a real headless browser (Debian's Chromium, driven by Playwright)."""
 from __future__ import annotations
 
 import os
@@ -146,3 +146,49 @@ def test_a_down_vote_with_a_correction_reaches_the_review_tab_and_is_approved(se
     reviewer.screenshot(path=str(tmp_path / "review.png"), full_page=True)
     item = services.review.item(row["id"])
     assert item["status"] == "done" and item["decision"] == "approve" and item["decided_by"].startswith("ui:")
+
+
+def test_the_retraining_tab_trains_gates_promotes_and_rolls_back(server, services, browser, tmp_path):
+    """The loop from the browser with the tiny model: data, a training job with its progress, the
+    gate's table, a forced promotion (the tiny model cannot pass the gate honestly), a rollback."""
+    page = browser.new_page()
+    page.goto(server)
+    page.get_by_role("tab", name="Retraining").click()
+    page.locator("#rt-serving").get_by_text("the base model").wait_for(timeout=30_000)
+    page.locator("#rt-synthesize").click()
+    page.locator("#rt-status").get_by_text("Synthesized").wait_for(timeout=120_000)
+    page.locator("#rt-build").click()
+    page.locator("#rt-status").get_by_text("Built dataset").wait_for(timeout=60_000)
+    assert "SFT rows" in page.locator("#rt-dataset").inner_text()
+    page.locator("#rt-max-steps input").fill("2")
+    page.locator("#rt-questions input").fill("2")
+    page.locator("#rt-train").click()
+    page.locator("#rt-status").get_by_text("Training job").wait_for(timeout=30_000)
+    page.wait_for_function("/gate (passed|failed)/.test(document.querySelector('#rt-progress').innerText)",
+                           timeout=300_000)
+    assert "done" in page.locator("#rt-progress").inner_text()
+    version = services.adapters.list()[0]["version"]
+    assert version in page.locator("#rt-progress").inner_text()
+    page.wait_for_function(f"document.querySelector('#rt-versions').innerText.includes('{version}')",
+                           timeout=10_000)
+
+    page.locator("#rt-version input").fill(version)
+    page.get_by_role("option", name=version).click()
+    page.wait_for_function("document.querySelector('#rt-gate').innerText.includes('gate score')", timeout=30_000)
+    passed = services.adapters.get(version)["gate"]["passed"]
+    if not passed:
+        page.locator("#rt-promote").click()
+        page.locator("#rt-status").get_by_text("failed the evaluation gate").wait_for(timeout=30_000)
+        page.locator("#rt-force input").check()
+        page.locator("#rt-reason textarea, #rt-reason input").first.fill("browser test")
+    page.locator("#rt-promote").click()
+    page.locator("#rt-status").get_by_text("serves from the next turn").wait_for(timeout=30_000)
+    try:
+        page.locator("#rt-serving").get_by_text(version).wait_for(timeout=10_000)
+        assert services.adapters.serving_version() == version
+        page.screenshot(path=str(tmp_path / "retraining.png"), full_page=True)
+    finally:
+        page.locator("#rt-rollback").click()
+        page.locator("#rt-status").get_by_text("Rolled back").wait_for(timeout=30_000)
+    assert services.adapters.serving_version() is None
+    page.locator("#rt-serving").get_by_text("the base model").wait_for(timeout=10_000)

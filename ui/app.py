@@ -12,6 +12,7 @@ from assistant.review import DECISIONS, REASONS as REVIEW_REASONS, STATUSES
 from core.errors import HelpdeskError
 from retrieval.search import MODES
 from ui import documents as docs
+from ui import retraining
 from ui import review as rv
 from ui.chat import chat_turn
 
@@ -114,6 +115,9 @@ def build_ui(services) -> gr.Blocks:
             decide_btn = gr.Button("Decide and next", variant="primary", elem_id="decide")
             review_status = gr.Markdown(elem_id="review-status")
             review_timer = gr.Timer(1.0)
+
+        with gr.Tab("Retraining"):
+            retraining.build_tab(services, ui_actor)
 
         def on_load() -> str:
             return uuid.uuid4().hex
