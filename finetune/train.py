@@ -37,6 +37,11 @@ class AdapterConfig:
     save_steps: int = 25  # a checkpoint every this many steps, for resuming
     max_eval_rows: int = 200  # eval loss on at most this many held-out rows (it costs a forward pass each)
     seed: int = 0
+    # After SFT, a preference stage on the same adapter: DPO when there are at least this many
+    # (correction, raw answer) pairs, else KTO when there are this many thumbs of both kinds.
+    # 0 turns it off. LoRA only: AdaLoRA's rank schedule belongs to one trainer run.
+    preference_min_rows: int = 16
+    beta: float = 0.1  # how far the preference stage may move from the SFT adapter
 
     def __post_init__(self) -> None:
         if self.method not in ("lora", "adalora"):
@@ -46,8 +51,10 @@ class AdapterConfig:
                 raise ValueError(f"{name} must be at least 1")
         if not 0 <= self.dropout < 1:
             raise ValueError("dropout must be in [0, 1)")
-        if self.learning_rate <= 0 or self.epochs <= 0:
-            raise ValueError("learning_rate and epochs must be positive")
+        if self.learning_rate <= 0 or self.epochs <= 0 or self.beta <= 0:
+            raise ValueError("learning_rate, epochs and beta must be positive")
+        if self.preference_min_rows < 0:
+            raise ValueError("preference_min_rows must be 0 (off) or more")
         if not self.target_modules:
             raise ValueError("target_modules must name at least one module")
 
@@ -81,14 +88,38 @@ def complete_checkpoints(out_dir: Path) -> list[Path]:
     return sorted(found, key=lambda p: int(p.name.split("-")[1]))
 
 
-def load_sft(dataset_dir: Path, split: str):
+COLUMNS = {"sft": ("prompt", "completion"), "dpo": ("prompt", "chosen", "rejected"),
+           "kto": ("prompt", "completion", "label")}
+
+
+def load_rows(dataset_dir: Path, kind: str, split: str):
+    """One kind's rows of a dataset version as a `datasets.Dataset`, or None when there are none."""
     import datasets
 
-    path = dataset_dir / f"sft_{split}.jsonl"
+    path = dataset_dir / f"{kind}_{split}.jsonl"
     if not path.exists() or not path.stat().st_size:
         return None
     data = datasets.load_dataset("json", data_files=str(path), split="train")
-    return data.remove_columns([c for c in data.column_names if c not in ("prompt", "completion")])
+    return data.remove_columns([c for c in data.column_names if c not in COLUMNS[kind]])
+
+
+def load_sft(dataset_dir: Path, split: str):
+    return load_rows(dataset_dir, "sft", split)
+
+
+def preference_stage(dataset_dir: Path, cfg: AdapterConfig) -> tuple[str, object] | None:
+    """("dpo" | "kto", rows) when the dataset has enough preference data for a second stage."""
+    if cfg.preference_min_rows <= 0 or cfg.method != "lora":
+        return None
+    pairs = load_rows(dataset_dir, "dpo", "train")
+    if pairs is not None and len(pairs) >= cfg.preference_min_rows:
+        return "dpo", pairs
+    thumbs = load_rows(dataset_dir, "kto", "train")
+    if thumbs is not None:
+        ups = sum(bool(x) for x in thumbs["label"])
+        if min(ups, len(thumbs) - ups) >= cfg.preference_min_rows // 2 and len(thumbs) >= cfg.preference_min_rows:
+            return "kto", thumbs
+    return None
 
 
 def train_sft(model_dir: Path, dataset_dir: Path, out_dir: Path, cfg: AdapterConfig, device: str = "cpu",
@@ -123,9 +154,12 @@ def train_sft(model_dir: Path, dataset_dir: Path, out_dir: Path, cfg: AdapterCon
         completion_only_loss=True,  # learn the answer, not to repeat the passages
     )
 
+    cancelled: list[bool] = []
+
     class Report(TrainerCallback):
         def on_log(self, args, state, control, logs=None, **kwargs):
             if progress is not None and not progress(state.global_step, total, (logs or {}).get("loss")):
+                cancelled.append(True)
                 control.should_training_stop = True
                 control.should_save = True
 
@@ -144,9 +178,51 @@ def train_sft(model_dir: Path, dataset_dir: Path, out_dir: Path, cfg: AdapterCon
         evaluation = evaluation.select(range(min(len(evaluation), cfg.max_eval_rows)))
         metrics["eval_loss"] = round(float(trainer.evaluate(evaluation)["eval_loss"]), 4)
     trainer.model.save_pretrained(str(out_dir))
+    stage = preference_stage(dataset_dir, cfg)
+    if stage is not None and not cancelled:
+        kind, rows = stage
+        more, stage_losses = train_preference(kind, rows, model_dir, out_dir, cfg, device, tokenizer,
+                                              trainer.state.global_step, progress)
+        metrics |= more
+        losses += stage_losses
     plot_losses(losses, out_dir / "loss.png")
     (out_dir / "losses.json").write_text(json.dumps(losses))
     return metrics
+
+
+def train_preference(kind: str, rows, model_dir: Path, out_dir: Path, cfg: AdapterConfig, device: str, tokenizer,
+                     offset: int, progress: Callable[[int, int, float | None], bool] | None) -> tuple[dict, list]:
+    """DPO (or KTO) on the SFT adapter just saved in `out_dir`, which it then replaces. The
+    reference model is the same network with the adapter switched off (TRL does this for a
+    PeftModel), so no second copy of the weights is loaded. Steps continue the SFT count."""
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, TrainerCallback
+    from trl import DPOConfig, DPOTrainer, KTOConfig, KTOTrainer
+
+    bf16 = device.startswith("cuda") and torch.cuda.is_bf16_supported()
+    base = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=torch.bfloat16 if bf16 else torch.float32)
+    model = PeftModel.from_pretrained(base, str(out_dir), is_trainable=True)
+    steps = max(1, -(-len(rows) // cfg.batch_size))
+    total = offset + (min(cfg.max_steps, steps) if cfg.max_steps > 0 else int(steps * cfg.epochs))
+    Config, Trainer = (DPOConfig, DPOTrainer) if kind == "dpo" else (KTOConfig, KTOTrainer)
+    args = Config(output_dir=str(out_dir / f"{kind}-checkpoints"), num_train_epochs=cfg.epochs,
+                  max_steps=cfg.max_steps, learning_rate=cfg.learning_rate / 4, beta=cfg.beta,
+                  per_device_train_batch_size=cfg.batch_size, max_length=cfg.max_length, seed=cfg.seed,
+                  logging_steps=1, save_strategy="no", report_to=["tensorboard"], bf16=bf16,
+                  use_cpu=not device.startswith("cuda"), dataloader_num_workers=0, disable_tqdm=True)
+
+    class Report(TrainerCallback):
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if progress is not None and not progress(offset + state.global_step, total, (logs or {}).get("loss")):
+                control.should_training_stop = True
+
+    trainer = Trainer(model=model, args=args, train_dataset=rows, processing_class=tokenizer, callbacks=[Report()])
+    result = trainer.train()
+    trainer.model.save_pretrained(str(out_dir))
+    losses = [(offset + e["step"], e["loss"]) for e in trainer.state.log_history if "loss" in e]
+    return {"preference": kind, f"{kind}_loss": round(float(result.training_loss), 4), f"{kind}_rows": len(rows),
+            f"{kind}_steps": trainer.state.global_step}, losses
 
 
 def save_meta(out_dir: Path, cfg: AdapterConfig, meta: dict) -> None:
@@ -164,7 +240,7 @@ def plot_losses(losses: list[tuple[int, float]], path: Path) -> None:
         ax.plot([s for s, _ in losses], [v for _, v in losses])
     ax.set_xlabel("step")
     ax.set_ylabel("training loss")
-    ax.set_title("SFT loss")
+    ax.set_title("training loss (SFT, then DPO or KTO)")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

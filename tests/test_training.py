@@ -86,3 +86,50 @@ def test_adapter_configs_refuse_nonsense():
     for bad in ({"method": "qlora"}, {"r": 0}, {"dropout": 1.5}, {"target_modules": []}, {"epochs": 0}):
         with pytest.raises(ValueError):
             AdapterConfig(**bad)
+
+
+def _write_jsonl(path, rows) -> None:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+
+def _preference_dataset(folder, with_pairs: bool):
+    folder.mkdir()
+    prompts = [[{"role": "system", "content": "Answer from the passages."},
+                {"role": "user", "content": f"Context:\n[1] (faq.md)\nReturns take {d} days.\n\nQuestion: how long?"}]
+               for d in (10, 20, 30, 40)]
+    answers = [[{"role": "assistant", "content": f"Returns take {d} days [1]."}] for d in (10, 20, 30, 40)]
+    wrong = [[{"role": "assistant", "content": "Visit www.example.com/returns for a refund."}]] * 4
+    _write_jsonl(folder / "sft_train.jsonl", [{"prompt": p, "completion": a} for p, a in zip(prompts, answers)])
+    if with_pairs:
+        _write_jsonl(folder / "dpo_train.jsonl",
+                     [{"prompt": p, "chosen": a, "rejected": w} for p, a, w in zip(prompts, answers, wrong)])
+    else:
+        _write_jsonl(folder / "kto_train.jsonl",
+                     [{"prompt": p, "completion": a, "label": True} for p, a in zip(prompts, answers)]
+                     + [{"prompt": p, "completion": w, "label": False} for p, w in zip(prompts, wrong)])
+    return folder
+
+
+@pytest.mark.parametrize("kind", ["dpo", "kto"])
+def test_preference_data_adds_a_dpo_or_kto_stage_after_sft(tiny_model_dir, tmp_path, kind):
+    from safetensors.torch import load_file
+
+    from finetune.train import train_sft
+
+    data = _preference_dataset(tmp_path / "data", with_pairs=kind == "dpo")
+    cfg = dict(max_length=512, batch_size=2, max_steps=2, save_steps=2)
+    sft_only = train_sft(tiny_model_dir, data, tmp_path / "sft", AdapterConfig(preference_min_rows=0, **cfg))
+    assert "preference" not in sft_only
+    steps = []
+    both = train_sft(tiny_model_dir, data, tmp_path / "both", AdapterConfig(preference_min_rows=4, **cfg),
+                     progress=lambda step, total, loss: steps.append((step, total)) or True)
+    assert both["preference"] == kind and both[f"{kind}_steps"] == 2 and both[f"{kind}_rows"] in (4, 8)
+    assert steps[-1] == (4, 4)  # the progress bar counts both stages
+    # The preference stage moved the adapter beyond what SFT alone learned.
+    a = load_file(str(tmp_path / "sft" / "adapter_model.safetensors"))
+    b = load_file(str(tmp_path / "both" / "adapter_model.safetensors"))
+    assert a.keys() == b.keys() and any(not (a[k] == b[k]).all() for k in a)
+    assert len(json.loads((tmp_path / "both" / "losses.json").read_text())) == 4
+    # Too little preference data: SFT only.
+    assert "preference" not in train_sft(tiny_model_dir, data, tmp_path / "few",
+                                         AdapterConfig(preference_min_rows=50, **cfg))
