@@ -14,7 +14,7 @@ from assistant.database import open_database
 from assistant.datasets import DatasetService
 from assistant.documents import DocumentService
 from assistant.feedback import FeedbackService
-from assistant.generator import LocalGenerator, prepare_default_model
+from assistant.generator import Generator, LocalGenerator, prepare_default_model
 from assistant.labels import LabelWriter
 from assistant.review import ReviewService
 from assistant.service import Assistant
@@ -112,8 +112,12 @@ class Services:
         return Store(self.engine)
 
     @cached_property
-    def generator(self) -> LocalGenerator:
+    def generator(self) -> Generator:
         m = self.settings.model
+        if m.backend == "openai":
+            from assistant.remote_generator import from_settings
+
+            return from_settings(m)
         return LocalGenerator(self.model_dir, m.name, m.device, m.dtype, m.max_new_tokens, m.temperature,
                               m.repetition_penalty)
 

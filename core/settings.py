@@ -28,6 +28,14 @@ class _Strict(BaseModel):
 
 class ModelSettings(_Strict):
     name: str = Field(DEFAULT_MODEL_NAME, description="Name recorded with every exchange.")
+    backend: Literal["local", "openai"] = Field(
+        "local", description="local: transformers in process; openai: an OpenAI-compatible server (vLLM, "
+        "llama.cpp's server, Ollama) at base_url.")
+    base_url: str | None = Field(None, description="The server's API root, e.g. http://localhost:8000/v1.")
+    served_model: str | None = Field(None, description="The base model's name on that server (default: name). "
+                                     "A promoted adapter is asked for by its version, as vLLM names LoRA modules.")
+    api_key_env: str = Field("HELPDESK_OPENAI_API_KEY", description="The environment variable holding the "
+                             "server's API key, if it needs one (the key itself never sits in a settings file).")
     path: str | None = Field(
         None,
         description="A local transformers checkpoint directory. Empty: the packaged "
