@@ -215,6 +215,41 @@ def cmd_dataset_synthesize(args) -> int:
     return 0
 
 
+def cmd_dataset_corrections(args) -> int:
+    """Labelled questions asked as real, logged turns, each rated against its reference answer
+    and corrected with it when wrong: what agents would do, so a first adapter can learn from
+    the company's own questions (use a split the gate does not evaluate on)."""
+    from pathlib import Path
+
+    from assistant.evaluate import SPLITS, correct, load_items
+    from assistant.service import Assistant
+    from core.errors import BadInput
+
+    if Path(args.questions).resolve() == SPLITS["held-out"].resolve():
+        raise BadInput("that is the held-out split the evaluation gate measures on: train on another file")
+    services = _services(args)
+    services.ensure_samples()
+    m = services.settings.model
+    # Extractive by default: the prompts are logged in every mode, and no model time is spent.
+    assistant = Assistant(services.guard, services.retriever, services.generator, services.store, m.history_turns,
+                          args.mode, services.extractor, services.serving_adapter)
+    items = [i for i in load_items(Path(args.questions)) if i.get("answerable", True) and i.get("answer")]
+    actor = _actor(args)
+    counts = {"asked": 0, "up": 0, "corrected": 0}
+    for item in items[:args.limit] if args.limit else items:
+        result = assistant.respond(None, item["question"], actor)
+        counts["asked"] += 1
+        if correct(result, item["facts"]):
+            services.feedback.give(actor, result.exchange_id, "up")
+            counts["up"] += 1
+        elif result.action != "block":
+            services.feedback.give(actor, result.exchange_id, "down", "wrong", item["answer"])
+            counts["corrected"] += 1
+    _emit(counts) if args.json else print(f"asked {counts['asked']}: {counts['up']} rated up, {counts['corrected']} "
+                                          "corrected (the next `helpdesk dataset build` includes them)")
+    return 0
+
+
 def cmd_review_list(args) -> int:
     items = _services(args).review.queue(_actor(args), args.status, args.reason, args.action, args.rating,
                                          args.adapter, args.since, args.until, args.limit)
@@ -277,6 +312,13 @@ def cmd_eval_retrieval(args) -> int:
 
     from retrieval.evaluate import SAMPLE_QUESTIONS, evaluate, load_questions
 
+    if args.chunkers:
+        from assistant.compare import compare_chunkers
+
+        names = ["helpdesk", "langchain"] if args.chunkers == "both" else [args.chunkers]
+        for report in compare_chunkers(_services(args).settings, names, args.mode):
+            _emit(report) if args.json else print("  ".join(f"{k}={v}" for k, v in report.items()), flush=True)
+        return 0
     services = _services(args)
     services.ensure_samples()
     questions = load_questions(Path(args.questions) if args.questions else SAMPLE_QUESTIONS)
@@ -638,6 +680,14 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--distractors", type=int, default=3, help="passages beside the right one in each prompt")
     q.add_argument("--json", action="store_true")
     q.set_defaults(func=cmd_dataset_synthesize)
+    q = p.add_parser("corrections", help="ask labelled questions as logged turns; rate each against its reference "
+                                         "answer and correct the wrong ones with it")
+    q.add_argument("questions", help="JSONL like retrieval/eval/answers_dev.jsonl (not the gate's held-out file)")
+    q.add_argument("--mode", choices=("extractive", "auto", "generate"), default="extractive")
+    q.add_argument("--limit", type=int)
+    q.add_argument("--as", dest="as_user", metavar="NAME")
+    q.add_argument("--json", action="store_true")
+    q.set_defaults(func=cmd_dataset_corrections)
 
     p = sub.add_parser("jobs", help="training jobs").add_subparsers(dest="what", required=True)
     q = p.add_parser("list", help="jobs, newest first, with state and progress")
@@ -690,6 +740,9 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--questions", help="JSONL of {question, source}; default: the sample questions")
     q.add_argument("--mode", choices=MODES, help="one mode; default: every mode, one line each")
     q.add_argument("--collection", help=COLLECTION_HELP)
+    q.add_argument("--chunkers", choices=("helpdesk", "langchain", "both"),
+                   help="ingest the sample knowledge base afresh with each chunker and compare them side by side "
+                        "(sample and held-out questions, ingestion time)")
     q.add_argument("--json", action="store_true")
     q.set_defaults(func=cmd_eval_retrieval)
 

@@ -13,6 +13,7 @@ import json
 import logging
 import subprocess
 import sys
+import threading
 from dataclasses import asdict
 from datetime import datetime, timezone
 from pathlib import Path
@@ -60,18 +61,27 @@ class TrainingService:
     def spawn(self, job_id: str, stdout: IO | None = None) -> subprocess.Popen:
         """Run (or resume) the job in its own process; its output goes to `stdout`, or to the
         job's log file under the data directory."""
+        log_file = None
         if stdout is None:
             logs = self.services.settings.home / "logs"
             logs.mkdir(parents=True, exist_ok=True)
-            stdout = (logs / f"job-{job_id}.log").open("ab")
-        return subprocess.Popen([sys.executable, "-m", "assistant.training", job_id,
-                                 "--db", self.services.settings.db_url],
-                                stdout=stdout, stderr=subprocess.STDOUT if stdout is not sys.stderr else None,
-                                start_new_session=True)
+            stdout = log_file = (logs / f"job-{job_id}.log").open("ab")
+        try:
+            # Its own session: a Ctrl-C meant for the caller does not kill it mid-save; cancelling
+            # goes through the job's row, and the worker stops at its next step.
+            return subprocess.Popen([sys.executable, "-m", "assistant.training", job_id,
+                                     "--db", self.services.settings.db_url],
+                                    stdout=stdout, stderr=subprocess.STDOUT if stdout is not sys.stderr else None,
+                                    start_new_session=True)
+        finally:
+            if log_file is not None:
+                log_file.close()  # the worker holds its own copy
 
     def start(self, actor: Actor, **options) -> str:
+        """Create and run a job in the background (the UI's way): the server does not wait for it."""
         job_id = self.create(actor, **options)
-        self.spawn(job_id)
+        worker = self.spawn(job_id)
+        threading.Thread(target=worker.wait, daemon=True, name=f"job-{job_id}").start()  # reaps it when done
         return job_id
 
     def cancel(self, actor: Actor, job_id: str) -> dict:

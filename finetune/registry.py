@@ -50,6 +50,7 @@ class AdapterRegistry:
     def register(self, version: str, path: Path, meta: dict) -> None:
         """Record a newly trained adapter (a candidate: it serves nothing until promoted). Again
         for the same folder is a no-op: a worker killed after registering runs again."""
+        path = Path(path).resolve()
         with self.engine.begin() as conn:
             exists = conn.execute(text("SELECT path FROM adapters WHERE version = :v"), {"v": version}).first()
             if exists and exists.path == str(path):

@@ -131,6 +131,7 @@ class Ingestor:
     # File names are redacted too; None keeps them as they are (only with `redact` None).
     redact_name: Callable[[str], tuple[str, int]] | None = None
     batch_chunks: int = 256
+    chunker: Callable[[LoadedDocument, int, int], list[Chunk]] = chunk_document
     pool: EmbeddingPool | None = None
     smallest_batch: int = 32  # the pool's first and last batches (see `_batch_target`)
 
@@ -255,7 +256,7 @@ class Ingestor:
         known = self.catalog.document(doc.source)
         if known and known["file_hash"] == file_hash:
             return known["chunks"]
-        chunks = chunk_document(doc, self.chunk_size, self.chunk_overlap)
+        chunks = self.chunker(doc, self.chunk_size, self.chunk_overlap)
         if self.redact is not None:
             chunks, in_chunks = _redact_chunks(chunks, self.redact)
             pii += in_chunks
