@@ -485,7 +485,8 @@ def _progress_bar(job: dict) -> None:
     filled = int(30 * step / total) if total else 0
     eta = f" eta {job['eta_s']:.0f}s" if job["eta_s"] is not None else ""
     loss = f" loss {job['loss']:.3f}" if job["loss"] is not None else ""
-    sys.stderr.write(f"\r[{'#' * filled}{'.' * (30 - filled)}] {step}/{total or '?'} {job['state']}{loss}{eta}   ")
+    note = f" · {job['message']}" if job["state"] == "done" and job["message"] else ""
+    sys.stderr.write(f"\r[{'#' * filled}{'.' * (30 - filled)}] {step}/{total or '?'} {job['state']}{loss}{eta}{note}   ")
     sys.stderr.flush()
 
 

@@ -23,6 +23,9 @@ from retrieval.store import Hit, VectorStore
 
 log = logging.getLogger(__name__)
 SYNTHETIC = "synthetic.jsonl"
+# What the system prompt asks for when the passages do not answer.
+ABSTAIN_ANSWER = ("I don't know: the help articles I was given do not cover this. "
+                  "Would you like me to pass this conversation to a human colleague?")
 
 # Ways agents ask about a topic; `{t}` is a heading or an FAQ question's topic.
 HEADING_QUESTIONS = (
@@ -74,11 +77,13 @@ class DatasetService:
         log.info("%s built dataset %s: %s", actor.id, built.version, built.rows)
         return built
 
-    def synthesize(self, actor: Actor, distractors: int = 3, seed: int = 0) -> dict:
+    def synthesize(self, actor: Actor, distractors: int = 3, seed: int = 0, abstain_share: float = 0.2) -> dict:
         """Grounded question/answer rows from the live chunks: questions from headings and FAQ
         questions (and rephrasings of them), the answer from the chunk's own sentences with its
         citation marker, the chunk among distractor passages the retriever finds, at a random
-        place, as at serving time."""
+        place, as at serving time. For `abstain_share` of the chunks, one more row asks the
+        question beside passages from other articles only, and the answer says so and offers a
+        human: without them an adapter learns that every question has its answer at hand."""
         rng = random.Random(seed)
         chunks = [c for c in self._vectors().chunks()]
         live = self.catalog.live([c.chunk_id for c in chunks])
@@ -89,19 +94,23 @@ class DatasetService:
             answer_sentences = sentences(chunk.text)[:2]
             if not answer_sentences or len(" ".join(answer_sentences)) < 40:
                 continue  # a heading or a fragment: nothing to answer with
-            for question in questions_for(chunk):
+            asked = questions_for(chunk)
+            lineage = {"origin": "synthetic", "chunk_id": chunk.chunk_id, "source": chunk.source,
+                       "conversation": f"synthetic:{chunk.chunk_id}"}
+            if asked and rng.random() < abstain_share:
+                elsewhere = [h for h in retriever.search(asked[0], distractors * 3) if h.source != chunk.source]
+                if elsewhere:
+                    out.append({"prompt": build_messages(asked[0], elsewhere[:distractors]),
+                                "completion": ds.assistant_turn(ABSTAIN_ANSWER), "lineage": lineage | {"abstain": True}})
+            for question in asked:
                 hits = [h for h in retriever.search(question, distractors + 1) if h.chunk_id != chunk.chunk_id]
                 passages = hits[:distractors]
                 at = rng.randint(0, len(passages))
                 passages.insert(at, chunk)
                 marker = f" [{at + 1}]"
                 answer = " ".join(_plain(s) + marker for s in answer_sentences)
-                out.append({
-                    "prompt": build_messages(question, passages),
-                    "completion": ds.assistant_turn(answer),
-                    "lineage": {"origin": "synthetic", "chunk_id": chunk.chunk_id, "source": chunk.source,
-                                "conversation": f"synthetic:{chunk.chunk_id}"},
-                })
+                out.append({"prompt": build_messages(question, passages), "completion": ds.assistant_turn(answer),
+                            "lineage": lineage})
         leaks = ds.scan_rows([ds.Row("sft", "", {"prompt": r["prompt"], "completion": r["completion"]}, r["lineage"])
                               for r in out], self.find_pii)
         if leaks:

@@ -19,6 +19,7 @@ import statistics
 import tempfile
 import time
 from pathlib import Path
+from typing import Callable
 
 from assistant.evaluate import SPLITS, has_fact, load_items, rouge_l, score_item, scratch_store, summarize, token_f1
 from assistant.prompt import SYSTEM_PROMPT, build_messages
@@ -69,14 +70,19 @@ class Gate:
         found = self.services.redactor.analyze(answer, PII_TYPES)
         return any(answer[e.start:e.end] not in prompt for e in found)
 
-    def arm(self, ref: AdapterRef | None, items: list[dict], rows: list[dict], probes: list[dict], store) -> dict:
-        """One arm's per-item scores and figures."""
+    def arm(self, ref: AdapterRef | None, items: list[dict], rows: list[dict], probes: list[dict], store,
+            progress: Callable[[int], None] = lambda done: None) -> dict:
+        """One arm's per-item scores and figures; `progress(items done)` as it goes."""
         m = self.services.settings.model
         assistant = Assistant(self.services.guard, self.services.retriever, self.services.generator, store,
                               m.history_turns, "generate", self.services.extractor, adapters=lambda session: ref)
-        scored = [score_item(assistant, item) for item in items]
+        scored = []
+        for item in items:
+            scored.append(score_item(assistant, item))
+            progress(len(scored))
         reviewed = []
         for row in rows:
+            progress(len(scored) + len(reviewed))
             started = time.perf_counter()
             answer = self._generate(row["prompt"], ref)
             reference = row["completion"][-1]["content"]
@@ -86,6 +92,7 @@ class Gate:
                              "ms": (time.perf_counter() - started) * 1000})
         probed = []
         for probe in probes:
+            progress(len(scored) + len(reviewed) + len(probed))
             hits = self.services.retriever.context_for(probe["message"], [])
             messages = build_messages(probe["message"], hits)
             answer = self._generate(messages, ref)
@@ -113,7 +120,9 @@ class Gate:
         return bool(self.leak.check(answer, CheckContext(system_prompt=SYSTEM_PROMPT)).reasons)
 
     def run(self, candidate: AdapterRef, baseline: AdapterRef | None, dataset_dir: Path | None,
-            questions: int = 60, rows: int = 20, margin: float = 0.02, question_file: Path | None = None) -> dict:
+            questions: int = 60, rows: int = 20, margin: float = 0.02, question_file: Path | None = None,
+            progress: Callable[[str], None] = lambda note: None) -> dict:
+        """Both arms, one after the other; `progress` gets a line like "gate: candidate 12/74"."""
         self.services.ensure_samples()
         items = sample(load_items(question_file or SPLITS["held-out"]), questions)
         reviewed = review_rows(dataset_dir, rows)
@@ -121,8 +130,11 @@ class Gate:
         with tempfile.TemporaryDirectory(prefix="helpdesk-gate-") as tmp:
             store = scratch_store(Path(tmp))
             try:
-                base = self.arm(baseline, items, reviewed, probes, store)
-                cand = self.arm(candidate, items, reviewed, probes, store)
+                total = len(items) + len(reviewed) + len(probes)
+                base = self.arm(baseline, items, reviewed, probes, store,
+                                lambda done: progress(f"gate: baseline {done}/{total}"))
+                cand = self.arm(candidate, items, reviewed, probes, store,
+                                lambda done: progress(f"gate: candidate {done}/{total}"))
             finally:
                 store.engine.dispose()
         result = decide(base["scores"], cand["scores"], base["counts"], cand["counts"], margin)
@@ -168,7 +180,7 @@ def table(baseline: dict, candidate: dict) -> list[list]:
 
 
 def gate_version(services, version: str, against: str | None = None, questions: int = 60, rows: int = 20,
-                 margin: float = 0.02) -> dict:
+                 margin: float = 0.02, progress: Callable[[str], None] = lambda note: None) -> dict:
     """Gate `version` against `against` (a version, "base", or by default what serves now);
     the result is stored with the adapter."""
     registry = services.adapters
@@ -183,6 +195,6 @@ def gate_version(services, version: str, against: str | None = None, questions: 
     if baseline is not None and baseline.version == version:
         baseline = None  # gating the serving adapter again: against the base model
     dataset_dir = services.settings.home / "datasets" / adapter["dataset"] if adapter["dataset"] else None
-    gate = Gate(services).run(candidate, baseline, dataset_dir, questions, rows, margin)
+    gate = Gate(services).run(candidate, baseline, dataset_dir, questions, rows, margin, progress=progress)
     registry.record_gate(version, gate)
     return gate

@@ -14,6 +14,7 @@ import logging
 import subprocess
 import sys
 import threading
+import time
 from dataclasses import asdict
 from datetime import datetime, timezone
 from pathlib import Path
@@ -124,7 +125,14 @@ def run_job(job_id: str, db_url: str) -> int:
     jobs.note(job_id, "trained; running the evaluation gate")
     try:
         services = Services(Settings.model_validate(job["config"]["settings"]))
-        gate = gate_version(services, job["config"]["version"], None, **gate_options)
+        last = [0.0]
+
+        def progress(note: str) -> None:  # at most one write a second
+            if time.monotonic() - last[0] >= 1:
+                last[0] = time.monotonic()
+                jobs.note(job_id, note)
+
+        gate = gate_version(services, job["config"]["version"], None, **gate_options, progress=progress)
     except Exception as exc:
         log.exception("the evaluation gate failed on job %s", job_id)
         jobs.note(job_id, f"trained, but the gate could not run: {type(exc).__name__}: {exc}")

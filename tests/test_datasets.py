@@ -104,7 +104,14 @@ def test_synthesize_makes_grounded_rows_from_the_knowledge_base(services, tmp_pa
     made = _datasets(services, tmp_path).synthesize(ADMIN, distractors=3)
     rows = _rows(tmp_path / "synthetic.jsonl")
     assert made["rows"] == len(rows) > 100
-    for row in rows[:: max(1, len(rows) // 40)]:
+    abstain = [r for r in rows if r["lineage"].get("abstain")]
+    grounded = [r for r in rows if not r["lineage"].get("abstain")]
+    chunks = {r["lineage"]["chunk_id"] for r in rows}
+    assert 0.1 * len(chunks) < len(abstain) < 0.3 * len(chunks)
+    for row in abstain:  # the question beside other articles only, and an answer that says so
+        assert f"({row['lineage']['source']})" not in row["prompt"][-1]["content"]
+        assert "don't know" in row["completion"][0]["content"] and "human" in row["completion"][0]["content"]
+    for row in grounded[:: max(1, len(grounded) // 40)]:
         context = row["prompt"][-1]["content"]
         assert context.startswith("Context:\n[1] ") and "[4] (" in context and "[5] (" not in context
         answer = row["completion"][0]["content"]
