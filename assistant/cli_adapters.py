@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 
 from assistant.cli_common import actor_of, emit, open_services
-from assistant.monitoring import ab_status
+from assistant.monitoring import ab_status, rate_text
 
 
 def print_gate(gate: dict, out=sys.stdout) -> None:
@@ -111,15 +111,11 @@ def print_ab(status: dict | None) -> None:
           f"{test['baseline'] or 'the base model'}, since {test['started_at'][:19]} ({state})")
     cand, base = status["arms"]["candidate"], status["arms"]["baseline"]
 
-    def rate(figure: dict) -> str:
-        ci = figure["ci95"]
-        return "-" if figure["rate"] is None else f"{figure['rate']:.3f} [{ci[0]:.2f}-{ci[1]:.2f}] n={figure['n']}"
-
     print(f"{'':16} {'baseline ' + str(base['adapter']):>32} {'candidate ' + str(cand['adapter']):>32}")
     for key in ("conversations", "turns"):
         print(f"{key:16} {base[key]:>32} {cand[key]:>32}")
     for key in ("thumbs_up", "flag_rate", "answer_rate", "groundedness"):
-        print(f"{key:16} {rate(base[key]):>32} {rate(cand[key]):>32}")
+        print(f"{key:16} {rate_text(base[key]):>32} {rate_text(cand[key]):>32}")
     print(f"{'latency p50 ms':16} {str(base['latency_ms']['p50']):>32} {str(cand['latency_ms']['p50']):>32}")
 
 

@@ -29,6 +29,12 @@ def wilson(hits: int, n: int, z: float = 1.96) -> list[float] | None:
     return [round(max(0.0, centre - half), 3), round(min(1.0, centre + half), 3)]
 
 
+def rate_text(figure: dict) -> str:
+    """A rate as `0.812 [0.74-0.87] n=120`, or "-" when there is nothing to count."""
+    ci = figure["ci95"]
+    return "-" if figure["rate"] is None else f"{figure['rate']:.3f} [{ci[0]:.2f}-{ci[1]:.2f}] n={figure['n']}"
+
+
 def turns(engine: Engine, since: str | None = None, until: str | None = None) -> list[dict]:
     """Exchanges in [since, until] (ISO times), each with its current thumbs."""
     where, params = [], {}

@@ -66,12 +66,15 @@ class AdapterRegistry:
                 "metrics": json.dumps(meta.get("metrics")), "by": meta.get("trained_by") or "unknown",
                 "job": meta.get("job_id"), "at": _now()})
 
-    def get(self, version: str) -> dict:
+    def _row(self, version: str) -> dict:
         with self.engine.connect() as conn:
             row = conn.execute(text("SELECT * FROM adapters WHERE version = :v"), {"v": version}).first()
         if row is None:
             raise NotFound(f"no adapter {version}")
-        adapter = _decoded(row)
+        return _decoded(row)
+
+    def get(self, version: str) -> dict:
+        adapter = self._row(version)
         adapter["serving"] = self.serving_version() == version
         return adapter
 
@@ -105,20 +108,21 @@ class AdapterRegistry:
         version = self.serving_version()
         if version is None:
             return None
-        path = Path(self.get(version)["path"])
+        path = Path(self._row(version)["path"])
         if not (path / "adapter_config.json").exists():
             raise ModelUnavailable(f"adapter {version} is promoted, but {path} holds no adapter "
                                    "(restore it, or `helpdesk adapters rollback`)")
         return AdapterRef(version, path)
 
     def ref(self, version: str) -> AdapterRef:
-        path = Path(self.get(version)["path"])
+        # Read on every turn of an A/B arm: the row alone, not what serves.
+        path = Path(self._row(version)["path"])
         if not (path / "adapter_config.json").exists():
             raise ModelUnavailable(f"{path} holds no adapter for {version}")
         return AdapterRef(version, path)
 
     def record_gate(self, version: str, gate: dict) -> None:
-        self.get(version)
+        self._row(version)
         with self.engine.begin() as conn:
             conn.execute(text("UPDATE adapters SET gate = :g WHERE version = :v"),
                          {"g": json.dumps(gate), "v": version})

@@ -7,7 +7,7 @@ from typing import Callable
 import gradio as gr
 import pandas as pd
 
-from assistant.monitoring import ab_status, over_time, turns
+from assistant.monitoring import ab_status, over_time, rate_text, turns
 from core.errors import HelpdeskError
 
 VERSION_HEADERS = ["version", "status", "gate", "dataset", "trained by", "created"]
@@ -77,14 +77,10 @@ def ab_rows(services) -> tuple[list[list], str]:
         return [], "No A/B test has run."
     cand, base = status["arms"]["candidate"], status["arms"]["baseline"]
 
-    def rate(figure: dict) -> str:
-        ci = figure["ci95"]
-        return "–" if figure["rate"] is None else f"{figure['rate']:.3f} [{ci[0]:.2f}–{ci[1]:.2f}] n={figure['n']}"
-
     rows = [["adapter", base["adapter"], cand["adapter"]],
             ["conversations", base["conversations"], cand["conversations"]],
             ["turns", base["turns"], cand["turns"]]]
-    rows += [[key.replace("_", " "), rate(base[key]), rate(cand[key])]
+    rows += [[key.replace("_", " "), rate_text(base[key]), rate_text(cand[key])]
              for key in ("thumbs_up", "flag_rate", "answer_rate", "groundedness")]
     rows.append(["latency p50 ms", base["latency_ms"]["p50"], cand["latency_ms"]["p50"]])
     test = status["test"]
