@@ -10,16 +10,19 @@ from pathlib import Path
 
 from sqlalchemy import Engine
 
+from assistant.audit import AuditLog
 from assistant.database import open_database
 from assistant.datasets import DatasetService
 from assistant.documents import DocumentService
 from assistant.feedback import FeedbackService
 from assistant.generator import Generator, LocalGenerator, prepare_default_model
 from assistant.labels import LabelWriter
+from assistant.releases import ReleaseService
 from assistant.review import ReviewService
 from assistant.service import Assistant
 from core.settings import Settings
 from assistant.store import Store
+from assistant.users import UserService
 from finetune.ab import ABTests
 from finetune.registry import AdapterRef, AdapterRegistry
 from guardrails.guard import Guard, redactor_for
@@ -136,6 +139,18 @@ class Services:
     def ab(self) -> ABTests:
         return ABTests(self.engine)
 
+    @cached_property
+    def releases(self) -> ReleaseService:
+        return ReleaseService(self.adapters, self.ab, self.audit, lambda: self.base_model_hash)
+
+    @cached_property
+    def audit(self) -> AuditLog:
+        return AuditLog(self.engine)
+
+    @cached_property
+    def users(self) -> UserService:
+        return UserService(self.engine, self.audit)
+
     def serving_adapter(self, session_id: str | None = None) -> AdapterRef | None:
         """The adapter that serves a conversation's next turn: an A/B test's candidate for the
         conversations in its arm, else the promoted one. Read on every turn, so a promotion,
@@ -181,7 +196,7 @@ class Services:
 
     @cached_property
     def documents(self) -> DocumentService:
-        return DocumentService(lambda: self.ingestor, self.catalog, lambda: self.retriever)
+        return DocumentService(lambda: self.ingestor, self.catalog, lambda: self.retriever, self.audit)
 
     def find_pii(self, text: str, knowledge_base: bool) -> list[str]:
         """Entity types of raw PII in `text`: for text built from the knowledge base, those
@@ -192,7 +207,8 @@ class Services:
     @cached_property
     def datasets(self) -> DatasetService:
         return DatasetService(self.engine, self.store, self.feedback, self.review, self.settings.home / "datasets",
-                              self.find_pii, lambda: self.vectors, self.catalog, lambda: self.retriever)
+                              self.find_pii, lambda: self.vectors, self.catalog, lambda: self.retriever,
+                              self.audit)
 
     @cached_property
     def feedback(self) -> FeedbackService:
@@ -201,7 +217,8 @@ class Services:
     @cached_property
     def review(self) -> ReviewService:
         return ReviewService(self.engine, self.store, self.feedback, self.redact_typed,
-                             self.settings.review.claim_minutes, LabelWriter(self.settings.home / "labels"))
+                             self.settings.review.claim_minutes, LabelWriter(self.settings.home / "labels"),
+                             self.audit)
 
     def ingest(self, paths, on_file=None) -> IngestSummary:
         return self.ingestor.ingest(paths, on_file)

@@ -11,6 +11,7 @@ from typing import Sequence
 
 from assistant.cli_adapters import add_gate_options, print_gate
 from assistant.cli_adapters import add_parsers as add_adapter_parsers
+from assistant.cli_users import add_parsers as add_user_parsers
 from assistant.cli_common import actor_of as _actor
 from assistant.cli_common import emit as _emit
 from assistant.cli_common import offline_env as _offline_env
@@ -805,6 +806,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.set_defaults(func=cmd_bench_retrieval)
 
     add_adapter_parsers(sub)
+    add_user_parsers(sub)
 
     p = sub.add_parser("scan-pii", help="look for raw personal data in everything stored; exit 1 if any")
     p.add_argument("--json", action="store_true")

@@ -82,21 +82,20 @@ def cmd_gate(args) -> int:
 
 def cmd_promote(args) -> int:
     services = open_services(args)
-    adapter = services.adapters.promote(args.version, actor_of(args).id, services.base_model_hash, args.force,
-                                        args.reason)
+    adapter = services.releases.promote(actor_of(args), args.version, args.force, args.reason)
     emit(_summary(adapter)) if args.json else print(
         f"adapter {args.version} serves now; the running server uses it from its next turn")
     return 0
 
 
 def cmd_rollback(args) -> int:
-    now = open_services(args).adapters.rollback(actor_of(args).id, args.reason)
+    now = open_services(args).releases.rollback(actor_of(args), args.reason)
     emit({"serving": now}) if args.json else print(f"rolled back: {now or 'the base model'} serves now")
     return 0
 
 
 def cmd_archive(args) -> int:
-    adapter = open_services(args).adapters.archive(args.version, actor_of(args).id)
+    adapter = open_services(args).releases.archive(actor_of(args), args.version)
     emit(_summary(adapter)) if args.json else print(f"adapter {args.version} archived")
     return 0
 
@@ -120,9 +119,7 @@ def print_ab(status: dict | None) -> None:
 
 
 def cmd_ab_start(args) -> int:
-    services = open_services(args)
-    services.adapters.check_servable(args.version, services.base_model_hash, args.force, args.reason)
-    test = services.ab.start(args.version, args.share, actor_of(args).id, services.adapters.serving_version())
+    test = open_services(args).releases.start_ab(actor_of(args), args.version, args.share, args.force, args.reason)
     emit(test) if args.json else print(
         f"A/B {test['id']} started: {args.version} serves {args.share:.0%} of conversations from their next turn")
     return 0
@@ -136,7 +133,7 @@ def cmd_ab_status(args) -> int:
 
 def cmd_ab_stop(args) -> int:
     services = open_services(args)
-    services.ab.stop(actor_of(args).id)
+    services.releases.stop_ab(actor_of(args))
     status = ab_status(services)
     emit(status) if args.json else print_ab(status)
     return 0

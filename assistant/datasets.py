@@ -10,7 +10,8 @@ import re
 from pathlib import Path
 from typing import Callable
 
-from assistant.actor import Actor
+from assistant.actor import Actor, require
+from assistant.audit import AuditLog
 from assistant.feedback import FeedbackService
 from assistant.prompt import build_messages
 from assistant.review import ReviewService
@@ -39,8 +40,9 @@ FAQ_QUESTIONS = ("{q}", "Customer asks: {q}", "quick one - {q_lower}")
 class DatasetService:
     def __init__(self, engine, store: Store, feedback: FeedbackService, review: ReviewService, folder: Path,
                  find_pii: Callable[[str, bool], list[str]], vectors: Callable[[], VectorStore],
-                 catalog: Catalog, retriever: Callable[[], Retriever]) -> None:
+                 catalog: Catalog, retriever: Callable[[], Retriever], audit: AuditLog | None = None) -> None:
         self.engine = engine
+        self.audit = audit
         self.store = store
         self.feedback = feedback
         self.review = review
@@ -72,9 +74,12 @@ class DatasetService:
         return rows
 
     def build(self, actor: Actor) -> ds.Built:
+        require(actor, "admin")
         built = ds.build(self.logged_rows() + self.synthetic_rows(), self.folder, self.find_pii, self.engine,
                          actor.id)
         log.info("%s built dataset %s: %s", actor.id, built.version, built.rows)
+        if self.audit is not None:
+            self.audit.record(actor, "dataset_built", built.version, rows=built.rows)
         return built
 
     def synthesize(self, actor: Actor, distractors: int = 3, seed: int = 0, abstain_share: float = 0.2) -> dict:
@@ -84,6 +89,7 @@ class DatasetService:
         place, as at serving time. For `abstain_share` of the chunks, one more row asks the
         question beside passages from other articles only, and the answer says so and offers a
         human: without them an adapter learns that every question has its answer at hand."""
+        require(actor, "admin")
         rng = random.Random(seed)
         chunks = [c for c in self._vectors().chunks()]
         live = self.catalog.live([c.chunk_id for c in chunks])
@@ -121,6 +127,8 @@ class DatasetService:
         tmp.replace(self.folder / SYNTHETIC)
         digest = hashlib.sha256((self.folder / SYNTHETIC).read_bytes()).hexdigest()[:12]
         log.info("%s synthesized %d rows from %d chunks", actor.id, len(out), len(chunks))
+        if self.audit is not None:
+            self.audit.record(actor, "dataset_synthesized", digest, rows=len(out), chunks=len(chunks))
         return {"rows": len(out), "chunks": len(chunks), "path": str(self.folder / SYNTHETIC), "hash": digest}
 
 

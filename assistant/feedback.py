@@ -56,7 +56,9 @@ class FeedbackService:
         correction = (correction or "").strip() or None
         if correction is not None and len(correction) > MAX_CORRECTION_CHARS:
             raise BadInput(f"the correction is over {MAX_CORRECTION_CHARS} characters")
-        if self.store.exchange(exchange_id) is None:
+        record = self.store.exchange(exchange_id)
+        # Agents rate answers in their own conversations only; another's exchange id reveals nothing.
+        if record is None or self.store.session_owner(record["session_id"]) not in (actor.id, None):
             raise NotFound(f"no exchange {exchange_id}")
         stored = self.redact(correction) if correction is not None else None  # raises: nothing stored
         feedback = Feedback(uuid.uuid4().hex, exchange_id, rating, reason, stored)

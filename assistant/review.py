@@ -21,7 +21,8 @@ from typing import Callable
 from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import IntegrityError
 
-from assistant.actor import Actor
+from assistant.actor import Actor, require
+from assistant.audit import AuditLog
 from assistant.feedback import FeedbackService
 from assistant.labels import parse_label
 from assistant.store import Store
@@ -64,7 +65,8 @@ def _item(row: dict) -> dict:
 
 class ReviewService:
     def __init__(self, engine: Engine, store: Store, feedback: FeedbackService, redact: Callable[[str], str],
-                 claim_minutes: float = 15, on_label: Callable[[dict, dict], None] | None = None) -> None:
+                 claim_minutes: float = 15, on_label: Callable[[dict, dict], None] | None = None,
+                 audit: AuditLog | None = None) -> None:
         self.engine = engine
         self.store = store
         self.feedback = feedback
@@ -72,11 +74,13 @@ class ReviewService:
         self.claim_minutes = claim_minutes
         # Called with (exchange row, decision) when a decision labels a guardrail check.
         self.on_label = on_label
+        self.audit = audit
 
     def queue(self, actor: Actor, status: str | None = None, reason: str | None = None, action: str | None = None,
               rating: str | None = None, adapter: str | None = None, since: str | None = None,
               until: str | None = None, limit: int = 200) -> list[dict]:
         """Items, oldest first (the order they should be worked), with the filters applied."""
+        require(actor, "reviewer")
         if status is not None and status not in STATUSES:
             raise BadInput(f"status must be one of {', '.join(STATUSES)}")
         if reason is not None and reason not in REASONS:
@@ -102,6 +106,7 @@ class ReviewService:
 
     def counts(self, actor: Actor) -> dict:
         """Items per status and per reason, across the whole queue."""
+        require(actor, "reviewer")
         items = self.queue(actor, limit=10**9)
         by_status = {s: sum(1 for i in items if i["status"] == s) for s in STATUSES}
         by_reason = {r: sum(1 for i in items if r in i["reasons"] and i["status"] != "done") for r in REASONS}
@@ -133,6 +138,7 @@ class ReviewService:
 
     def show(self, actor: Actor, exchange_id: str) -> dict:
         """The item, its exchange record, the whole conversation, feedback and decision history."""
+        require(actor, "reviewer")
         item = self._queued(exchange_id)
         record = self.store.exchange(exchange_id)
         conversation = list(reversed(self.store.exchanges(limit=200, session_id=record["session_id"])))
@@ -145,6 +151,7 @@ class ReviewService:
 
     def claim(self, actor: Actor, exchange_id: str) -> dict:
         """Take the item for `claim_minutes`; refused while another reviewer's claim holds."""
+        require(actor, "reviewer")
         self._queued(exchange_id)
         at = datetime.now(timezone.utc)
         params = {"e": exchange_id, "a": actor.id, "now": _utc(at),
@@ -176,6 +183,7 @@ class ReviewService:
         answer that becomes the reference; it is redacted like any typed text. `label`
         (`check:label`, e.g. `injection:attack` for a missed attack) labels the message for
         a guardrail check."""
+        require(actor, "reviewer")
         if decision not in DECISIONS:
             raise BadInput(f"decision must be one of {', '.join(DECISIONS)}")
         if label:
@@ -206,6 +214,8 @@ class ReviewService:
             if not done:  # the claim expired and someone else took it between the two statements
                 raise Conflict(f"exchange {exchange_id} is no longer claimed by {actor.id}")
             self._history(conn, exchange_id, decision, actor, stored_note, stored_answer, at)
+        if self.audit is not None:
+            self.audit.record(actor, "review_decision", exchange_id, decision=decision, label=label)
         if (decision == "false_alarm" or label) and self.on_label is not None:
             self.on_label(record, {"decision": decision, "label": label, "reasons": item["reasons"], "by": actor.id,
                                    "at": at})
@@ -213,6 +223,7 @@ class ReviewService:
 
     def reopen(self, actor: Actor, exchange_id: str, note: str | None = None) -> dict:
         """Put a decided item back in the queue; its decision stays in the history."""
+        require(actor, "reviewer")
         self._queued(exchange_id)
         at = _utc()
         stored_note = self.redact(note) if note else None
@@ -224,10 +235,13 @@ class ReviewService:
             if not changed:
                 raise Conflict(f"exchange {exchange_id} has no decision to reopen")
             self._history(conn, exchange_id, "reopen", actor, stored_note, None, at)
+        if self.audit is not None:
+            self.audit.record(actor, "review_reopened", exchange_id)
         return self._queued(exchange_id)
 
     def next_pending(self, actor: Actor, after: str | None = None, **filters) -> dict | None:
         """The oldest pending item (after `after`, if given) matching the filters: "decide and next"."""
+        require(actor, "reviewer")
         items = [i for i in self.queue(actor, status="pending", **filters) if i["exchange_id"] != after]
         return items[0] if items else None
 

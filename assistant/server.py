@@ -9,16 +9,19 @@ import logging
 import os
 from typing import Annotated, Literal
 
-from fastapi import FastAPI, Header, Query, Request
+from fastapi import Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from assistant.actor import Actor
+from assistant.actor import Actor, require
 from assistant.app import Services
+from assistant.audit import ACTIONS as AUDIT_ACTIONS
 from assistant.feedback import REASONS as FEEDBACK_REASONS
 from assistant.review import DECISIONS, REASONS as REVIEW_REASONS, STATUSES
-from core.errors import BadInput, Conflict, HelpdeskError, NotFound
+from core.errors import BadInput, Conflict, Forbidden, HelpdeskError, NotFound, Unauthorized
 
 log = logging.getLogger(__name__)
 SESSION_ID = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.:-]{1,128}$")]
@@ -101,16 +104,29 @@ class ReopenRequest(BaseModel):
     note: str | None = None
 
 
+ERRORS = {401: {"model": ErrorResponse}, 403: {"model": ErrorResponse}, 404: {"model": ErrorResponse},
+          409: {"model": ErrorResponse}, 422: {"model": ErrorResponse}}
+STATUS = {BadInput: 400, Unauthorized: 401, Forbidden: 403, NotFound: 404, Conflict: 409}
+bearer = HTTPBearer(auto_error=False, description="An API token: helpdesk token create NAME")
+
+
+def caller(request: Request, credentials: HTTPAuthorizationCredentials | None = Depends(bearer)) -> Actor:
+    """Every route but health names its caller by API token; roles are checked by the services."""
+    return request.app.state.services.users.actor_for_token(credentials.credentials if credentials else None)
+
+
 # Module level: the routes' annotations are strings (postponed), resolved against this module.
-User = Annotated[str | None, Header(alias="X-Helpdesk-User", pattern=r"^[A-Za-z0-9_.@-]{1,64}$",
-                                    description="Who is calling, until API tokens exist")]
-ERRORS = {404: {"model": ErrorResponse}, 409: {"model": ErrorResponse}, 422: {"model": ErrorResponse}}
+Caller = Annotated[Actor, Depends(caller)]
 
 
-def api_actor(user: str | None) -> Actor:
-    """The API caller. Until users and tokens exist, a caller may name itself in `X-Helpdesk-User`
-    (so two reviewers' claims can be told apart); the default is one shared API caller."""
-    return Actor(f"api:{user}" if user else "api", "admin", "api")
+class AuditEntry(BaseModel):
+    at: str
+    actor: str | None
+    role: str | None
+    via: str | None
+    action: str
+    target: str | None
+    detail: dict
 
 
 def create_api(services: Services) -> FastAPI:
@@ -121,6 +137,7 @@ def create_api(services: Services) -> FastAPI:
         "before the model sees it; every answer is checked before it is returned.",
     )
     max_chars = services.settings.server.max_message_chars
+    app.state.services = services
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -132,19 +149,25 @@ def create_api(services: Services) -> FastAPI:
 
     @app.exception_handler(HelpdeskError)
     async def _helpdesk_error(request: Request, exc: HelpdeskError) -> JSONResponse:
-        status = {BadInput: 400, NotFound: 404, Conflict: 409}.get(type(exc), 503)
-        return JSONResponse({"error": str(exc)}, status_code=status)
+        status = STATUS.get(type(exc), 503)
+        headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+        return JSONResponse({"error": str(exc)}, status_code=status, headers=headers)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        # Unknown routes and wrong methods get the same JSON shape as every other error.
+        return JSONResponse({"error": str(exc.detail)}, status_code=exc.status_code, headers=exc.headers)
 
     @app.post("/api/feedback", response_model=FeedbackResponse, responses=ERRORS,
               summary="Thumbs up or down on an answer, with a reason and an optional corrected answer")
-    def feedback(req: FeedbackRequest, user: User = None) -> FeedbackResponse:
-        given = services.feedback.give(api_actor(user), req.exchange_id, req.rating, req.reason, req.correction)
+    def feedback(req: FeedbackRequest, actor: Caller) -> FeedbackResponse:
+        given = services.feedback.give(actor, req.exchange_id, req.rating, req.reason, req.correction)
         return FeedbackResponse.model_validate(given.as_dict())
 
     @app.get("/api/review", response_model=list[ReviewItem], responses=ERRORS,
              summary="The review queue, oldest first, filtered")
     def review_list(
-        user: User = None,
+        actor: Caller,
         status: Literal[STATUSES] | None = None,  # type: ignore[valid-type]
         reason: Literal[REVIEW_REASONS] | None = None,  # type: ignore[valid-type]
         action: str | None = None, rating: Literal["up", "down"] | None = None, adapter: str | None = None,
@@ -152,46 +175,73 @@ def create_api(services: Services) -> FastAPI:
         until: str | None = Query(None, description="ISO date or time, exclusive"),
         limit: int = Query(200, ge=1, le=10000),
     ) -> list[dict]:
-        return services.review.queue(api_actor(user), status, reason, action, rating, adapter, since, until, limit)
+        return services.review.queue(actor, status, reason, action, rating, adapter, since, until, limit)
 
     @app.get("/api/review/{exchange_id}", responses=ERRORS,
              summary="One item: its exchange record, the whole conversation, feedback and decisions")
-    def review_show(exchange_id: str, user: User = None) -> dict:
-        return services.review.show(api_actor(user), exchange_id)
+    def review_show(exchange_id: str, actor: Caller) -> dict:
+        return services.review.show(actor, exchange_id)
 
     @app.post("/api/review/{exchange_id}/claim", response_model=ReviewItem, responses=ERRORS,
               summary="Claim an item; 409 while another reviewer's claim holds")
-    def review_claim(exchange_id: str, user: User = None) -> dict:
-        return services.review.claim(api_actor(user), exchange_id)
+    def review_claim(exchange_id: str, actor: Caller) -> dict:
+        return services.review.claim(actor, exchange_id)
 
     @app.post("/api/review/{exchange_id}/decide", response_model=ReviewItem, responses=ERRORS,
               summary="approve | correct | reject | false_alarm | escalate, with a note")
-    def review_decide(exchange_id: str, req: DecideRequest, user: User = None) -> dict:
-        return services.review.decide(api_actor(user), exchange_id, req.decision, req.answer, req.note,
+    def review_decide(exchange_id: str, req: DecideRequest, actor: Caller) -> dict:
+        return services.review.decide(actor, exchange_id, req.decision, req.answer, req.note,
                                       req.label)
 
     @app.post("/api/review/{exchange_id}/reopen", response_model=ReviewItem, responses=ERRORS,
               summary="Put a decided item back in the queue")
-    def review_reopen(exchange_id: str, req: ReopenRequest | None = None, user: User = None) -> dict:
-        return services.review.reopen(api_actor(user), exchange_id, req.note if req else None)
+    def review_reopen(exchange_id: str, actor: Caller, req: ReopenRequest | None = None) -> dict:
+        return services.review.reopen(actor, exchange_id, req.note if req else None)
 
     @app.post(
         "/api/chat",
         response_model=ChatResponse,
-        responses={413: {"model": ErrorResponse}, 422: {"model": ErrorResponse}},
+        responses={**ERRORS, 413: {"model": ErrorResponse}},
         summary="One governed chat turn",
     )
-    def chat(req: ChatRequest, user: User = None) -> ChatResponse | JSONResponse:
+    def chat(req: ChatRequest, actor: Caller) -> ChatResponse | JSONResponse:
         if len(req.message) > max_chars:
             return JSONResponse({"error": f"message is over {max_chars} characters"}, status_code=413)
-        result = services.assistant.respond(req.session_id, req.message, api_actor(user))
+        result = services.assistant.respond(req.session_id, req.message, actor)
         return ChatResponse.model_validate(result.as_dict())
 
-    @app.get("/metrics", response_class=PlainTextResponse, summary="Prometheus metrics for operators")
-    def metrics() -> PlainTextResponse:
+    @app.get("/api/conversations/{session_id}", responses=ERRORS,
+             summary="Your own conversation, oldest turn first (redacted); 404 for anyone else's")
+    def conversation(session_id: str, actor: Caller) -> list[dict]:
+        return services.store.conversation(session_id, actor.id)
+
+    @app.get("/api/me", responses=ERRORS, summary="Who the token stands for")
+    def me(actor: Caller) -> dict:
+        return actor.as_dict()
+
+    @app.get("/api/documents", responses=ERRORS, summary="The knowledge base's documents (reviewers, admins)")
+    def documents(actor: Caller) -> list[dict]:
+        return services.documents.list(actor)
+
+    @app.get("/api/audit", response_model=list[AuditEntry], responses=ERRORS,
+             summary="The audit log, newest first (admins)")
+    def audit(
+        actor: Caller,
+        action: Literal[AUDIT_ACTIONS] | None = None,  # type: ignore[valid-type]
+        who: str | None = Query(None, description="The acting user"),
+        since: str | None = Query(None, description="ISO date or time, inclusive"),
+        until: str | None = Query(None, description="ISO date or time, exclusive"),
+        limit: int = Query(500, ge=1, le=100_000),
+    ) -> list[dict]:
+        return services.audit.entries(actor, action, who, since, until, limit)
+
+    @app.get("/metrics", response_class=PlainTextResponse, responses=ERRORS,
+             summary="Prometheus metrics for operators (admins; scrape with a bearer token)")
+    def metrics(actor: Caller) -> PlainTextResponse:
         from assistant.monitoring import prometheus
 
-        queue = services.review.counts(Actor("metrics", "admin", "api"))["status"]
+        require(actor, "admin")
+        queue = services.review.counts(actor)["status"]
         body = prometheus(services.engine, services.adapters.serving_version(), queue)
         return PlainTextResponse(body, media_type="text/plain; version=0.0.4")
 
@@ -204,6 +254,11 @@ def create_api(services: Services) -> FastAPI:
             "chunks": services.vectors.count(),
         }
 
+    @app.api_route("/api/{rest:path}", methods=["GET", "POST", "PUT", "PATCH", "DELETE"], include_in_schema=False)
+    def unknown(rest: str) -> None:
+        # Without this an unknown /api/ path falls through to the UI mounted at /, with another error shape.
+        raise NotFound(f"no route /api/{rest} (see /docs)")
+
     return app
 
 
@@ -213,7 +268,11 @@ def create_app(services: Services) -> FastAPI:
     from ui.app import build_ui, theme
 
     app = create_api(services)
-    return gr.mount_gradio_app(app, build_ui(services), path="/", footer_links=["api"], theme=theme())
+    def login(name: str, password: str) -> bool:
+        return services.users.authenticate(name, password, "ui") is not None
+
+    return gr.mount_gradio_app(app, build_ui(services), path="/", footer_links=["api"], theme=theme(), auth=login,
+                               auth_message="Log in with your helpdesk user name and password.")
 
 
 def serve(config: str | None = None, host: str | None = None, port: int | None = None) -> None:
@@ -230,6 +289,11 @@ def serve(config: str | None = None, host: str | None = None, port: int | None =
     services.guard, services.kb_embedder, services.vectors, services.generator, services.store  # noqa: B018
     services.serving_adapter()  # a promoted adapter whose files are gone stops start-up
     services.ensure_samples()
+    password = services.users.ensure_first_admin()
+    if password is not None:  # shown this once; only its hash is stored
+        print(f"helpdesk: first start: created the admin user `admin` with the one-time password {password}\n"
+              "helpdesk: log in with it, then create users in the Admin tab or with `helpdesk users add`",
+              flush=True)
     app = create_app(services)
     host = host or settings.server.host
     port = port or settings.server.port

@@ -184,6 +184,8 @@ class Assistant:
         `guardrails.streaming`); `Done` comes only once the exchange is logged. If the log
         write fails, `TurnNotLogged` is raised instead of `Done`: the answer is not shown."""
         session_id = session_id or uuid.uuid4().hex
+        if actor is not None:  # every door names one; in-process library callers may not
+            self.store.own_session(session_id, actor.id)  # another user's conversation: NotFound
         latency: dict[str, float] = {}
         started = time.perf_counter()
 

@@ -12,8 +12,10 @@ from datetime import datetime, timezone
 from typing import Any
 
 from sqlalchemy import Connection, Engine, text
+from sqlalchemy.exc import IntegrityError
 
 from core.db import Migration
+from core.errors import NotFound
 
 
 @dataclass(frozen=True)
@@ -96,6 +98,29 @@ class Store:
         with self.engine.connect() as conn:
             return [_decoded(dict(r._mapping)) for r in conn.execute(text(query), params)]
 
+    def own_session(self, session_id: str, owner: str) -> None:
+        """A conversation belongs to whoever started it: claim a new one for `owner`, and refuse
+        anyone else one that exists (NotFound, so an id reveals nothing about its owner)."""
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(text("INSERT INTO conversations (id, owner, created_at) VALUES (:id, :o, :t)"),
+                             {"id": session_id, "o": owner, "t": datetime.now(timezone.utc).isoformat()})
+            return
+        except IntegrityError:  # it exists (perhaps claimed a moment ago by a concurrent request)
+            pass
+        if self.session_owner(session_id) != owner:
+            raise NotFound(f"no conversation {session_id!r}")
+
+    def session_owner(self, session_id: str) -> str | None:
+        with self.engine.connect() as conn:
+            return conn.execute(text("SELECT owner FROM conversations WHERE id = :id"), {"id": session_id}).scalar()
+
+    def conversation(self, session_id: str, owner: str) -> list[dict]:
+        """The owner's conversation, oldest turn first; NotFound for anyone else."""
+        if self.session_owner(session_id) != owner:
+            raise NotFound(f"no conversation {session_id!r}")
+        return list(reversed(self.exchanges(limit=10_000, session_id=session_id)))
+
     def history(self, session_id: str, turns: int) -> list[tuple[str, str]]:
         """The session's last `turns` (redacted question, answer) pairs, oldest first.
         Blocked turns are left out: their text should not steer the model."""
@@ -151,8 +176,23 @@ def m005_exchange_record(conn: Connection) -> None:
     conn.execute(text("CREATE INDEX ix_exchanges_review ON exchanges (needs_review, created_at)"))
 
 
+def m006_conversations(conn: Connection) -> None:
+    """Who owns each conversation; one logged before owners were kept goes to its first asker."""
+    conn.execute(text("CREATE TABLE conversations (id VARCHAR(128) PRIMARY KEY, owner VARCHAR(200) NOT NULL, "
+                      "created_at VARCHAR(40) NOT NULL)"))
+    conn.execute(text("CREATE INDEX ix_conversations_owner ON conversations (owner)"))
+    first: dict[str, tuple[str, str]] = {}
+    for sid, at, actor in conn.execute(text("SELECT session_id, created_at, actor FROM exchanges "
+                                            "ORDER BY created_at DESC")):
+        first[sid] = (at, (json.loads(actor) or {}).get("id", "unknown") if actor else "unknown")
+    for sid, (at, owner) in first.items():
+        conn.execute(text("INSERT INTO conversations (id, owner, created_at) VALUES (:id, :o, :t)"),
+                     {"id": sid, "o": owner, "t": at})
+
+
 MIGRATIONS: list[Migration] = [
     ("001_exchanges", m001_exchanges),
     ("004_answer_mode", m004_answer_mode),
     ("assistant.005_exchange_record", m005_exchange_record),
+    ("assistant.006_conversations", m006_conversations),
 ]

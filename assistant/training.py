@@ -20,7 +20,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO
 
-from assistant.actor import Actor
+from assistant.actor import Actor, require
 from core.errors import BadInput
 from finetune.datasets import latest_version
 from finetune.jobs import Jobs
@@ -40,6 +40,7 @@ class TrainingService:
                gate: dict | None = None) -> str:
         """A queued job to train an adapter on `dataset` (default: the latest built) and, when
         `gate` is given ({"questions", "rows", "margin"}), gate it against what serves."""
+        require(actor, "admin")
         dataset = dataset or latest_version(self.services.engine)
         if dataset is None:
             raise BadInput("no dataset yet: run `helpdesk dataset synthesize` and `helpdesk dataset build` first")
@@ -53,11 +54,14 @@ class TrainingService:
         except ValueError as exc:
             raise BadInput(str(exc)) from None
         version = f"{datetime.now(timezone.utc):%Y%m%d-%H%M%S}-{dataset[:6]}"
-        return self.jobs.create("train_generator", {
+        job_id = self.jobs.create("train_generator", {
             "version": version, "dataset": dataset, "dataset_dir": str(dataset_dir),
             "model_dir": str(self.services.model_dir), "base_model": settings.model.name,
             "out_dir": str(settings.adapters_dir / version), "device": device, "adapter": asdict(cfg),
             "gate": gate, "settings": settings.model_dump(mode="json")}, actor.id)
+        self.services.audit.record(actor, "training_started", job_id, version=version, dataset=dataset,
+                                   method=method, max_steps=max_steps)
+        return job_id
 
     def spawn(self, job_id: str, stdout: IO | None = None) -> subprocess.Popen:
         """Run (or resume) the job in its own process; its output goes to `stdout`, or to the
@@ -86,7 +90,10 @@ class TrainingService:
         return job_id
 
     def cancel(self, actor: Actor, job_id: str) -> dict:
-        return self.jobs.cancel(job_id)
+        require(actor, "admin")
+        job = self.jobs.cancel(job_id)
+        self.services.audit.record(actor, "training_cancelled", job_id)
+        return job
 
     def status(self, job_id: str) -> dict:
         """The job with its live loss curve ([step, loss] pairs)."""

@@ -28,3 +28,11 @@ class NotFound(HelpdeskError):
 
 class Conflict(HelpdeskError):
     """The request clashes with the current state, e.g. an item another reviewer holds."""
+
+
+class Unauthorized(HelpdeskError):
+    """No valid credentials: not logged in, an unknown or revoked token, a removed user."""
+
+
+class Forbidden(HelpdeskError):
+    """The caller is known, but their role does not allow this."""

@@ -87,6 +87,23 @@ def services(tmp_path_factory, make_settings):
 
 
 @pytest.fixture(scope="session")
+def people(services) -> dict:
+    """One user per role on the shared app: name, password (for the browser's login page) and
+    the `Authorization` header of an API token (for HTTP)."""
+    from types import SimpleNamespace
+
+    from assistant.actor import ROLES, cli_actor
+
+    out = {}
+    for role in ROLES:
+        name = f"test-{role}"
+        _, password = services.users.add(cli_actor(), name, role, None)
+        _, token = services.users.create_token(cli_actor(), name, "tests")
+        out[role] = SimpleNamespace(name=name, password=password, headers={"Authorization": f"Bearer {token}"})
+    return out
+
+
+@pytest.fixture(scope="session")
 def server(services):
     """The real HTTP server (uvicorn: API + Gradio UI) on a free loopback port."""
     import uvicorn

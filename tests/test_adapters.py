@@ -145,22 +145,22 @@ def test_the_generator_switches_between_lora_and_adalora_adapters_and_back(tiny_
     assert answer(lora) == with_lora and answer(None) == base
 
 
-def test_a_promotion_reaches_the_running_server_at_its_next_turn(services, server, tiny_model_dir, tmp_path):
+def test_a_promotion_reaches_the_running_server_at_its_next_turn(services, server, tiny_model_dir, tmp_path, people):
     folder = make_adapter(tiny_model_dir, tmp_path / "served-1")
     services.adapters.register("served-1", folder, {"base_model": "tiny", "base_model_hash": services.base_model_hash,
                                                     "trained_by": "cli:test"})
     ask = {"message": "How do I track my order?"}
-    assert requests.post(f"{server}/api/chat", json=ask, timeout=120).json()["adapter"] is None
+    assert requests.post(f"{server}/api/chat", headers=people["agent"].headers, json=ask, timeout=120).json()["adapter"] is None
     services.adapters.promote("served-1", "cli:test", services.base_model_hash, force=True, reason="test")
     try:
-        turn = requests.post(f"{server}/api/chat", json=ask, timeout=120).json()
+        turn = requests.post(f"{server}/api/chat", headers=people["agent"].headers, json=ask, timeout=120).json()
         assert turn["adapter"] == "served-1"
         assert requests.get(f"{server}/api/health", timeout=10).json()["adapter"] == "served-1"
         record = services.store.exchange(turn["exchange_id"])
         assert record["adapter"] == "served-1" and record["generation"]["adapter"] == "served-1"
     finally:
         services.adapters.rollback("cli:test")
-    after = requests.post(f"{server}/api/chat", json=ask, timeout=120).json()
+    after = requests.post(f"{server}/api/chat", headers=people["agent"].headers, json=ask, timeout=120).json()
     assert after["adapter"] is None and services.store.exchange(after["exchange_id"])["generation"]["adapter"] is None
 
 
@@ -182,7 +182,7 @@ def test_wilson_interval():
     assert wilson(0, 0) is None
 
 
-def test_an_ab_test_splits_live_conversations_and_reports_each_arm(services, server, tiny_model_dir, tmp_path):
+def test_an_ab_test_splits_live_conversations_and_reports_each_arm(services, server, tiny_model_dir, tmp_path, people):
     from assistant.monitoring import ab_status
 
     folder = make_adapter(tiny_model_dir, tmp_path / "ab-1")
@@ -196,13 +196,13 @@ def test_an_ab_test_splits_live_conversations_and_reports_each_arm(services, ser
             services.ab.start("ab-1", 0.5, "cli:test", None)
         served: dict[str, set] = {}
         for i in range(10):
-            first = requests.post(f"{server}/api/chat", json={"message": "How do I track my order?"},
+            first = requests.post(f"{server}/api/chat", headers=people["agent"].headers, json={"message": "How do I track my order?"},
                                   timeout=120).json()
-            again = requests.post(f"{server}/api/chat", json={"session_id": first["session_id"],
+            again = requests.post(f"{server}/api/chat", headers=people["agent"].headers, json={"session_id": first["session_id"],
                                                                "message": "And how long does delivery take?"},
                                   timeout=120).json()
             served[first["session_id"]] = {first["adapter"], again["adapter"]}
-            requests.post(f"{server}/api/feedback", json={"exchange_id": first["exchange_id"],
+            requests.post(f"{server}/api/feedback", headers=people["agent"].headers, json={"exchange_id": first["exchange_id"],
                                                           "rating": "up" if first["adapter"] else "down"}, timeout=30)
         assert all(len(arms) == 1 for arms in served.values())  # sticky: one arm per conversation
         arms = [next(iter(a)) for a in served.values()]
@@ -216,20 +216,20 @@ def test_an_ab_test_splits_live_conversations_and_reports_each_arm(services, ser
         assert cand["thumbs_up"]["n"] == arms.count("ab-1") and cand["thumbs_up"]["ci95"][0] > 0
     finally:
         services.ab.stop("cli:test")
-    after = requests.post(f"{server}/api/chat", json={"session_id": next(iter(served)), "message": "Thanks!"},
+    after = requests.post(f"{server}/api/chat", headers=people["agent"].headers, json={"session_id": next(iter(served)), "message": "Thanks!"},
                           timeout=120).json()
     assert after["adapter"] is None and not ab_status(services)["running"]
 
 
-def test_metrics_count_turns_per_adapter_for_prometheus(server):
+def test_metrics_count_turns_per_adapter_for_prometheus(server, people):
     def scrape() -> dict[str, float]:
-        body = requests.get(f"{server}/metrics", timeout=30)
+        body = requests.get(f"{server}/metrics", headers=people["admin"].headers, timeout=30)
         assert body.status_code == 200 and body.headers["content-type"].startswith("text/plain")
         return {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
                 for line in body.text.splitlines() if line and not line.startswith("#")}
 
     before = scrape()
-    turn = requests.post(f"{server}/api/chat", json={"message": "How do I track my order?"}, timeout=120).json()
+    turn = requests.post(f"{server}/api/chat", headers=people["agent"].headers, json={"message": "How do I track my order?"}, timeout=120).json()
     after = scrape()
     key = f'helpdesk_turns_total{{adapter="base",action="{turn["action"]}"}}'
     assert after[key] == before.get(key, 0) + 1

@@ -249,37 +249,37 @@ def test_decide_and_next_walks_the_queue_in_order(services):
     assert following is not None and following["exchange_id"] != ids[0]
 
 
-def test_feedback_and_review_over_http(server, services):
-    chat = httpx.post(f"{server}/api/chat", json={"message": "How do I track my order?"}, timeout=120).json()
-    r = httpx.post(f"{server}/api/feedback", timeout=60, json={
+def test_feedback_and_review_over_http(server, services, people):
+    chat = httpx.post(f"{server}/api/chat", headers=people["agent"].headers, json={"message": "How do I track my order?"}, timeout=120).json()
+    r = httpx.post(f"{server}/api/feedback", headers=people["agent"].headers, timeout=60, json={
         "exchange_id": chat["exchange_id"], "rating": "down", "reason": "wrong",
         "correction": "Use the tracking link; Ann Lee at ann.lee@example.com can help."})
     assert r.status_code == 200, r.text
     body = r.json()
     assert set(body) == {"feedback_id", "exchange_id", "rating", "reason", "correction"}
     assert "ann.lee@example.com" not in r.text and "<EMAIL_ADDRESS>" in body["correction"]
-    missing = httpx.post(f"{server}/api/feedback", json={"exchange_id": "nope", "rating": "up"}, timeout=30)
+    missing = httpx.post(f"{server}/api/feedback", headers=people["agent"].headers, json={"exchange_id": "nope", "rating": "up"}, timeout=30)
     assert missing.status_code == 404 and set(missing.json()) == {"error"}
-    bad = httpx.post(f"{server}/api/feedback", json={"exchange_id": chat["exchange_id"], "rating": "meh"}, timeout=30)
+    bad = httpx.post(f"{server}/api/feedback", headers=people["agent"].headers, json={"exchange_id": chat["exchange_id"], "rating": "meh"}, timeout=30)
     assert bad.status_code == 422 and set(bad.json()) == {"error"}
 
-    listed = httpx.get(f"{server}/api/review", params={"reason": "down_voted", "status": "pending"}, timeout=30)
+    listed = httpx.get(f"{server}/api/review", headers=people["reviewer"].headers, params={"reason": "down_voted", "status": "pending"}, timeout=30)
     assert listed.status_code == 200 and chat["exchange_id"] in [i["exchange_id"] for i in listed.json()]
-    shown = httpx.get(f"{server}/api/review/{chat['exchange_id']}", timeout=30).json()
+    shown = httpx.get(f"{server}/api/review/{chat['exchange_id']}", headers=people["reviewer"].headers, timeout=30).json()
     assert shown["exchange"]["messages"][0]["role"] == "system" and shown["feedback"][0]["rating"] == "down"
-    alice, bob = {"X-Helpdesk-User": "alice"}, {"X-Helpdesk-User": "bob"}
+    alice, bob = people["reviewer"].headers, people["admin"].headers  # two reviewers (an admin is one too)
     assert httpx.post(f"{server}/api/review/{chat['exchange_id']}/claim", headers=alice, timeout=30).status_code == 200
     taken = httpx.post(f"{server}/api/review/{chat['exchange_id']}/claim", headers=bob, timeout=30)
-    assert taken.status_code == 409 and "api:alice" in taken.json()["error"]
+    assert taken.status_code == 409 and people["reviewer"].name in taken.json()["error"]
     decided = httpx.post(f"{server}/api/review/{chat['exchange_id']}/decide", headers=alice, timeout=30,
                          json={"decision": "correct", "answer": "Open the tracking link in the e-mail.",
                                "note": "fine"})
     assert decided.status_code == 200 and decided.json()["decision"] == "correct"
-    assert decided.json()["decided_by"] == "api:alice"
+    assert decided.json()["decided_by"] == people["reviewer"].name
     again = httpx.post(f"{server}/api/review/{chat['exchange_id']}/reopen", headers=bob, timeout=30)
     assert again.status_code == 200 and again.json()["status"] == "pending"
-    assert httpx.get(f"{server}/api/review/nope", timeout=30).status_code == 404
-    assert httpx.get(f"{server}/api/review", params={"status": "odd"}, timeout=30).status_code == 422
+    assert httpx.get(f"{server}/api/review/nope", headers=people["reviewer"].headers, timeout=30).status_code == 404
+    assert httpx.get(f"{server}/api/review", headers=people["reviewer"].headers, params={"status": "odd"}, timeout=30).status_code == 422
     paths = httpx.get(f"{server}/openapi.json", timeout=30).json()["paths"]
     assert {"/api/feedback", "/api/review", "/api/review/{exchange_id}", "/api/review/{exchange_id}/claim",
             "/api/review/{exchange_id}/decide", "/api/review/{exchange_id}/reopen"} <= set(paths)

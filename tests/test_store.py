@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from sqlalchemy import inspect
 
-from assistant import feedback, review, store as exchange_log
+from assistant import audit, feedback, review, store as exchange_log, users
 from finetune import ab, datasets, jobs, registry
 from assistant.database import open_database
 from assistant.store import ExchangeRecord, Store
@@ -30,6 +30,10 @@ EXPECTED_SCHEMA = {
                  "trained_by", "job_id", "created_at"],
     "adapter_events": ["id", "version", "action", "actor", "at", "reason", "forced", "previous", "undone_at"],
     "ab_tests": ["id", "candidate", "baseline", "share", "started_by", "started_at", "stopped_by", "stopped_at"],
+    "conversations": ["id", "owner", "created_at"],
+    "users": ["name", "role", "password_hash", "created_at", "removed_at"],
+    "api_tokens": ["id", "user_name", "label", "token_hash", "created_at", "revoked_at"],
+    "audit": ["id", "at", "actor", "role", "via", "action", "target", "detail"],
     "exchanges": [
         "id", "session_id", "created_at", "redacted_input", "answer", "action", "reasons", "input_verdict",
         "output_verdict", "sources", "prompt_version", "model", "adapter", "latency_ms", "flagged", "answer_mode",
@@ -47,7 +51,7 @@ def test_blank_database_migrates_to_expected_schema(tmp_path):
         applied = [row[0] for row in conn.exec_driver_sql("SELECT name FROM schema_migrations ORDER BY name")]
     owned = [*exchange_log.MIGRATIONS, *catalog.MIGRATIONS, *vault.MIGRATIONS, *feedback.MIGRATIONS,
              *review.MIGRATIONS, *datasets.MIGRATIONS, *jobs.MIGRATIONS, *registry.MIGRATIONS,
-             *ab.MIGRATIONS]  # each package's own tables
+             *ab.MIGRATIONS, *users.MIGRATIONS, *audit.MIGRATIONS]  # each package's own tables
     assert applied == sorted(name for name, _ in owned)
 
 
@@ -77,10 +81,11 @@ def test_rows_logged_before_the_full_record_stay_readable_and_queued(tmp_path):
     engine = open_database(url)
     row = Store(engine).exchange("old1")
     assert row["messages"] is None and row["raw_answer"] is None and row["needs_review"] is True
+    assert Store(engine).session_owner("s") == "unknown"  # logged before owners were kept
     review = ReviewService(engine, Store(engine), None, str)
     from assistant.actor import Actor
 
-    assert [(i["exchange_id"], i["reasons"]) for i in review.queue(Actor("r"))] == [("old1", ["flagged"])]
+    assert [(i["exchange_id"], i["reasons"]) for i in review.queue(Actor("r", "reviewer"))] == [("old1", ["flagged"])]
 
 
 def test_concurrent_writers_lose_nothing(tmp_path):

@@ -11,6 +11,7 @@ from assistant.labels import LABELS as CHECK_LABELS
 from assistant.review import DECISIONS, REASONS as REVIEW_REASONS, STATUSES
 from core.errors import HelpdeskError
 from retrieval.search import MODES
+from ui import admin
 from ui import documents as docs
 from ui import retraining
 from ui import review as rv
@@ -25,18 +26,27 @@ def theme() -> gr.themes.Base:
     )
 
 
-def ui_actor(request: gr.Request | None) -> Actor:
-    """The browser session acting. Until users exist every session may use every tab."""
-    return Actor(f"ui:{getattr(request, 'session_hash', None) or 'anonymous'}", "admin", "ui")
-
-
 def build_ui(services) -> gr.Blocks:
     assistant_service = services.assistant
+
+    def ui_actor(request: gr.Request | None) -> Actor:
+        """The logged-in user, their role read afresh on every event (Unauthorized when gone)."""
+        return services.users.actor_for(getattr(request, "username", None), "ui")
+
+    def allowed(request: gr.Request | None, role: str) -> bool:
+        """For refreshes a role does not see: they stay silent rather than raise every second."""
+        try:
+            return ui_actor(request).can(role)
+        except HelpdeskError:
+            return False
 
     with gr.Blocks(title="helpdesk") as demo:
         session_id = gr.State()
         last_exchange = gr.State()  # the exchange the feedback form rates: the latest answer
-        gr.Markdown("## helpdesk · governed customer-service assistant")
+        with gr.Row():
+            gr.Markdown("## helpdesk · governed customer-service assistant")
+            whoami = gr.Markdown(elem_id="whoami")
+            gr.Button("Log out", link="/logout", size="sm", scale=0, elem_id="logout")
         with gr.Tab("Chat"):
             chatbot = gr.Chatbot(
                 label="Conversation", height=520, elem_id="chat", feedback_options=None,
@@ -61,7 +71,7 @@ def build_ui(services) -> gr.Blocks:
                 send_feedback = gr.Button("Send feedback", size="sm", elem_id="send-feedback")
                 feedback_status = gr.Markdown(elem_id="feedback-status")
 
-        with gr.Tab("Documents"):
+        with gr.Tab("Documents", visible=False, elem_id="tab-documents") as documents_tab:
             gr.Markdown("Add help articles (Markdown, text, HTML, PDF, Word). Personal data in them is "
                         "redacted before they are stored. Re-adding an unchanged file adds nothing.")
             files = gr.File(label="Upload documents", file_count="multiple", elem_id="upload")
@@ -82,7 +92,7 @@ def build_ui(services) -> gr.Blocks:
             hit_table = gr.Dataframe(headers=docs.HIT_HEADERS, label="Hits", interactive=False, wrap=True,
                                      elem_id="hits")
 
-        with gr.Tab("Review"):
+        with gr.Tab("Review", visible=False, elem_id="tab-review") as review_tab:
             gr.Markdown("Turns that were flagged, handed off, blocked, shown with low groundedness, or "
                         "down-voted. Claim an item, decide, move on. Only redacted text is shown.")
             with gr.Row():
@@ -116,18 +126,28 @@ def build_ui(services) -> gr.Blocks:
             review_status = gr.Markdown(elem_id="review-status")
             review_timer = gr.Timer(1.0)
 
-        with gr.Tab("Retraining"):
+        with gr.Tab("Retraining", visible=False, elem_id="tab-retraining") as retraining_tab:
             retraining.build_tab(services, ui_actor)
 
-        def on_load() -> str:
-            return uuid.uuid4().hex
+        with gr.Tab("Admin", visible=False, elem_id="tab-admin") as admin_tab:
+            admin_refresh, admin_filters, admin_outputs = admin.build_tab(services, ui_actor)
+
+        def on_load(request: gr.Request):
+            """A new conversation id, and the tabs this user's role may use (the services check
+            the role again on every event: hiding a tab is for the eye, not the guard)."""
+            actor = ui_actor(request)
+            tabs = [gr.update(visible=actor.can(role)) for role in ("reviewer", "reviewer", "admin", "admin")]
+            return uuid.uuid4().hex, f"Signed in as **{actor.id}** ({actor.role})", *tabs
 
         def respond(message: str, history: list[dict], sid: str, last: str | None, request: gr.Request):
             if not message or not message.strip():
                 raise gr.Error("Type a message first.")
             sid = sid or uuid.uuid4().hex
-            for messages, note, exchange_id in chat_turn(assistant_service, message, history, sid,
-                                                         ui_actor(request)):
+            try:
+                actor = ui_actor(request)
+            except HelpdeskError as exc:
+                raise gr.Error(str(exc)) from None
+            for messages, note, exchange_id in chat_turn(assistant_service, message, history, sid, actor):
                 yield "", messages, note, sid, exchange_id or last
 
         def on_feedback(exchange_id, given, why, corrected, request: gr.Request):
@@ -146,6 +166,8 @@ def build_ui(services) -> gr.Blocks:
 
         def refresh_queue(status, why, action, given, adapter, since, until, request: gr.Request):
             values = (status, why, action, given, adapter, since, until)
+            if not allowed(request, "reviewer"):
+                return gr.update(), gr.update()
             actor = ui_actor(request)
             try:
                 return rv.queue_rows(services.review, actor, *values), rv.counts_line(services.review, actor)
@@ -168,7 +190,10 @@ def build_ui(services) -> gr.Blocks:
 
         def on_next(status, why, action, given, adapter, since, until, request: gr.Request):
             values = (status, why, action, given, adapter, since, until)
-            item = services.review.next_pending(ui_actor(request), **_filter_kwargs(values))
+            try:
+                item = services.review.next_pending(ui_actor(request), **_filter_kwargs(values))
+            except HelpdeskError as exc:
+                return "", f"⚠️ {exc}", "", ""
             if item is None:
                 return "", "No pending items match the filters.", "", ""
             return (item["exchange_id"], *show_item(item["exchange_id"], request))
@@ -214,25 +239,38 @@ def build_ui(services) -> gr.Blocks:
             return [], "", uuid.uuid4().hex, None
 
         def refresh_documents(request: gr.Request):
+            if not allowed(request, "reviewer"):
+                return gr.update(), gr.update()
             rows = docs.document_rows(services, ui_actor(request))
             return rows, gr.update(choices=[r[0] for r in rows], value=None)
 
         def on_upload(paths, request: gr.Request, progress=gr.Progress()):
             if not paths:
                 return [], "", *refresh_documents(request)
-            rows, status = docs.upload(services, ui_actor(request), list(paths), lambda f, d: progress(f, desc=d))
+            try:
+                rows, status = docs.upload(services, ui_actor(request), list(paths),
+                                           lambda f, d: progress(f, desc=d))
+            except HelpdeskError as exc:
+                raise gr.Error(str(exc)) from None
             return rows, status, *refresh_documents(request)
 
         def on_remove(source, request: gr.Request):
-            status = docs.remove(services, ui_actor(request), source)
+            try:
+                status = docs.remove(services, ui_actor(request), source)
+            except HelpdeskError as exc:
+                raise gr.Error(str(exc)) from None
             return status, *refresh_documents(request)
 
         def on_search(text, count, how, request: gr.Request):
             if not text or not text.strip():
                 raise gr.Error("Type a query first.")
-            return docs.search_rows(services, ui_actor(request), text, int(count or 5), how)
+            try:
+                return docs.search_rows(services, ui_actor(request), text, int(count or 5), how)
+            except HelpdeskError as exc:
+                raise gr.Error(str(exc)) from None
 
-        demo.load(on_load, None, session_id)
+        demo.load(on_load, None, [session_id, whoami, documents_tab, review_tab, retraining_tab, admin_tab])
+        demo.load(admin_refresh, admin_filters, admin_outputs)
         demo.load(refresh_documents, None, [doc_table, doc_choice])
         files.upload(on_upload, files, [upload_table, upload_status, doc_table, doc_choice])
         remove_btn.click(on_remove, doc_choice, [remove_status, doc_table, doc_choice])

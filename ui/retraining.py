@@ -151,7 +151,16 @@ def build_tab(services, actor_of: Callable[[gr.Request], object]) -> None:
     timer = gr.Timer(2.0)  # progress, loss curve, versions, A/B figures
     slow_timer = gr.Timer(30.0)  # the monitoring plots
 
-    def refresh(chosen):
+    def admin(request: gr.Request | None) -> bool:
+        """Read-only refreshes (timers) stay silent for anyone else: the tab is hidden for them."""
+        try:
+            return actor_of(request).can("admin")
+        except HelpdeskError:  # logged out, or removed since the page opened
+            return False
+
+    def refresh(chosen, request: gr.Request):
+        if not admin(request):
+            return (gr.update(),) * 6
         rows = version_rows(services)
         names = [r[0] for r in rows]
         text, curve = job_view(services, training)
@@ -165,12 +174,13 @@ def build_tab(services, actor_of: Callable[[gr.Request], object]) -> None:
             return f"⚠️ {exc}"
 
     def on_synthesize(request: gr.Request):
-        return guarded(lambda: "Synthesized {rows} rows from {chunks} chunks.".format(
-            **services.datasets.synthesize(actor_of(request)))), dataset_line(services)
+        note = guarded(lambda: "Synthesized {rows} rows from {chunks} chunks.".format(
+            **services.datasets.synthesize(actor_of(request))))
+        return note, dataset_line(services) if admin(request) else gr.update()
 
     def on_build(request: gr.Request):
-        return guarded(lambda: f"Built dataset {services.datasets.build(actor_of(request)).version}."), \
-            dataset_line(services)
+        note = guarded(lambda: f"Built dataset {services.datasets.build(actor_of(request)).version}.")
+        return note, dataset_line(services) if admin(request) else gr.update()
 
     def on_train(how, steps, gate_questions, request: gr.Request):
         return guarded(lambda: "Training job `{}` started.".format(training.start(
@@ -178,6 +188,8 @@ def build_tab(services, actor_of: Callable[[gr.Request], object]) -> None:
             gate={"questions": int(gate_questions or 0), "rows": 20, "margin": 0.02})))
 
     def on_cancel(request: gr.Request):
+        if not admin(request):
+            return "⚠️ this needs the admin role"
         job = training.latest()
         if job is None:
             return "No training run to cancel."
@@ -188,21 +200,20 @@ def build_tab(services, actor_of: Callable[[gr.Request], object]) -> None:
             return "Choose a version first."
 
         def promote() -> str:
-            services.adapters.promote(chosen, actor_of(request).id, services.base_model_hash, bool(forced),
-                                      why or None)
+            services.releases.promote(actor_of(request), chosen, bool(forced), why or None)
             return f"✅ `{chosen}` serves from the next turn."
         return guarded(promote)
 
     def on_rollback(why, request: gr.Request):
         return guarded(lambda: "✅ Rolled back: {} serves now.".format(
-            services.adapters.rollback(actor_of(request).id, why or None) or "the base model"))
+            services.releases.rollback(actor_of(request), why or None) or "the base model"))
 
     def on_archive(chosen, request: gr.Request):
         if not chosen:
             return "Choose a version first."
 
         def archive() -> str:
-            services.adapters.archive(chosen, actor_of(request).id)
+            services.releases.archive(actor_of(request), chosen)
             return f"`{chosen}` archived."
         return guarded(archive)
 
@@ -210,20 +221,27 @@ def build_tab(services, actor_of: Callable[[gr.Request], object]) -> None:
         def start() -> str:
             if not chosen:
                 return "Choose a version first."
-            services.adapters.check_servable(chosen, services.base_model_hash, bool(forced), why or None)
-            services.ab.start(chosen, float(fraction), actor_of(request).id, services.adapters.serving_version())
+            services.releases.start_ab(actor_of(request), chosen, float(fraction), bool(forced), why or None)
             return f"✅ A/B started: `{chosen}` on {float(fraction):.0%} of conversations."
-        return guarded(start), *on_ab_refresh()
+        return guarded(start), *on_ab_refresh(request)
 
     def on_ab_stop(request: gr.Request):
         def stop() -> str:
-            services.ab.stop(actor_of(request).id)
+            services.releases.stop_ab(actor_of(request))
             return "A/B stopped."
-        return guarded(stop), *on_ab_refresh()
+        return guarded(stop), *on_ab_refresh(request)
 
-    def on_ab_refresh():
+    def on_ab_refresh(request: gr.Request):
+        if not admin(request):
+            return gr.update(), gr.update()
         rows, note = ab_rows(services)
         return note, rows
+
+    def on_version(chosen, request: gr.Request):
+        return gate_rows(services, chosen) if admin(request) else (gr.update(), gr.update())
+
+    def on_monitor(request: gr.Request):
+        return monitor_frames(services) if admin(request) else [gr.update()] * len(plots)
 
     outputs = [serving, dataset, progress, loss, versions, version]
     gr.on([timer.tick], refresh, version, outputs, show_progress="hidden")
@@ -231,12 +249,12 @@ def build_tab(services, actor_of: Callable[[gr.Request], object]) -> None:
     build.click(on_build, None, [status, dataset])
     train.click(on_train, [method, max_steps, questions], status)
     cancel.click(on_cancel, None, status)
-    version.change(lambda v: gate_rows(services, v), version, [gate, gate_note])
+    version.change(on_version, version, [gate, gate_note])
     promote.click(on_promote, [version, force, reason], status).then(refresh, version, outputs)
     rollback.click(on_rollback, reason, status).then(refresh, version, outputs)
     archive.click(on_archive, version, status).then(refresh, version, outputs)
     ab_start.click(on_ab_start, [version, share, force, reason], [status, ab_note, ab_table])
     ab_stop.click(on_ab_stop, None, [status, ab_note, ab_table])
-    gr.on([refresh_monitor.click, slow_timer.tick], lambda: monitor_frames(services), None, plots,
+    gr.on([refresh_monitor.click, slow_timer.tick], on_monitor, None, plots,
           show_progress="hidden")
     gr.on([timer.tick], on_ab_refresh, None, [ab_note, ab_table], show_progress="hidden")
