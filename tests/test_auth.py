@@ -138,7 +138,7 @@ def test_every_route_checks_the_callers_role(server, people):
                 assert r.status_code not in (401, 403) and r.status_code < 500, (method, path, role, r.text)
             else:
                 assert r.status_code == want, (method, path, role, r.text)
-                assert set(r.json()) == {"error"} and f"needs the" in r.json()["error"]
+                assert set(r.json()) == {"error"} and "needs the" in r.json()["error"]
     assert httpx.get(f"{server}/api/health", timeout=30).status_code == 200
     missing = httpx.get(f"{server}/api/no-such-route", timeout=30)
     assert missing.status_code == 404 and set(missing.json()) == {"error"}

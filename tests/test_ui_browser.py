@@ -4,7 +4,11 @@ from __future__ import annotations
 import os
 import shutil
 
+from types import SimpleNamespace
+
 import pytest
+
+from assistant.actor import cli_actor
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -21,6 +25,17 @@ def browser():
         b.close()
 
 
+def _login(browser, server: str, person):
+    """A fresh browser session (its own cookies) logged in through the login page."""
+    page = browser.new_context().new_page()
+    page.goto(server)
+    page.get_by_label("username").fill(person.name)
+    page.get_by_label("password").fill(person.password)
+    page.get_by_role("button", name="Login").click()
+    page.locator("#whoami").get_by_text(person.name).wait_for(timeout=30_000)
+    return page
+
+
 def _ask(page, text: str) -> None:
     box = page.locator("#message textarea")
     box.wait_for(timeout=30_000)
@@ -28,9 +43,8 @@ def _ask(page, text: str) -> None:
     box.press("Enter")
 
 
-def test_chat_shows_answer_sources_and_notices(server, browser, tmp_path):
-    page = browser.new_page()
-    page.goto(server)
+def test_chat_shows_answer_sources_and_notices(server, browser, tmp_path, people):
+    page = _login(browser, server, people["agent"])
     _ask(page, "My email is jane.doe@example.com, how do I return an item?")
     page.get_by_text("Source 1:").first.wait_for(timeout=90_000)
     chat = page.locator("#chat")
@@ -41,8 +55,7 @@ def test_chat_shows_answer_sources_and_notices(server, browser, tmp_path):
     page.screenshot(path=str(tmp_path / "chat.png"))
 
     # A second browser session starts empty (two tabs chatting at once: the test below).
-    other = browser.new_context().new_page()
-    other.goto(server)
+    other = _login(browser, server, people["agent"])
     other.locator("#message textarea").wait_for(timeout=30_000)
     assert "EMAIL_ADDRESS" not in other.locator("#chat").inner_text()
 
@@ -51,13 +64,12 @@ def test_chat_shows_answer_sources_and_notices(server, browser, tmp_path):
     assert "prompt_injection" in page.locator("#notice").inner_text()
 
 
-def test_documents_tab_upload_list_search_remove(server, browser, tmp_path):
+def test_documents_tab_upload_list_search_remove(server, browser, tmp_path, people):
     good = tmp_path / "loyalty-faq.md"
     good.write_text("# Loyalty FAQ\n\n## Points\n\nMembers earn 7 zorblat points per dollar spent.\n")
     bad = tmp_path / "broken.pdf"
     bad.write_bytes(b"not a pdf at all")
-    page = browser.new_page()
-    page.goto(server)
+    page = _login(browser, server, people["admin"])
     page.get_by_role("tab", name="Documents").click()
     page.locator("#documents").get_by_text("returns-policy.md").wait_for(timeout=30_000)
 
@@ -90,11 +102,9 @@ def _session_of(services, redacted_input_start: str) -> str:
     return row["session_id"]
 
 
-def test_two_tabs_are_two_conversations_and_new_conversation_starts_over(server, services, browser):
-    first = browser.new_context().new_page()
-    second = browser.new_context().new_page()
-    for page in (first, second):
-        page.goto(server)
+def test_two_tabs_are_two_conversations_and_new_conversation_starts_over(server, services, browser, people):
+    first = _login(browser, server, people["agent"])
+    second = _login(browser, server, people["agent"])
     _ask(first, "how do I return a blender I opened?")
     _ask(second, "where is my parcel, it is late?")
     for page in (first, second):
@@ -113,9 +123,9 @@ def test_two_tabs_are_two_conversations_and_new_conversation_starts_over(server,
     assert _session_of(services, "how do refunds work for a kettle") != session_one
 
 
-def test_a_down_vote_with_a_correction_reaches_the_review_tab_and_is_approved(server, services, browser, tmp_path):
-    agent = browser.new_context().new_page()
-    agent.goto(server)
+def test_a_down_vote_with_a_correction_reaches_the_review_tab_and_is_approved(server, services, browser, tmp_path,
+                                                                               people):
+    agent = _login(browser, server, people["agent"])
     _ask(agent, "Can I return a coffee maker I already opened?")
     agent.get_by_text("Source 1:").first.wait_for(timeout=90_000)
     agent.locator("#rating").get_by_text("Not helpful").click()
@@ -126,8 +136,7 @@ def test_a_down_vote_with_a_correction_reaches_the_review_tab_and_is_approved(se
     row = next(r for r in services.store.exchanges(limit=200)
                if r["redacted_input"] == "Can I return a coffee maker I already opened?")
 
-    reviewer = browser.new_context().new_page()
-    reviewer.goto(server)
+    reviewer = _login(browser, server, people["reviewer"])
     reviewer.get_by_role("tab", name="Review").click()
     reviewer.locator("#f-reason input").fill("down_voted")
     reviewer.get_by_role("option", name="down_voted").click()
@@ -145,14 +154,13 @@ def test_a_down_vote_with_a_correction_reaches_the_review_tab_and_is_approved(se
     reviewer.locator("#review-status").get_by_text("approve recorded").wait_for(timeout=30_000)
     reviewer.screenshot(path=str(tmp_path / "review.png"), full_page=True)
     item = services.review.item(row["id"])
-    assert item["status"] == "done" and item["decision"] == "approve" and item["decided_by"].startswith("ui:")
+    assert item["status"] == "done" and item["decision"] == "approve" and item["decided_by"] == people["reviewer"].name
 
 
-def test_the_retraining_tab_trains_gates_promotes_and_rolls_back(server, services, browser, tmp_path):
+def test_the_retraining_tab_trains_gates_promotes_and_rolls_back(server, services, browser, tmp_path, people):
     """The loop from the browser with the tiny model: data, a training job with its progress, the
     gate's table, a forced promotion (the tiny model cannot pass the gate honestly), a rollback."""
-    page = browser.new_page()
-    page.goto(server)
+    page = _login(browser, server, people["admin"])
     page.get_by_role("tab", name="Retraining").click()
     page.locator("#rt-serving").get_by_text("the base model").wait_for(timeout=30_000)
     page.locator("#rt-synthesize").click()
@@ -192,3 +200,38 @@ def test_the_retraining_tab_trains_gates_promotes_and_rolls_back(server, service
         page.locator("#rt-status").get_by_text("Rolled back").wait_for(timeout=30_000)
     assert services.adapters.serving_version() is None
     page.locator("#rt-serving").get_by_text("the base model").wait_for(timeout=10_000)
+
+
+def test_login_shows_each_role_its_tabs_and_the_admin_tab_manages_users(server, services, browser, people):
+    tabs = {}
+    for role in ("agent", "reviewer", "admin"):
+        page = _login(browser, server, people[role])
+        page.locator("#message textarea").wait_for(timeout=30_000)
+        page.wait_for_timeout(500)  # the role's tabs are revealed by the load event
+        tabs[role] = page.get_by_role("tab").all_inner_texts()
+    assert tabs == {"agent": ["Chat"], "reviewer": ["Chat", "Documents", "Review"],
+                    "admin": ["Chat", "Documents", "Review", "Retraining", "Admin"]}
+
+    page.get_by_role("tab", name="Admin").click()
+    page.locator("#users").get_by_text(people["agent"].name).wait_for(timeout=30_000)
+    page.locator("#user-name textarea, #user-name input").first.fill("ui-new-agent")
+    page.locator("#user-add").click()
+    secret = page.locator("#admin-secret")
+    secret.get_by_text("One-time password").wait_for(timeout=30_000)
+    password = secret.locator("code").last.inner_text()
+    page.locator("#audit").get_by_text("user_added").first.wait_for(timeout=30_000)
+    assert "ui-new-agent" in page.locator("#users").inner_text()
+    new = _login(browser, server, SimpleNamespace(name="ui-new-agent", password=password))
+    new.locator("#message textarea").wait_for(timeout=30_000)
+    assert new.get_by_role("tab").all_inner_texts() == ["Chat"]
+    assert services.users.actor_for("ui-new-agent", "ui").role == "agent"
+    logins = services.audit.entries(cli_actor(), action="login", who="ui-new-agent")
+    assert len(logins) == 1 and logins[0]["via"] == "ui"
+
+    wrong = browser.new_context().new_page()
+    wrong.goto(server)
+    wrong.get_by_label("username").fill("ui-new-agent")
+    wrong.get_by_label("password").fill("not the password")
+    wrong.get_by_role("button", name="Login").click()
+    wrong.get_by_text("Incorrect").first.wait_for(timeout=30_000)
+    assert not wrong.locator("#message textarea").count()
