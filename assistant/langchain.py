@@ -23,7 +23,10 @@ from assistant.actor import Actor
 from assistant.service import Done, Token
 from core.errors import BadInput
 
+# In-process callers already hold the services, so these are defaults, not a guard: a chain asks
+# as an agent, and searches the knowledge base with a reviewer's read-only reach.
 LANGCHAIN_ACTOR = Actor("langchain", "agent", "api")
+LANGCHAIN_READER = Actor("langchain", "reviewer", "api")
 
 
 class HelpdeskRetriever(BaseRetriever):
@@ -32,7 +35,7 @@ class HelpdeskRetriever(BaseRetriever):
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
     services: Any
-    actor: Actor = LANGCHAIN_ACTOR
+    actor: Actor = LANGCHAIN_READER
     k: int = 5
     mode: str | None = None  # vector | bm25 | hybrid | hybrid+rerank; None: retrieval.mode
     filters: dict | None = None  # Chroma metadata filter, as `helpdesk search --filter`
@@ -83,7 +86,7 @@ class Helpdesk:
         self.services = services
 
     def retriever(self, k: int = 5, mode: str | None = None, filters: dict | None = None,
-                  actor: Actor = LANGCHAIN_ACTOR) -> HelpdeskRetriever:
+                  actor: Actor = LANGCHAIN_READER) -> HelpdeskRetriever:
         return HelpdeskRetriever(services=self.services, k=k, mode=mode, filters=filters, actor=actor)
 
     def turn(self, actor: Actor = LANGCHAIN_ACTOR) -> GovernedTurn:

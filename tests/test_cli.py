@@ -297,3 +297,22 @@ def test_docs_reembed_converts_a_collection_to_the_configured_precision(cli):
     assert out["from"] == "int8" and out["to"] == "fp32" and out["chunks"] > 0
     hits = json.loads(cli("search", "return window", "--collection", "prec-cli", "--json", extra_env=fp32).stdout)
     assert hits["hits"][0]["source"] == "returns-policy.md"
+
+
+def test_erase_a_customer_everywhere_from_the_cli(cli):
+    turn = json.loads(cli("ask", "Hi, this is Jane Doe (jane.doe@example.com), where is my order?", "--json").stdout)
+    cli("feedback", turn["exchange_id"], "down", "--reason", "wrong", "--correction", "It ships in two days.")
+    cli("dataset", "build", "--json")
+    erased = json.loads(cli("erase", "--customer", "Jane.Doe@example.com", "--json").stdout)
+    assert erased["sessions"] >= 1 and erased["exchanges"] >= 1 and erased["feedback"] >= 1
+    assert erased["dataset_rows"] >= 1
+    log = cli("log", "--limit", "100000", "--json").stdout
+    assert turn["session_id"] not in log and turn["exchange_id"] not in log
+    audit = cli("audit", "--action", "erasure", "--json").stdout
+    entry = json.loads(audit)[0]
+    assert entry["detail"]["by"] == "customer" and entry["detail"]["exchanges"] == erased["exchanges"]
+    assert "jane" not in audit.lower() and turn["session_id"] not in audit
+    none = json.loads(cli("erase", "--customer", "jane.doe@example.com", "--json").stdout)
+    assert none["sessions"] == 0
+    missing = cli("erase", "--session", "no-such-session", check=False)
+    assert missing.returncode == 2 and "no conversation" in missing.stderr
