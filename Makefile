@@ -6,12 +6,12 @@ PIP := $(PY) -m pip
 INSTALLED := $(VENV)/.installed
 INSTALLED_DEV := $(VENV)/.installed-dev
 
-.PHONY: run test bench browser clean
+.PHONY: run test bench browser postgres clean
 
 run: $(INSTALLED)
 	$(VENV)/bin/helpdesk serve
 
-test: $(INSTALLED_DEV) browser
+test: $(INSTALLED_DEV) browser postgres
 	$(PY) -m pytest -q
 
 bench: $(INSTALLED)
@@ -42,6 +42,12 @@ browser:
 	@command -v chromium >/dev/null 2>&1 || { \
 		echo "installing chromium for the browser tests"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+
+# The store's tests also run against a real PostgreSQL server, started by the tests themselves.
+postgres:
+	@command -v initdb >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { \
+		echo "installing postgresql for the database tests"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; }
 
 clean:
 	rm -rf $(VENV) .helpdesk

@@ -14,6 +14,7 @@ from assistant.audit import AuditLog
 from assistant.database import open_database
 from assistant.datasets import DatasetService
 from assistant.documents import DocumentService
+from assistant.erasure import ErasureService
 from assistant.feedback import FeedbackService
 from assistant.generator import Generator, LocalGenerator, prepare_default_model
 from assistant.labels import LabelWriter
@@ -146,6 +147,11 @@ class Services:
     @cached_property
     def audit(self) -> AuditLog:
         return AuditLog(self.engine)
+
+    @cached_property
+    def erasure(self) -> ErasureService:
+        return ErasureService(self.engine, self.vault, self.adapters, self.audit, self.settings.home / "datasets",
+                              self.settings.home / "labels")
 
     @cached_property
     def users(self) -> UserService:

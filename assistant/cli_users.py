@@ -94,6 +94,34 @@ def cmd_audit(args) -> int:
     return 0
 
 
+def cmd_erase(args) -> int:
+    services = open_services(args)
+    if args.session:
+        erased = services.erasure.erase_session(actor_of(args), args.session)
+    else:
+        erased = services.erasure.erase_customer(actor_of(args), args.customer)
+    if args.json:
+        emit(erased.as_dict())
+        return 0
+    print(f"erased {erased.sessions} conversations: {erased.exchanges} exchanges, {erased.feedback} feedback, "
+          f"{erased.review_items} review items, {erased.dataset_rows} dataset rows ({erased.dataset_files} files "
+          f"rewritten), {erased.label_rows} label rows, {erased.vault_entries} vault entries")
+    for version in erased.adapters_marked:
+        print(f"adapter {version} was trained on erased rows: retrain without them "
+              "(helpdesk dataset build, then helpdesk train generator)")
+    return 0
+
+
+def cmd_purge(args) -> int:
+    services = open_services(args)
+    days = args.days if args.days is not None else services.settings.retention.days
+    summary = services.erasure.purge(actor_of(args), days)
+    emit(summary) if args.json else print(
+        f"purged {summary['sessions']} conversations older than {days} days ({summary['exchanges']} exchanges) "
+        f"and {summary['vault_expired']} expired vault entries")
+    return 0
+
+
 def add_parsers(sub) -> None:
     p = sub.add_parser("users", help="users and their roles (agent, reviewer, admin)").add_subparsers(
         dest="what", required=True)
@@ -136,6 +164,19 @@ def add_parsers(sub) -> None:
     q.add_argument("token_id")
     q.add_argument("--json", action="store_true")
     q.set_defaults(func=cmd_token_revoke)
+
+    p = sub.add_parser("erase", help="erase a conversation, or everything about a customer (GDPR/CCPA)")
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--session", help="a conversation id")
+    which.add_argument("--customer", metavar="VALUE", help="an e-mail address, phone number or name the customer "
+                       "gave; found through keyed hashes, never stored")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_erase)
+
+    p = sub.add_parser("purge", help="apply retention now: old conversations and expired vault entries")
+    p.add_argument("--days", type=float, help="default: retention.days")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_purge)
 
     p = sub.add_parser("audit", help="the audit log, newest first")
     p.add_argument("--action", choices=ACTIONS)

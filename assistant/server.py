@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
+import time
 from typing import Annotated, Literal
 
 from fastapi import Depends, FastAPI, Query, Request
@@ -275,6 +277,27 @@ def create_app(services: Services) -> FastAPI:
                                auth_message="Log in with your helpdesk user name and password.")
 
 
+def start_purging(services: Services) -> threading.Thread:
+    """Retention on a schedule: a daemon thread that purges at start and then every
+    `retention.purge_every_minutes`; a failed purge is logged and retried next time."""
+    from assistant.actor import Actor
+
+    system = Actor("system:retention", "admin", "cli")
+    every = services.settings.retention.purge_every_minutes * 60
+
+    def loop() -> None:
+        while True:
+            try:
+                services.erasure.purge(system, services.settings.retention.days)
+            except Exception:
+                log.exception("the retention purge failed; retrying in %.0f s", every)
+            time.sleep(every)
+
+    thread = threading.Thread(target=loop, daemon=True, name="retention")
+    thread.start()
+    return thread
+
+
 def serve(config: str | None = None, host: str | None = None, port: int | None = None) -> None:
     import uvicorn
 
@@ -295,6 +318,7 @@ def serve(config: str | None = None, host: str | None = None, port: int | None =
               "helpdesk: log in with it, then create users in the Admin tab or with `helpdesk users add`",
               flush=True)
     app = create_app(services)
+    start_purging(services)
     host = host or settings.server.host
     port = port or settings.server.port
     print(f"helpdesk: serving the UI and API on http://{host}:{port}", flush=True)

@@ -124,6 +124,13 @@ class ReviewSettings(_Strict):
                                  description="How long a reviewer's claim on a queue item holds before others may take it.")
 
 
+class RetentionSettings(_Strict):
+    days: float | None = Field(90, gt=0, description="Conversations whose newest turn is older than this are "
+                               "erased, with everything that came from them; empty: kept until erased.")
+    purge_every_minutes: float = Field(60, gt=0, description="How often the server runs the purge "
+                                       "(expired vault entries too).")
+
+
 class Settings(_Strict):
     home: Path = Field(Path(".helpdesk"), description="Data directory: database, vectors, models, adapters.")
     database_url: str | None = Field(None, description="SQLAlchemy URL; empty: SQLite in the data directory.")
@@ -133,6 +140,7 @@ class Settings(_Strict):
     guardrails: GuardrailSettings = GuardrailSettings()
     server: ServerSettings = ServerSettings()
     review: ReviewSettings = ReviewSettings()
+    retention: RetentionSettings = RetentionSettings()
 
     @property
     def db_url(self) -> str:

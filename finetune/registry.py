@@ -86,6 +86,19 @@ class AdapterRegistry:
             adapter["serving"] = adapter["version"] == serving
         return rows
 
+    @staticmethod
+    def mark_erased(conn: Connection, rows_per_dataset: dict[str, int]) -> list[str]:
+        """In the erasure's transaction: count erased rows against every adapter trained on those
+        dataset versions; returns the versions marked."""
+        marked = []
+        for dataset, rows in sorted(rows_per_dataset.items()):
+            versions = [r[0] for r in conn.execute(text("SELECT version FROM adapters WHERE dataset = :d"),
+                                                   {"d": dataset})]
+            conn.execute(text("UPDATE adapters SET erased_rows = erased_rows + :n WHERE dataset = :d"),
+                         {"n": rows, "d": dataset})
+            marked += versions
+        return sorted(set(marked))
+
     def events(self, version: str | None = None) -> list[dict]:
         """Promotions, rollbacks and archivals, oldest first (all, or one version's)."""
         query = "SELECT * FROM adapter_events" + (" WHERE version = :v" if version else "") + " ORDER BY at, id"
@@ -201,6 +214,12 @@ class AdapterRegistry:
         return self.get(version)
 
 
+def m002_erased_rows(conn: Connection) -> None:
+    """How many rows of the adapter's dataset were erased since it was trained: it may still
+    carry what it learnt from them, so a retrain without them is due."""
+    conn.execute(text("ALTER TABLE adapters ADD COLUMN erased_rows INTEGER NOT NULL DEFAULT 0"))
+
+
 def m001_adapters(conn: Connection) -> None:
     conn.execute(text("""
         CREATE TABLE adapters (
@@ -232,4 +251,5 @@ def m001_adapters(conn: Connection) -> None:
         )"""))
 
 
-MIGRATIONS: list[Migration] = [("finetune.003_adapters", m001_adapters)]
+MIGRATIONS: list[Migration] = [("finetune.003_adapters", m001_adapters),
+                               ("finetune.registry.002_erased_rows", m002_erased_rows)]

@@ -7,12 +7,20 @@ a key that never enters the database: `HELPDESK_VAULT_KEY`, or a key file
 (created with mode 0600 on first start). It expires after `ttl_hours`.
 Placeholders are turned back into values only for the reply shown to the agent.
 
+Beside each entry the vault keeps keyed hashes (HMAC-SHA256 under a key
+derived from the vault key) of the values it holds, so an erasure request
+("delete everything about jane.doe@example.com") finds the conversations
+without the value ever being stored. The hashes outlive the encrypted
+mapping's expiry, for as long as the conversation's exchanges are kept.
+
 Fail closed: a database with vault entries and no key, or a key that does
 not match the database, stops start-up. A vault that cannot be read during a
 turn blocks the turn.
 """
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import os
 import re
@@ -69,7 +77,9 @@ class Vault:
         self._invalid = InvalidToken
         self.ttl = timedelta(hours=ttl_hours)
         self._lock = threading.Lock()
+        self._lookup_key = hmac.new(key, b"helpdesk vault lookup", hashlib.sha256).digest()
         self._check_key()
+        self._backfill_lookup()
 
     def _check_key(self) -> None:
         """A known token, encrypted with the key the vault was made with: a wrong key stops start-up."""
@@ -85,6 +95,44 @@ class Vault:
             ok = False
         if not ok:
             raise ConfigError("the vault key does not match this database's vault (wrong HELPDESK_VAULT_KEY or key file)")
+
+    # -- finding a customer's conversations -------------------------------------------------------
+    def lookup_hashes(self, value: str) -> set[str]:
+        """The keyed hashes a value is found by: its normalised form, and for anything with seven
+        or more digits (a phone number in any format) its last ten digits."""
+        norm = " ".join(value.lower().split())
+        forms = {norm}
+        digits = "".join(ch for ch in value if ch.isdigit())
+        if len(digits) >= 7:
+            forms.add("digits:" + digits[-10:])
+        return {hmac.new(self._lookup_key, f.encode(), hashlib.sha256).hexdigest() for f in forms if f}
+
+    def sessions_for(self, value: str) -> set[str]:
+        hashes = sorted(self.lookup_hashes(value))
+        if not hashes:
+            return set()
+        params = {f"h{i}": h for i, h in enumerate(hashes)}
+        marks = ", ".join(f":h{i}" for i in range(len(hashes)))
+        with self.engine.connect() as conn:
+            return {r[0] for r in conn.execute(
+                text(f"SELECT DISTINCT session_id FROM vault_lookup WHERE value_hash IN ({marks})"), params)}
+
+    def _remember(self, conn, session_id: str, values: list[str]) -> None:
+        for digest in sorted({h for v in values for h in self.lookup_hashes(v)}):
+            exists = conn.execute(text("SELECT 1 FROM vault_lookup WHERE session_id = :s AND value_hash = :h"),
+                                  {"s": session_id, "h": digest}).first()
+            if not exists:
+                conn.execute(text("INSERT INTO vault_lookup (session_id, value_hash) VALUES (:s, :h)"),
+                             {"s": session_id, "h": digest})
+
+    def _backfill_lookup(self) -> None:
+        """Entries written before lookup hashes were kept get theirs (once, at start-up)."""
+        with self._lock, self.engine.begin() as conn:
+            missing = [r[0] for r in conn.execute(text(
+                "SELECT session_id FROM vault WHERE session_id NOT IN (SELECT session_id FROM vault_lookup)"))]
+            for session_id in missing:
+                mapping = self._load(conn, session_id)
+                self._remember(conn, session_id, [v for per in mapping.values() for _, v in per.values()])
 
     # -- one conversation's mapping -----------------------------------------------------------
     def _load(self, conn, session_id: str) -> dict:
@@ -109,14 +157,17 @@ class Vault:
         with self._lock, self.engine.begin() as conn:
             mapping = self._load(conn, session_id)  # {"TYPE": {"normalised value": [n, "value"]}}
             out = text_in
+            new_values = []
             for start, end, kind in sorted(spans, reverse=True):
                 value = text_in[start:end]
                 norm = " ".join(value.lower().split())
                 per_type = mapping.setdefault(kind, {})
                 if norm not in per_type:
                     per_type[norm] = [len(per_type) + 1, value]
+                    new_values.append(value)
                 out = out[:start] + f"<{kind}_{per_type[norm][0]}>" + out[end:]
             self._save(conn, session_id, mapping)
+            self._remember(conn, session_id, new_values)
         return out
 
     def reveal(self, session_id: str, text_in: str) -> str:
@@ -133,8 +184,16 @@ class Vault:
             return conn.execute(text("DELETE FROM vault WHERE expires_at <= :now"), {"now": _now()}).rowcount
 
     def forget(self, session_id: str) -> None:
-        with self.engine.begin() as conn:
-            conn.execute(text("DELETE FROM vault WHERE session_id = :s"), {"s": session_id})
+        self.forget_all([session_id])
+
+    def forget_all(self, session_ids: list[str]) -> int:
+        """Erase conversations' entries and lookup hashes; returns how many entries went."""
+        removed = 0
+        with self._lock, self.engine.begin() as conn:
+            for session_id in session_ids:
+                removed += conn.execute(text("DELETE FROM vault WHERE session_id = :s"), {"s": session_id}).rowcount
+                conn.execute(text("DELETE FROM vault_lookup WHERE session_id = :s"), {"s": session_id})
+        return removed
 
 
 def _now() -> str:
@@ -154,4 +213,11 @@ def m003_vault(conn: Connection) -> None:
     conn.execute(text("CREATE TABLE vault_meta (key_check TEXT NOT NULL)"))
 
 
-MIGRATIONS: list[Migration] = [("003_vault", m003_vault)]
+def m002_lookup(conn: Connection) -> None:
+    """Keyed hashes of the values in each entry (see `Vault.lookup_hashes`), for erasure."""
+    conn.execute(text("CREATE TABLE vault_lookup (session_id VARCHAR(128) NOT NULL, value_hash VARCHAR(64) NOT NULL)"))
+    conn.execute(text("CREATE INDEX ix_vault_lookup_hash ON vault_lookup (value_hash)"))
+    conn.execute(text("CREATE INDEX ix_vault_lookup_session ON vault_lookup (session_id)"))
+
+
+MIGRATIONS: list[Migration] = [("003_vault", m003_vault), ("guardrails.vault.002_lookup", m002_lookup)]

@@ -147,10 +147,14 @@ def postgres_url(tmp_path_factory):
     if not (initdb and pg_ctl):
         pytest.skip("PostgreSQL is not installed (apt-get install postgresql; `make test` does)")
     try:
-        import psycopg  # noqa: F401
+        import psycopg  # noqa: F401  (the driver SQLAlchemy's postgresql+psycopg URL loads)
     except ImportError:
         pytest.skip("psycopg is not installed (pip install -e '.[dev]')")
-    root = tmp_path_factory.mktemp("postgres")
+    import tempfile
+
+    # Not under pytest's temporary folder: that one is private to root, and the server runs as
+    # another user.
+    root = Path(tempfile.mkdtemp(prefix="helpdesk-postgres-"))
     data, sockets = root / "data", root / "sockets"
     sockets.mkdir()
     as_user: list[str] = []
@@ -170,6 +174,7 @@ def postgres_url(tmp_path_factory):
         yield f"postgresql+psycopg://helpdesk@127.0.0.1:{port}/postgres"
     finally:
         subprocess.run([*as_user, pg_ctl, "-D", str(data), "-m", "fast", "-w", "stop"], capture_output=True)
+        shutil.rmtree(root, ignore_errors=True)
 
 
 class ScriptedGenerator:

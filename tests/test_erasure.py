@@ -53,7 +53,7 @@ def test_erasing_a_customer_removes_every_trace_and_marks_the_adapter(services, 
     # The customer gives their phone number in another format than they typed it.
     erased = services.erasure.erase_customer(ADMIN, "415.555.0199")
     assert erased.sessions == 1 and erased.exchanges == 2 and erased.feedback == 2 and erased.review_items == 1
-    assert erased.dataset_rows >= 2 and erased.dataset_files >= 1 and erased.label_rows == 1
+    assert erased.dataset_rows >= 1 and erased.dataset_files >= 1 and erased.label_rows == 1
     assert erased.vault_entries == 1 and erased.adapters_marked == ["erasure-1"]
 
     after = _everything(services)
