@@ -31,7 +31,8 @@ def _summary(adapter: dict) -> dict:
     return {"version": adapter["version"], "status": "serving" if adapter["serving"] else adapter["status"],
             "base_model": adapter["base_model"], "dataset": adapter["dataset"],
             "gate": None if gate is None else ("passed" if gate["passed"] else "failed"),
-            "trained_by": adapter["trained_by"], "created_at": adapter["created_at"]}
+            "trained_by": adapter["trained_by"], "created_at": adapter["created_at"],
+            "erased_rows": adapter.get("erased_rows", 0)}
 
 
 def cmd_list(args) -> int:
@@ -45,8 +46,9 @@ def cmd_list(args) -> int:
     print(f"serving: {serving or 'the base model'}")
     for adapter in adapters:
         s = _summary(adapter)
+        erased = f"  retrain: {adapter['erased_rows']} of its rows erased" if adapter.get("erased_rows") else ""
         print(f"{s['version']:28} {s['status']:9} gate={s['gate'] or '-':7} dataset={s['dataset'] or '-'} "
-              f"by {s['trained_by']} {s['created_at'][:19]}")
+              f"by {s['trained_by']} {s['created_at'][:19]}{erased}")
     return 0
 
 

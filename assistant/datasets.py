@@ -12,6 +12,7 @@ from typing import Callable
 
 from assistant.actor import Actor, require
 from assistant.audit import AuditLog
+from core.errors import BadInput
 from assistant.feedback import FeedbackService
 from assistant.prompt import build_messages
 from assistant.review import ReviewService
@@ -75,7 +76,11 @@ class DatasetService:
 
     def build(self, actor: Actor) -> ds.Built:
         require(actor, "admin")
-        built = ds.build(self.logged_rows() + self.synthetic_rows(), self.folder, self.find_pii, self.engine,
+        rows = self.logged_rows() + self.synthetic_rows()
+        if not rows:
+            raise BadInput("nothing to build a dataset from yet: no rated or reviewed turns, and no synthetic "
+                           "rows (helpdesk dataset synthesize)")
+        built = ds.build(rows, self.folder, self.find_pii, self.engine,
                          actor.id)
         log.info("%s built dataset %s: %s", actor.id, built.version, built.rows)
         if self.audit is not None:

@@ -186,6 +186,8 @@ def record_lineage(engine: Engine, version: str, rows: Sequence[Row], counts: di
         conn.execute(text("INSERT INTO datasets (version, rows, built_by, built_at) VALUES (:v, :r, :b, :at)"),
                      {"v": version, "r": json.dumps(counts), "b": built_by,
                       "at": datetime.now(timezone.utc).isoformat(timespec="seconds")})
+        if not rows:
+            return
         conn.execute(text(
             "INSERT INTO dataset_rows (id, version, kind, split, row_key, origin, exchange_id, feedback_id, "
             "chunk_id) VALUES (:id, :v, :kind, :split, :key, :origin, :e, :f, :c)"

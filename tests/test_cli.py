@@ -300,6 +300,7 @@ def test_docs_reembed_converts_a_collection_to_the_configured_precision(cli):
 
 
 def test_erase_a_customer_everywhere_from_the_cli(cli):
+    cli("ingest", str(SAMPLE_KB / "order-tracking.md"), str(SAMPLE_KB / "returns-policy.md"))
     turn = json.loads(cli("ask", "Hi, this is Jane Doe (jane.doe@example.com), where is my order?", "--json").stdout)
     cli("feedback", turn["exchange_id"], "down", "--reason", "wrong", "--correction", "It ships in two days.")
     cli("dataset", "build", "--json")

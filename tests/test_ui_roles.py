@@ -71,6 +71,7 @@ def walk_setup(services, people, tmp_path_factory):
         "upload": [str(upload)], "item-id": flagged[0], "decision": "approve", "review-answer": "x",
         "user-name": people["reviewer"].name, "user-role": "agent", "token-id": token_id,
         "rt-max-steps": 1, "rt-questions": 1, "rt-version": "no-such-version",
+        "erase-customer": "dana.whitfield@example.com",
     }
     return build_ui(services), overrides, flagged
 

@@ -58,6 +58,15 @@ def build_tab(services, actor_of: Callable[[gr.Request], object]) -> None:
     secret = gr.Markdown(elem_id="admin-secret")
     tokens = gr.Dataframe(headers=TOKEN_HEADERS, interactive=False, elem_id="tokens")
 
+    gr.Markdown("### Erase a customer's data\nRemoves their conversations everywhere: exchanges, feedback, "
+                "review items, vault entries, dataset rows and labels; adapters trained on them are marked "
+                "for a retrain. The audit log records counts, never the value.")
+    with gr.Row():
+        customer = gr.Textbox(label="Customer's e-mail, phone number or name", elem_id="erase-customer", scale=3)
+        conversation = gr.Textbox(label="or a conversation id", elem_id="erase-session", scale=2)
+        erase = gr.Button("Erase", variant="stop", elem_id="erase", scale=1)
+    erase_status = gr.Markdown(elem_id="erase-status")
+
     gr.Markdown("### Audit log\nEvery login, role and token change, ingest, review decision, dataset, "
                 "training run, promotion and erasure; no personal data.")
     with gr.Row():
@@ -118,6 +127,20 @@ def build_tab(services, actor_of: Callable[[gr.Request], object]) -> None:
         path.write_text(body, encoding="utf-8")
         return str(path)
 
+    def on_erase(value, session, request: gr.Request):
+        try:
+            actor = actor_of(request)
+            if (session or "").strip():
+                erased = services.erasure.erase_session(actor, session.strip())
+            else:
+                erased = services.erasure.erase_customer(actor, value or "")
+        except HelpdeskError as exc:
+            return f"⚠️ {exc}", gr.update(), gr.update()
+        marked = f" Adapters to retrain: {', '.join(erased.adapters_marked)}." if erased.adapters_marked else ""
+        return (f"✅ Erased {erased.sessions} conversations ({erased.exchanges} exchanges, {erased.feedback} "
+                f"feedback, {erased.review_items} review items, {erased.dataset_rows} dataset rows, "
+                f"{erased.vault_entries} vault entries).{marked}", "", "")
+
     inputs = [name, role, label, token_id]
     for button, do in ((add, on_add), (set_role, on_set_role), (reset, on_reset), (remove, on_remove),
                        (create_token, on_token), (revoke, on_revoke)):
@@ -125,4 +148,6 @@ def build_tab(services, actor_of: Callable[[gr.Request], object]) -> None:
     for f in filters:
         f.change(refresh, filters, [users, tokens, audit])
     export.click(on_export, filters, csv_file)
+    erase.click(on_erase, [customer, conversation], [erase_status, customer, conversation]).then(
+        refresh, filters, [users, tokens, audit])
     return refresh, filters, [users, tokens, audit]

@@ -10,7 +10,7 @@ import pandas as pd
 from assistant.monitoring import ab_status, over_time, rate_text, turns
 from core.errors import HelpdeskError
 
-VERSION_HEADERS = ["version", "status", "gate", "dataset", "trained by", "created"]
+VERSION_HEADERS = ["version", "status", "gate", "dataset", "trained by", "created", "erased rows"]
 GATE_HEADERS = ["metric", "baseline", "candidate", "change"]
 AB_HEADERS = ["figure", "baseline", "candidate"]
 MONITOR_FIGURES = (("answer_rate", "Answer rate"), ("flag_rate", "Flag rate"), ("thumbs_up", "Thumbs-up rate"),
@@ -34,7 +34,8 @@ def version_rows(services) -> list[list]:
         gate = a["gate"]
         out.append([a["version"], "serving" if a["serving"] else a["status"],
                     "" if gate is None else "passed" if gate["passed"] else "failed", a["dataset"] or "",
-                    a["trained_by"], a["created_at"][:19].replace("T", " ")])
+                    a["trained_by"], a["created_at"][:19].replace("T", " "),
+                    f"{a['erased_rows']}: retrain without them" if a.get("erased_rows") else ""])
     return out
 
 
