@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from guardrails.heads import DATA, cross_val_probs, load_labelled
+from guardrails.pii_eval import HELDOUT, evaluate_pii
 
 # {SLOT} is filled by a value whose gold entity is the slot's name.
 TEMPLATES = [
@@ -303,11 +304,17 @@ def false_alarm_metrics(guard) -> dict:
     return report
 
 
+PII_DEV = Path(__file__).resolve().parent / "data" / "pii_dev.jsonl"
+
+
 def evaluate_guardrails(guard, embedder, pii_sentences: int = 1200) -> dict:
     return {
         "false_alarms": false_alarm_metrics(guard),
         "banned_topics": banned_topic_metrics(guard),
         "pii": pii_metrics(guard.redactor, generate_pii_set(pii_sentences)),
+        # Written apart from the recognizers: the held-out set is reported, the dev set tuned on.
+        "pii_heldout": evaluate_pii(guard.redactor.analyze, HELDOUT),
+        "pii_dev": evaluate_pii(guard.redactor.analyze, PII_DEV),
         "injection": injection_metrics(guard, embedder),
         "groundedness": groundedness_metrics(embedder),
         "sentiment": sentiment_metrics(embedder),

@@ -7,6 +7,7 @@ from functools import cached_property, lru_cache
 from typing import Iterable, Sequence
 
 from core.errors import ConfigError, ModelUnavailable
+from guardrails.recognizers import keep_entity
 from guardrails.verdict import Entity
 
 log = logging.getLogger(__name__)
@@ -71,6 +72,7 @@ class Redactor:
         from presidio_anonymizer import AnonymizerEngine
 
         from guardrails.phone import GatedPhoneRecognizer
+        from guardrails.recognizers import CueNameRecognizer, address_recognizer, phone_recognizer
 
         engine = nlp_engine(spacy_model)
         registry = RecognizerRegistry(supported_languages=["en"])
@@ -78,6 +80,8 @@ class Redactor:
         registry.remove_recognizer("PhoneRecognizer")
         registry.add_recognizer(GatedPhoneRecognizer())
         registry.add_recognizer(_mastercard_2_series())
+        for recognizer in (phone_recognizer(), CueNameRecognizer(), address_recognizer()):
+            registry.add_recognizer(recognizer)
         for spec in recognizers:
             registry.add_recognizer(
                 PatternRecognizer(
@@ -95,6 +99,8 @@ class Redactor:
         if unknown:
             raise ConfigError(f"pii.entities: no recognizer for {', '.join(unknown)}")
         self.allow_list = list(allow_list)
+        # A name the NER finds that starts with one of these is the company's, not a person's: "Larkspur Home".
+        self._allowed_words = frozenset(w.lower() for w in self.allow_list if w.isalpha())
         self.score_threshold = score_threshold
         self._nlp_engine = engine
         self._analyzer = AnalyzerEngine(registry=registry, nlp_engine=engine, supported_languages=["en"])
@@ -119,7 +125,15 @@ class Redactor:
         # spaCy sometimes tags a date or a number as a PERSON; names and places have letters.
         results = [r for r in results
                    if r.entity_type not in NER_ENTITIES or any(ch.isalpha() for ch in text[r.start:r.end])]
-        return _drop_overlaps([Entity(r.entity_type, r.start, r.end, r.score) for r in results])
+        kept = []
+        for r in results:
+            by = (r.recognition_metadata or {}).get("recognizer_name", "")
+            end = r.end
+            if by == "SpacyRecognizer" and "\n" in text[r.start:end]:  # NER runs names into the next line
+                end = r.start + text[r.start:end].index("\n")
+            if end > r.start and keep_entity(text, r.entity_type, r.start, end, by, self._allowed_words):
+                kept.append(Entity(r.entity_type, r.start, end, r.score))
+        return _merge_overlaps(kept)
 
     def _tokens_only(self, text: str) -> "_TokenArtifacts":
         """NLP artifacts from spaCy's tokenizer alone. When no requested entity needs NER,
@@ -196,10 +210,15 @@ def _mastercard_2_series():
     )
 
 
-def _drop_overlaps(entities: list[Entity]) -> list[Entity]:
-    """Keep the highest-scoring (then longest) span where spans overlap."""
-    kept: list[Entity] = []
-    for ent in sorted(entities, key=lambda e: (-e.score, -(e.end - e.start), e.start)):
-        if all(ent.end <= k.start or ent.start >= k.end for k in kept):
-            kept.append(ent)
-    return sorted(kept, key=lambda e: e.start)
+def _merge_overlaps(entities: list[Entity]) -> list[Entity]:
+    """Overlapping spans become one span covering them all, typed by the highest-scoring: a
+    value two recognizers see differently is redacted whole."""
+    merged: list[Entity] = []
+    for ent in sorted(entities, key=lambda e: (e.start, -e.end)):
+        if merged and ent.start < merged[-1].end:
+            last = merged[-1]
+            best = last if last.score >= ent.score else ent
+            merged[-1] = Entity(best.type, last.start, max(last.end, ent.end), max(last.score, ent.score))
+        else:
+            merged.append(ent)
+    return merged

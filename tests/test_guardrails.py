@@ -17,7 +17,14 @@ from guardrails.verdict import Action
         ("Customer account LG-7KX29QPA cannot log in", {"CUSTOMER_ID"}),
         ("This is Maria Gonzalez writing about a refund", {"PERSON"}),
         ("My IBAN is DE89370400440532013000", {"IBAN_CODE"}),
-        ("Does Larkspur Goods ship to Canada with Pantry Club?", {"LOCATION"}),
+        # A country the customer asks about is not personal data; where they live is.
+        ("Does Larkspur Goods ship to Canada with Pantry Club?", set()),
+        ("I live in Toronto and my order is late", {"LOCATION"}),
+        ("hi, this is chase barnes, my parcel never came", {"PERSON"}),
+        ("Name: Amber Lopez Email: amber.lopez@example.com", {"PERSON", "EMAIL_ADDRESS"}),
+        ("Ship the replacement to Bradley Evans please", {"PERSON"}),
+        ("Call me on +1 266-315-4744 or +1-547-245-3783", {"PHONE_NUMBER"}),
+        ("Is the Carter TV stand back in stock?", set()),
         ("How long is the return window?", set()),
     ],
 )

@@ -1,0 +1,283 @@
+"""Recognizers for the shapes customer-service text takes, beside Presidio's own.
+
+- Phone numbers by their written shape, assigned area code or not: libphonenumber (Presidio's
+  phone recognizer) rejects numbers whose area code is unassigned, and a customer's typo or a
+  new range is still their number.
+- Names after the words that introduce them ("Name:", "this is", "on behalf of my mother",
+  "ship it to", a signature after "Thanks,"), in capitals or, for a first name we know, in
+  lower case: spaCy's small model misses names in forms and chat.
+- Street addresses (number-first, as in the UK, US, Canada and Australia; street-first, as in
+  Germany and the Netherlands; French "rue"), which spaCy does not tag at all.
+
+And `keep_entity`, which drops what is not personal data by default: a bare country or
+city the customer asks about (not one they live in), a product called by a first name
+("the Carter TV stand"), a brand or carrier, anything with digits tagged as a name.
+"""
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+
+from presidio_analyzer import EntityRecognizer, Pattern, PatternRecognizer, RecognizerResult
+
+PHONE_CONTEXT = ["phone", "tel", "telephone", "call", "mobile", "cell", "number", "reach", "text", "whatsapp",
+                 "contact", "landline", "ring", "cb", "callback", "fax", "line"]
+_EXT = r"(?:\s*,?\s*(?:ext\.?|extension|x)\s*\d{1,6})?"
+
+
+def phone_recognizer() -> PatternRecognizer:
+    patterns = [
+        # North American: 10 digits in groups, an optional +1 / 1 in front, an optional extension.
+        Pattern("nanp", r"(?<![\w+])(?:\+?1[\s.\-]?)?(?:\(\d{3}\)\s?|\d{3}[\s.\-])\d{3}[\s.\-]\d{4}(?!\d)" + _EXT, 0.6),
+        Pattern("nanp_plus", r"(?<![\w+])\+1\d{10}(?!\d)" + _EXT, 0.6),
+        # International: + and a country code, then 6 to 13 more digits in groups.
+        Pattern("international", r"(?<![\w+])\+\d{1,3}(?:[\s.\-]?\(?\d{1,5}\)?){2,6}(?!\d)" + _EXT, 0.55),
+        # A national number with its trunk 0: 07700 900123, 06 51 76 68 15, (02) 2421 7098.
+        Pattern("national", r"(?<![\w+])(?:\(0\d{1,4}\)|0\d{1,4})(?:[\s.\-]\d{2,4}){2,4}(?!\d)" + _EXT, 0.5),
+        # Ten bare digits are a phone number only beside a word like "call" or "tel".
+        Pattern("bare", r"(?<![\w+#-])\d{10}(?![\w-])", 0.3),
+    ]
+    return _DigitCountRecognizer(supported_entity="PHONE_NUMBER", name="phone_shapes", patterns=patterns,
+                                 context=PHONE_CONTEXT)
+
+
+_DATE_LIKE = re.compile(r"^\d{1,4}[.\-]\d{1,2}[.\-]\d{1,4}$")
+
+
+class _DigitCountRecognizer(PatternRecognizer):
+    """A phone number has 7 to 15 digits (its extension aside), and is not a date."""
+
+    def validate_result(self, pattern_text: str) -> bool | None:
+        number = re.split(r"(?i)\s*,?\s*(?:ext\.?|extension|x)\s*\d", pattern_text)[0]
+        return 7 <= sum(ch.isdigit() for ch in number) <= 15 and not _DATE_LIKE.match(number.strip())
+
+
+# --- names ---------------------------------------------------------------------------------------
+TITLES = r"(?:(?:Mr|Mrs|Ms|Miss|Mx|Dr|Prof|Sir|Dame|Mme|Mlle|M|Herr|Frau)\.?\s+)"
+PARTICLES = frozenset("van von der den de del della di da das dos du la le ter ten te bin binti ibn al el ní "
+                      "nic mac ap".split())
+RELATIONS = (r"husband|wife|mother|mum|mom|father|dad|son|daughter|partner|colleague|boss|manager|friend|sister|"
+             r"brother|grandmother|grandfather|grandma|grandpa|gran|nan|client|aunt|uncle|niece|nephew|neighbour|"
+             r"neighbor|flatmate|roommate|assistant|tenant|landlord|carer|fiancé|fiancée|fiance|fiancee")
+CUES = [
+    r"\b(?:full\s+|customer\s+|account\s+|contact\s+|first\s+|last\s+|sur|card\s?holder\s+|recipient\s+)?"
+    r"name(?:\s+on\s+(?:the\s+)?card)?\s*[:=\-–—]\s*",
+    r"\"(?:name|full_name|fullname|customer|recipient|customer_name)\"\s*:\s*\"",
+    r"\b(?:customer|recipient|attn|attention|contact|caller|from|to|cc|applicant|holder|payee|beneficiary|"
+    r"signed|agent)\s*[:=]\s*\"?",
+    r"\b(?:this\s+is|it's|it\s+is|its|my\s+name\s+is|my\s+name's|name's|i\s+am|i'm|im|i’m|it’s)\s*,?\s+",
+    r"\b(?:in|under)\s+(?:my\s+\w+'s\s+|the\s+)?name(?:\s+of)?,?\s+",
+    r"\bon\s+behalf\s+of\s+",
+    rf"\b(?:my|our|your)\s+(?:\w+\s+)?(?:{RELATIONS})\s*,?\s+",
+    r"\b(?:ship|send|deliver|post|mail|address|forward|dispatch|refund|pay|made\s+out)(?:\s+[\w']+){0,3}?\s+to:?\s+",
+    r"\b(?:recipient|addressee|cust|customer|caller|client|spoke\s+(?:to|with)|spoke\s+w/|speak\s+(?:to|with)|"
+    r"ask\s+for|account\s+holder|card\s?holder|holder|attn|c/o|care\s+of)\s*[:\-–]?\s+",
+    r"\b(?:thanks|thank\s+you|many\s+thanks|regards|best|cheers|kind\s+regards|best\s+regards|sincerely|"
+    r"warmly|ta)\s*[,!.]?\s*\n\s*",
+    r"\b(?:thanks|regards|cheers|best|sincerely|ta)\s*,\s*",
+    r"\b(?:my\s+)?details\s*[:\-]\s*",
+    r"(?:^|\n)\s*(?:--|—|–)\s*",
+    r"\b(?:hi|hello|hey|dear|yo)\s+",
+]
+_CUE = re.compile("(?:" + "|".join(CUES) + r")(?P<title>" + TITLES + r")?", re.IGNORECASE)
+_TOKEN = re.compile(r"(?:[^\W\d_]\.\s?)+(?=[\s,;|<>()\"'!?]|$)|[^\W\d_]+(?:['’\-][^\W\d_]+)*")
+_GAP = re.compile(r"[ \t]{1,3}")
+_IN_PARENS = re.compile(r"\((?P<at>)(?=[^\W\d_][^()\n]{2,60}\))")
+_BEFORE_EMAIL = re.compile(r"(?:^|[\s:\"(,])(?P<name>[^\W\d_][^\n<>@,;:\"]{1,60}?)\"?\s*<[^<>\s]+@")
+_HERE = re.compile(r"(?:^|[.!?\n]\s*|\b(?:hey|hi|hello|yo|ok|okay),?\s+)(?P<at>)(?=\S+(?:\s+\S+){0,3}\s+(?:here|again)\b)",
+                   re.IGNORECASE)
+_LINE_HEAD = re.compile(r"(?:^|\n)(?:[A-Z]+[-\d]+[,;\t]\s*)?(?P<at>)(?=[^\n,;\t]+[,;\t]\s*\S*[@+\d])")
+
+# Capitalised words that start a sentence or a label, never a name.
+NOT_NAMES = frozenset("""
+i i'm im it its the a an and or but so if my our your their his her we you they he she this that these those
+there here hi hello hey dear thanks thank regards best cheers please sorry yes no ok okay order orders item
+items product products customer customers name email e-mail phone tel mobile address account card number
+ref reference re fw fwd subject sent from to cc date time today tomorrow yesterday monday tuesday wednesday
+thursday friday saturday sunday january february march april may june july august september october
+november december jan feb mar apr jun jul aug sep sept oct nov dec just still also again writing calling
+contacting following looking trying wondering hoping waiting having getting not never very really good great
+fine happy glad urgent asap help support team service services sales billing accounts procurement finance
+returns refunds delivery shipping courier warehouse office manager director operations ltd llc inc gmbh co
+company store shop online larkspur goods rewards pantry club new old big small first last next can could
+would will shall should must might may do does did done is are was were be been being have has had get got
+on in at by of for with about as up down out off over under after before until tracking parcel here
+package box return refund exchange warranty claim issue problem question query request complaint yo lol
+original message wrote forwarded subject attached attachment kind many senior head customer-service
+""".split())
+_STOP_AFTER = frozenset("""and from at here again calling writing with who about re regarding i my is was
+called wants need needs ordered bought live lives living in on of to for via lol please thanks the a an
+but so if it that this has had have will would can could""".split())
+
+
+@lru_cache(maxsize=1)
+def first_names() -> frozenset[str]:
+    """First names from Faker's locales, lower-cased: what tells a name in lower-case chat
+    ("this is chase barnes") from an ordinary word."""
+    import importlib
+    import pkgutil
+
+    import faker.providers.person as people
+
+    names: set[str] = set()
+    for module in pkgutil.iter_modules(people.__path__):
+        try:
+            provider = importlib.import_module(f"{people.__name__}.{module.name}").Provider
+        except (ImportError, AttributeError):
+            continue
+        for attr in ("first_names", "first_names_male", "first_names_female"):
+            values = getattr(provider, attr, ())
+            if not isinstance(values, (dict, list, tuple, set, frozenset)):
+                continue
+            for name in (values.keys() if isinstance(values, dict) else values):
+                if name.replace("-", "").isalpha():
+                    names.add(name.lower())
+    return frozenset(n for n in names if len(n) > 1 and n not in NOT_NAMES)
+
+
+@lru_cache(maxsize=1)
+def places() -> frozenset[str]:
+    """Countries and US states (Faker's lists), lower-cased: "ship to Canada" names no one."""
+    from faker.providers.address.en_US import Provider
+
+    names = {*Provider.countries, *Provider.states, "UK", "USA", "US", "EU", "Europe", "Asia", "Africa",
+             "America", "North America", "South America", "Australia", "England", "Scotland", "Wales",
+             "Northern Ireland", "Great Britain", "Britain", "Ireland", "Holland"}
+    return frozenset(n.lower() for n in names)
+
+
+def _initial(token: str) -> bool:
+    return token.endswith(".") or (len(token) == 1 and token.isalpha())
+
+
+def name_at(text: str, at: int, lower_ok: bool = True) -> int | None:
+    """Where a name starting at `at` ends, or None. Capitalised words (with particles and
+    initials between them), or, in lower-case text, a known first name and what follows it."""
+    ends: list[int] = []
+    tokens: list[str] = []
+    pos = at
+    lower = None
+    while len(tokens) < 5:
+        m = _TOKEN.match(text, pos)
+        if not m:
+            break
+        token = m.group(0).rstrip()
+        word = token.lower().strip(".")
+        if lower is None:
+            lower = token[0].islower()
+            if lower and not (lower_ok and (word in first_names() or _initial(token))):
+                return None
+        if not lower:
+            if token[0].isupper():
+                if word in NOT_NAMES and not _initial(token):
+                    if not tokens:
+                        return None
+                    break
+            elif word not in PARTICLES:
+                break
+        else:
+            if (word in NOT_NAMES or word in _STOP_AFTER or len(tokens) >= 4) and word not in PARTICLES:
+                break
+        tokens.append(token)
+        if word not in PARTICLES:
+            ends.append(m.start() + len(token))
+        gap = _GAP.match(text, m.end()) if not token.endswith(" ") else None
+        pos = gap.end() if gap else m.start() + len(m.group(0))
+        if not gap and not m.group(0).endswith(" "):
+            break
+    if not ends or all(_initial(t) for t in tokens if t.lower().strip(".") not in PARTICLES):
+        return None
+    return ends[-1]
+
+
+class CueNameRecognizer(EntityRecognizer):
+    """A name right after a word that introduces one; titles stay outside the span."""
+
+    def __init__(self) -> None:
+        super().__init__(supported_entities=["PERSON"], name="cue_names", supported_language="en")
+
+    def load(self) -> None:  # nothing to load
+        pass
+
+    def analyze(self, text: str, entities, nlp_artifacts=None) -> list[RecognizerResult]:
+        # Above spaCy's 0.85, so Presidio keeps these beside a longer, wrong NER span around them.
+        return [RecognizerResult("PERSON", start, end, 0.9) for start, end in self.spans(text)]
+
+    def spans(self, text: str) -> list[tuple[int, int]]:
+        found = []
+        starts = [m.end() for m in _CUE.finditer(text)]
+        starts += [m.end("at") for p in (_HERE, _LINE_HEAD) for m in p.finditer(text)]
+        # "(Zoe Villanueva)": only a whole two-word-or-longer name fills the brackets.
+        for m in _IN_PARENS.finditer(text):
+            end = name_at(text, m.end("at"), lower_ok=False)
+            if end and text[end:end + 1] == ")" and len(text[m.end("at"):end].split()) >= 2:
+                found.append((m.end("at"), end))
+        for at in starts:
+            title = re.match(TITLES, text[at:])
+            if title:
+                at += title.end()
+            end = name_at(text, at)
+            if end and text[at:end].lower() not in places() and text[at:end].split()[0].lower() not in places():
+                found.append((at, end))
+        for m in _BEFORE_EMAIL.finditer(text):
+            at = m.start("name")
+            end = name_at(text, at, lower_ok=False)
+            if end and end >= m.end("name") - 1:
+                found.append((at, end))
+        return found
+
+
+# --- street addresses ----------------------------------------------------------------------------
+_STREET_TYPES = (r"Street|St|Road|Rd|Avenue|Ave|Lane|Ln|Drive|Dr|Court|Ct|Way|Boulevard|Blvd|Place|Pl|Close|"
+                 r"Crescent|Cres|Terrace|Tce|Parade|Pde|Grove|Gardens|Gdns|Square|Sq|Hill|Row|Mews|Walk|"
+                 r"Highway|Hwy|Parkway|Pkwy|Circle|Cir|Trail|Green|Rise|View|Park")
+_UNIT = r"(?:(?:Flat|Apt\.?|Apartment|Unit|Suite|Ste\.?)\s*\d+[A-Za-z]?,?\s+)?"
+_WORD = r"[A-ZÀ-Þ][^\W\d_]+(?:['’\-][^\W\d_]+)*\b"
+_CITY = rf"(?:,?\s+{_WORD}(?:\s+{_WORD}){{0,2}})?"
+_UNIT_AFTER = r"(?:,?\s+(?:Unit|Apt\.?|Apartment|Suite|Ste\.?|Flat|#)\s*\d+[A-Za-z]?)?"
+_REGION = r"(?:,?\s+[A-Z]{2,3}\b)?"
+_POSTCODE = (r"(?:,?\s+(?:[A-Z]{1,2}\d[A-Z\d]?\s*\d[A-Z]{2}|[A-Z]\d[A-Z]\s?\d[A-Z]\d|\d{5}(?:-\d{4})?|\d{4}"
+             r"(?:\s?[A-Z]{2})?)\b)?")
+ADDRESS_PATTERNS = [
+    Pattern("number_first", _UNIT + r"\b\d{1,5}[A-Za-z]?\s+(?:[A-Z0-9][\w'’\-]*\s+){1,3}(?:" + _STREET_TYPES +
+            r")\b\.?" + _UNIT_AFTER + _CITY + _REGION + _POSTCODE, 0.7),
+    # A street, its number, a postcode and a town: "Am Markt 44, 80220 München", "Prinsengracht 96, 5413 PH Utrecht".
+    Pattern("street_number_postcode", r"\b(?:(?:Am|An der|Auf dem|Im|In der|Zum|Zur|Op de|Aan de)\s+)?" + _WORD +
+            r"(?:\s" + _WORD + r")?\s+\d{1,4}[a-z]?,\s+\d{4,5}(?:\s?[A-Z]{2})?\s+" + _WORD, 0.7),
+    Pattern("street_first", r"\b[A-ZÄÖÜ][\wäöüß\-]*(?:straße|strasse|str\.|weg|allee|gasse|platz|ring|damm|"
+            r"gracht|laan|plein|kade|dijk|singel|straat|steeg)\s+\d{1,4}[a-z]?,?\s+\d{4,5}\s?(?:[A-Z]{2}\s+)?"
+            r"[A-ZÄÖÜ][\wäöüß\-]+", 0.7),
+    Pattern("french", r"\b\d{1,4}(?:\s?(?:bis|ter))?,?\s+(?:rue|avenue|av\.|boulevard|bd|allée|chemin|place|"
+            r"impasse|quai|route|cours)\s+(?:[\w'’\-]+\s+){0,4}?[\w'’\-]+,?\s+\d{5}\s+[A-Z][\w'’\-]+", 0.7),
+]
+
+
+def address_recognizer() -> PatternRecognizer:
+    return PatternRecognizer(supported_entity="LOCATION", name="street_addresses", patterns=ADDRESS_PATTERNS,
+                             global_regex_flags=re.DOTALL | re.MULTILINE)
+
+
+# --- what is not personal data by default ---------------------------------------------------------
+RESIDENCE = re.compile(r"(?i)\b(?:live|lives|living|reside|resides|moved|moving|based|located|from|i'm in|"
+                       r"im in|address|home|house|flat|apartment|postcode|zip)\b[\w\s,']{0,20}$")
+DETERMINER = re.compile(r"(?i)\b(?:the|a|an|this|that|our|your|these|those|my|its)\s+$")
+
+
+def keep_entity(text: str, kind: str, start: int, end: int, recognizer: str,
+                allowed_words: frozenset[str] = frozenset()) -> bool:
+    """False for what looks like PII to spaCy's NER but is not by default."""
+    value = text[start:end]
+    if recognizer != "SpacyRecognizer":
+        return True
+    if value.split()[0].lower() in allowed_words:
+        return False  # the company's own names: "Larkspur Home"
+    if kind == "PERSON":
+        if any(ch.isdigit() for ch in value):
+            return False  # SKUs and order numbers
+        if DETERMINER.search(text[max(0, start - 12):start]):
+            return False  # "the Carter TV stand": a product called by a name
+        return True
+    if kind == "LOCATION":
+        # A place on its own is personal only where the customer lives or is.
+        return bool(RESIDENCE.search(text[max(0, start - 40):start]))
+    return True
