@@ -6,7 +6,7 @@ PIP := $(PY) -m pip
 INSTALLED := $(VENV)/.installed
 INSTALLED_DEV := $(VENV)/.installed-dev
 
-.PHONY: run test bench browser postgres clean
+.PHONY: run test bench fuzz browser postgres clean
 
 run: $(INSTALLED)
 	$(VENV)/bin/helpdesk serve
@@ -20,6 +20,10 @@ bench: $(INSTALLED)
 	$(VENV)/bin/helpdesk bench guard
 	$(VENV)/bin/helpdesk bench turns --n 20
 	$(VENV)/bin/helpdesk bench retrieval --sizes 1000,10000,100000 --precision fp32,int8
+
+# Schema-driven requests against every route with every role: 200 examples per route.
+fuzz: $(INSTALLED_DEV)
+	HELPDESK_FUZZ_EXAMPLES=200 $(PY) -m pytest -q tests/test_fuzz.py
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
