@@ -376,7 +376,7 @@ def cmd_eval_guardrails(args) -> int:
             print(f"  {kind:15} P {m['precision']:.3f}  R {m['recall']:.3f}  F2 {m['f2']:.3f}  (n={m['gold']})")
     o = report["pii"]["overall"]
     print(f"  {'overall':15} P {o['precision']:.3f}  R {o['recall']:.3f}  F2 {o['f2']:.3f}")
-    for key, label in (("pii_heldout", "held-out"), ("pii_dev", "dev (tuned on)")):
+    for key, label in (("pii_heldout", "held-out"), ("pii_dev", "dev (tuned on)"), ("pii_dev_b", "dev b (tuned on)")):
         m = report[key]
         types = "  ".join(f"{k} {v['recall']:.3f}" for k, v in m["per_type"].items())
         print(f"PII {label} messages ({m['file']}): recall {m['recall']:.3f} of {m['spans']} values; "
@@ -535,6 +535,23 @@ def cmd_train_sentiment(args) -> int:
     else:
         print(f"sentiment head retrained ({len(extra)} rows from reviewers); saved to {cache}")
     return 0
+
+
+def cmd_bench_load(args) -> int:
+    from assistant.load import bench_load
+
+    services = _services(args)
+    services.ensure_samples()
+    report = bench_load(services, args.sessions, args.turns, args.url)
+    if args.json:
+        _emit(report)
+        return 0
+    print(f"{report['sessions']} agents x {report['turns_per_session']} turns over HTTP: "
+          f"{report['answered']} answered, {report['logged']} logged, {report['lost']} lost, "
+          f"{report['duplicated']} duplicated, {report['errors']} errors, {report['refused_429']} refused (429, retried)")
+    print(f"per turn p50 {report['latency_ms']['p50']:.0f} ms, p95 {report['latency_ms']['p95']:.0f} ms; "
+          f"{report['turns_per_s']} turns/s over {report['wall_s']} s")
+    return 0 if report["lost"] == 0 and report["duplicated"] == 0 else 1
 
 
 def cmd_bench_turns(args) -> int:
@@ -799,6 +816,12 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--n", type=int, default=20)
     q.add_argument("--json", action="store_true")
     q.set_defaults(func=cmd_bench_turns)
+    q = p.add_parser("load", help="many agents chatting at once over HTTP; then the log is counted")
+    q.add_argument("--sessions", type=int, default=20, help="agents, each with its own user and conversation")
+    q.add_argument("--turns", type=int, default=50, help="messages per agent, one after another")
+    q.add_argument("--url", help="a running server using this database (default: one started here)")
+    q.add_argument("--json", action="store_true")
+    q.set_defaults(func=cmd_bench_load)
     q = p.add_parser("guard", help="input guard latency vs bare Presidio on 60-word messages")
     q.add_argument("--n", type=int, default=200)
     q.add_argument("--json", action="store_true")

@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from assistant.actor import Actor, require
+from assistant.admission import Admission, TooBusy
 from assistant.app import Services
 from assistant.audit import ACTIONS as AUDIT_ACTIONS
 from assistant.feedback import REASONS as FEEDBACK_REASONS
@@ -140,6 +141,12 @@ def create_api(services: Services) -> FastAPI:
     )
     max_chars = services.settings.server.max_message_chars
     app.state.services = services
+    admission = Admission(services.settings.server.max_queued_turns, services.settings.server.user_turns_per_minute)
+    app.state.admission = admission
+
+    @app.exception_handler(TooBusy)
+    async def _too_busy(request: Request, exc: TooBusy) -> JSONResponse:
+        return JSONResponse({"error": str(exc)}, status_code=429, headers={"Retry-After": str(exc.retry_after)})
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -203,13 +210,14 @@ def create_api(services: Services) -> FastAPI:
     @app.post(
         "/api/chat",
         response_model=ChatResponse,
-        responses={**ERRORS, 413: {"model": ErrorResponse}},
+        responses={**ERRORS, 413: {"model": ErrorResponse}, 429: {"model": ErrorResponse}},
         summary="One governed chat turn",
     )
     def chat(req: ChatRequest, actor: Caller) -> ChatResponse | JSONResponse:
         if len(req.message) > max_chars:
             return JSONResponse({"error": f"message is over {max_chars} characters"}, status_code=413)
-        result = services.assistant.respond(req.session_id, req.message, actor)
+        with admission.turn(actor.id):
+            result = services.assistant.respond(req.session_id, req.message, actor)
         return ChatResponse.model_validate(result.as_dict())
 
     @app.get("/api/conversations/{session_id}", responses=ERRORS,

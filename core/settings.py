@@ -117,6 +117,10 @@ class ServerSettings(_Strict):
     host: str = "127.0.0.1"
     port: int = Field(7860, ge=1, le=65535)
     max_message_chars: int = Field(20000, ge=1, description="Requests over this are rejected with 413.")
+    max_queued_turns: int = Field(32, ge=1, description="Chat turns waiting or running at once; one more is "
+                                  "refused with 429 and Retry-After.")
+    user_turns_per_minute: int = Field(30, ge=1, description="A user's chat turns per minute; more are refused "
+                                       "with 429 and Retry-After.")
 
 
 class ReviewSettings(_Strict):

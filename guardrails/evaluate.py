@@ -305,6 +305,7 @@ def false_alarm_metrics(guard) -> dict:
 
 
 PII_DEV = Path(__file__).resolve().parent / "data" / "pii_dev.jsonl"
+PII_DEV_B = Path(__file__).resolve().parent / "data" / "pii_dev_b.jsonl"  # dates of birth, addresses, names
 
 
 def evaluate_guardrails(guard, embedder, pii_sentences: int = 1200) -> dict:
@@ -315,6 +316,7 @@ def evaluate_guardrails(guard, embedder, pii_sentences: int = 1200) -> dict:
         # Written apart from the recognizers: the held-out set is reported, the dev set tuned on.
         "pii_heldout": evaluate_pii(guard.redactor.analyze, HELDOUT),
         "pii_dev": evaluate_pii(guard.redactor.analyze, PII_DEV),
+        "pii_dev_b": evaluate_pii(guard.redactor.analyze, PII_DEV_B),
         "injection": injection_metrics(guard, embedder),
         "groundedness": groundedness_metrics(embedder),
         "sentiment": sentiment_metrics(embedder),

@@ -78,7 +78,19 @@ CUES = [
     r"\b(?:my\s+)?details\s*[:\-]\s*",
     r"(?:^|\n)\s*(?:--|—|–)\s*",
     r"\b(?:hi|hello|hey|dear|yo)\s+",
+    r"\bsigned\s+for\s+by\s+",
+    r"\b(?:parcel|package|delivery|order|account|subscription|refund|booking)\s+(?:is\s+)?(?:for|under)\s+",
+    r"\bleft\s+with\s+(?:my\s+)?(?:neighbou?r\s+)?",
+    r"\b(?:account\s+holder|name\s+on\s+the\s+account|card\s?holder|account\s+name)\s+(?:is\s+)?",
+    r"\badd\s+",
+    r"\bnote\s*:\s*",
+    r"\bmy\s+\w+'s,?\s+",
+    r"\b(?:speak|talk)\s+soon,?\s+",
+    r"\bname\s+from\s+",
+    r"\bto\s+(?=[A-Z]{2,}\s+[A-Z])",
 ]
+# A name alone at the very end of a message, after its last sentence: a sign-off.
+_END_SIGNOFF = re.compile(r"(?:[.!?]|\n)\s+(?P<at>)(?=[^\W\d_][^\n.!?]{1,60}[.!]?\s*$)")
 _CUE = re.compile("(?:" + "|".join(CUES) + r")(?P<title>" + TITLES + r")?", re.IGNORECASE)
 _TOKEN = re.compile(r"(?:[^\W\d_]\.\s?)+(?=[\s,;|<>()\"'!?]|$)|[^\W\d_]+(?:['’\-][^\W\d_]+)*")
 _GAP = re.compile(r"[ \t]{1,3}")
@@ -135,6 +147,21 @@ def first_names() -> frozenset[str]:
     return frozenset(n for n in names if len(n) > 1 and n not in NOT_NAMES)
 
 
+# Big cities customers name as destinations ("do you deliver to Helsinki?"): a place, not a person.
+CITIES = """London Paris Berlin Madrid Rome Vienna Zurich Geneva Amsterdam Rotterdam Brussels Copenhagen
+Stockholm Oslo Helsinki Reykjavik Dublin Edinburgh Glasgow Manchester Birmingham Liverpool Leeds Bristol
+Cardiff Belfast Lisbon Porto Barcelona Valencia Milan Naples Turin Florence Venice Munich Hamburg Frankfurt
+Cologne Stuttgart Prague Warsaw Krakow Budapest Bucharest Athens Istanbul Moscow Kyiv Tokyo Osaka Kyoto
+Seoul Beijing Shanghai Shenzhen Singapore Bangkok Jakarta Manila Mumbai Delhi Bengaluru Bangalore Chennai
+Hyderabad Kolkata Dubai Doha Riyadh Cairo Lagos Nairobi Johannesburg Cape Town Sydney Melbourne Brisbane
+Perth Adelaide Auckland Wellington Toronto Montreal Vancouver Calgary Ottawa Chicago Boston Seattle Denver
+Austin Dallas Houston Miami Atlanta Phoenix Portland Detroit Philadelphia Los Angeles San Francisco
+San Diego New York Washington Mexico City Bogota Lima Santiago Buenos Aires Sao Paulo Rio de Janeiro""".replace(
+    "\n", " ")
+CITIES = tuple(CITIES.split(" ")) + ("Cape Town", "Los Angeles", "San Francisco", "San Diego", "New York",
+                                      "Mexico City", "Buenos Aires", "Sao Paulo", "Rio de Janeiro")
+
+
 @lru_cache(maxsize=1)
 def places() -> frozenset[str]:
     """Countries and US states (Faker's lists), lower-cased: "ship to Canada" names no one."""
@@ -142,7 +169,7 @@ def places() -> frozenset[str]:
 
     names = {*Provider.countries, *Provider.states, "UK", "USA", "US", "EU", "Europe", "Asia", "Africa",
              "America", "North America", "South America", "Australia", "England", "Scotland", "Wales",
-             "Northern Ireland", "Great Britain", "Britain", "Ireland", "Holland"}
+             "Northern Ireland", "Great Britain", "Britain", "Ireland", "Holland", *CITIES}
     return frozenset(n.lower() for n in names)
 
 
@@ -217,7 +244,12 @@ class CueNameRecognizer(EntityRecognizer):
             if title:
                 at += title.end()
             end = name_at(text, at)
-            if end and text[at:end].lower() not in places() and text[at:end].split()[0].lower() not in places():
+            if end and text[at:end].lower() not in places():
+                found.append((at, end))
+        for m in _END_SIGNOFF.finditer(text):
+            at = m.end("at")
+            end = name_at(text, at, lower_ok=False)
+            if end and not text[end:].strip(" .!\n") and len(text[at:end].split()) >= 2:
                 found.append((at, end))
         for m in _BEFORE_EMAIL.finditer(text):
             at = m.start("name")
@@ -250,6 +282,54 @@ ADDRESS_PATTERNS = [
     Pattern("french", r"\b\d{1,4}(?:\s?(?:bis|ter))?,?\s+(?:rue|avenue|av\.|boulevard|bd|allée|chemin|place|"
             r"impasse|quai|route|cours)\s+(?:[\w'’\-]+\s+){0,4}?[\w'’\-]+,?\s+\d{5}\s+[A-Z][\w'’\-]+", 0.7),
 ]
+
+
+# After a word that introduces an address, the address itself: up to the end of the clause (a line
+# of a multi-line address each), at most six lines. "e-mail address" and "IP address" are not these.
+_ADDRESS_CUE = re.compile(
+    r"(?i)(?<!e-mail )(?<!email )(?<!ip )(?<!web )(?<!mac )\b(?:(?:home|billing|shipping|delivery|postal|mailing|new|"
+    r"old|current|my|our|the|registered|forwarding)\s+)?(?:address|addr|po\s+box)\b(?:\s+(?:is|was|to|of))?"
+    r"\s*(?:[:=\-–]|is|to)?\s*(?:\n\s*)?|\b(?:i|we)\s+(?:now\s+)?(?:live|lived|am|are|moved)\s+(?:at|to)\s+|"
+    r"\b(?:deliver(?:ed)?|send|ship|post|mail|forward)\s+(?:it\s+|them\s+|the\s+\w+\s+)?to\s+(?=\d|PO\b|P\.?O\.?\b|"
+    r"(?:Flat|Apt|Unit|House|Plot|Lot|Bât)\b)")
+_CLAUSE_END = re.compile(r"\n\s*\n|;|\s\|\s|\s->|\s-\s(?!\d)|[.!?](?=\s+[A-Za-z]|\s*$)|\s\(|,\s+(?:but|and|not|please|"
+                         r"thanks|the house|it's|its|is that)\b|\s+(?:but|not|please|pls|thanks|instead|"
+                         r"last|next|since|from now)\b")
+_HOMETOWN = re.compile(r"(?i)\b(?:i\s+live\s+in|i'm\s+(?:based|currently)\s+in|im\s+(?:based\s+)?in|based\s+in|"
+                       r"(?:currently|living|staying|located)\s+in|just\s+outside|near|moved\s+to|"
+                       r"i'm\s+in|i\s+am\s+in|from)\s+(?=[A-Z])")
+
+
+class CuedAddressRecognizer(EntityRecognizer):
+    """An address after the words that introduce one ("Home address:", "I live at", "deliver it
+    to 5 ..."), and a home town after "I live in", "based in", "just outside"."""
+
+    def __init__(self) -> None:
+        super().__init__(supported_entities=["LOCATION"], name="cued_addresses", supported_language="en")
+
+    def load(self) -> None:
+        pass
+
+    def analyze(self, text: str, entities, nlp_artifacts=None) -> list[RecognizerResult]:
+        out = []
+        for m in _ADDRESS_CUE.finditer(text):
+            start = m.end()
+            if start >= len(text) or not (text[start].isalnum()):
+                continue
+            end_match = _CLAUSE_END.search(text, start)
+            end = end_match.start() if end_match else len(text)
+            lines = text[start:end].split("\n")
+            end = start + len("\n".join(lines[:6]))
+            value = text[start:end].rstrip(" ,.")
+            # An address has a number, or at least two parts; "is wrong" is not one.
+            if value and (any(ch.isdigit() for ch in value) or "," in value or "\n" in value) \
+                    and "@" not in value and len(value) <= 160:
+                out.append(RecognizerResult("LOCATION", start, start + len(value), 0.65))
+        for m in _HOMETOWN.finditer(text):
+            place = re.match(r"[A-Z][^\W\d_]+(?:[ -][A-Z][^\W\d_]+){0,2}(?:,\s+[A-Z]{2}\b)?", text[m.end():])
+            if place:
+                out.append(RecognizerResult("LOCATION", m.end(), m.end() + place.end(), 0.6))
+        return out
 
 
 def address_recognizer() -> PatternRecognizer:

@@ -60,6 +60,9 @@ def settings_env(home: Path, model_dir: Path) -> dict[str, str]:
         # Trained guardrail classifiers are shared by every test home: they depend only on
         # the labelled data, and training them once per home would dominate the suite.
         "HELPDESK_GUARDRAILS__CLASSIFIER_CACHE": str(model_dir.parent / "classifiers"),
+        # The suite's few users send far more turns a minute than a person would; the limit itself
+        # is tested with its own settings (test_load.py).
+        "HELPDESK_SERVER__USER_TURNS_PER_MINUTE": "100000",
     }
 
 
