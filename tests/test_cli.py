@@ -259,7 +259,12 @@ def test_named_collections_and_filters(cli, tmp_path):
 
 def test_eval_guardrails_reports_every_section(cli):
     report = json.loads(cli("eval", "guardrails", "--pii-sentences", "60", "--json").stdout)
-    assert set(report) == {"false_alarms", "pii", "injection", "groundedness", "sentiment", "banned_topics"}
+    assert set(report) == {"false_alarms", "pii", "injection", "groundedness", "sentiment", "banned_topics",
+                           "pii_heldout", "pii_dev", "pii_dev_b"}
+    held = report["pii_heldout"]
+    assert held["file"] == "pii_heldout.jsonl" and held["spans"] > 2000 and held["clean_messages"] > 300
+    assert {"PERSON", "PHONE_NUMBER", "LOCATION", "DATE_OF_BIRTH"} <= set(held["per_type"])
+    assert held["recall"] >= 0.9 and held["per_type"]["PHONE_NUMBER"]["recall"] >= 0.99  # no slipping back
     fa = report["false_alarms"]
     assert fa["ordinary_heldout.jsonl"]["messages"] > 300 and fa["ordinary_heldout_b.jsonl"]["messages"] > 300
     assert 0 <= fa["ordinary_heldout.jsonl"]["alarm_rate"] < 0.2
