@@ -173,6 +173,37 @@ def places() -> frozenset[str]:
     return frozenset(n.lower() for n in names)
 
 
+_STRONG = re.compile(r"(?i)name|this\s+is|it'?s|it’s|i\s+am|i'?m|i’m|signed|behalf|holder|attn|recipient|"
+                     r"applicant|payee|beneficiary|regards|thanks|thank|cheers|sincerely|dear|"
+                     r"husband|wife|mother|mum|mom|father|dad|son|daughter|partner|neighbou?r")
+
+
+def _known_first(name: str) -> bool:
+    words = [w.strip(".,").lower() for w in name.split()]
+    return any(w in first_names() for w in words[:2] if len(w) > 1)
+
+
+@lru_cache(maxsize=1)
+def last_names() -> frozenset[str]:
+    """Surnames from Faker's locales, lower-cased (a bracketed "(Zoe Villanueva)" is a name,
+    "(Pearl District)" is not)."""
+    import importlib
+    import pkgutil
+
+    import faker.providers.person as people
+
+    names: set[str] = set()
+    for module in pkgutil.iter_modules(people.__path__):
+        try:
+            provider = importlib.import_module(f"{people.__name__}.{module.name}").Provider
+        except (ImportError, AttributeError):
+            continue
+        values = getattr(provider, "last_names", ())
+        if isinstance(values, (dict, list, tuple, set, frozenset)):
+            names.update(n.lower() for n in (values.keys() if isinstance(values, dict) else values))
+    return frozenset(names)
+
+
 def _initial(token: str) -> bool:
     return token.endswith(".") or (len(token) == 1 and token.isalpha())
 
@@ -231,18 +262,34 @@ class CueNameRecognizer(EntityRecognizer):
         return [RecognizerResult("PERSON", start, end, 0.9) for start, end in self.spans(text)]
 
     def spans(self, text: str) -> list[tuple[int, int]]:
+        return [(a, b) for a, b, strong in self._candidates(text)
+                if strong or (_known_first(text[a:b]) and not text[a].islower())]
+
+    def _candidates(self, text: str) -> list[tuple[int, int, bool]]:
+        """(start, end, strong): a strong cue ("Name:", "my name is") is enough on its own; after a
+        weaker one ("add", "note:", a sign-off) the name must start with a first name we know, so
+        help-article text ("Download it again", "Delivered Duty Paid") is left alone."""
         found = []
-        starts = [m.end() for m in _CUE.finditer(text)]
-        starts += [m.end("at") for p in (_HERE, _LINE_HEAD) for m in p.finditer(text)]
+        for m in _CUE.finditer(text):
+            at = m.end()
+            title = re.match(TITLES, text[at:])
+            at += title.end() if title else 0
+            end = name_at(text, at)
+            if end and text[at:end].lower() not in places():
+                found.append((at, end, bool(_STRONG.search(m.group(0)))))
+        weak = self._weak(text)
+        return found + [(a, b, False) for a, b in weak]
+
+    def _weak(self, text: str) -> list[tuple[int, int]]:
+        found = []
+        starts = [m.end("at") for p in (_HERE, _LINE_HEAD) for m in p.finditer(text)]
         # "(Zoe Villanueva)": only a whole two-word-or-longer name fills the brackets.
         for m in _IN_PARENS.finditer(text):
             end = name_at(text, m.end("at"), lower_ok=False)
-            if end and text[end:end + 1] == ")" and len(text[m.end("at"):end].split()) >= 2:
+            if end and text[end:end + 1] == ")" and len(text[m.end("at"):end].split()) >= 2 \
+                    and text[m.end("at"):end].split()[-1].lower() in last_names():
                 found.append((m.end("at"), end))
         for at in starts:
-            title = re.match(TITLES, text[at:])
-            if title:
-                at += title.end()
             end = name_at(text, at)
             if end and text[at:end].lower() not in places():
                 found.append((at, end))
@@ -345,12 +392,12 @@ DETERMINER = re.compile(r"(?i)\b(?:the|a|an|this|that|our|your|these|those|my|it
 
 def keep_entity(text: str, kind: str, start: int, end: int, recognizer: str,
                 allowed_words: frozenset[str] = frozenset()) -> bool:
-    """False for what looks like PII to spaCy's NER but is not by default."""
+    """False for what looks like PII to spaCy's NER (or a cue) but is not by default."""
     value = text[start:end]
+    if kind in ("PERSON", "LOCATION") and value.split()[0].lower() in allowed_words:
+        return False  # the company's own names and address: "Larkspur Home", "Larkspur Goods Customer Care, ..."
     if recognizer != "SpacyRecognizer":
         return True
-    if value.split()[0].lower() in allowed_words:
-        return False  # the company's own names: "Larkspur Home"
     if kind == "PERSON":
         if any(ch.isdigit() for ch in value):
             return False  # SKUs and order numbers
