@@ -122,10 +122,8 @@ called wants need needs ordered bought live lives living in on of to for via lol
 but so if it that this has had have will would can could""".split())
 
 
-@lru_cache(maxsize=1)
-def first_names() -> frozenset[str]:
-    """First names from Faker's locales, lower-cased: what tells a name in lower-case chat
-    ("this is chase barnes") from an ordinary word."""
+def _faker_names(attrs: tuple[str, ...], keep=lambda name: True) -> set[str]:
+    """Lower-cased names (those `keep` accepts as written) from every Faker locale's person provider."""
     import importlib
     import pkgutil
 
@@ -137,13 +135,20 @@ def first_names() -> frozenset[str]:
             provider = importlib.import_module(f"{people.__name__}.{module.name}").Provider
         except (ImportError, AttributeError):
             continue
-        for attr in ("first_names", "first_names_male", "first_names_female"):
+        for attr in attrs:
             values = getattr(provider, attr, ())
             if not isinstance(values, (dict, list, tuple, set, frozenset)):
                 continue
-            for name in (values.keys() if isinstance(values, dict) else values):
-                if name.replace("-", "").isalpha():
-                    names.add(name.lower())
+            names.update(n.lower() for n in (values.keys() if isinstance(values, dict) else values) if keep(n))
+    return names
+
+
+@lru_cache(maxsize=1)
+def first_names() -> frozenset[str]:
+    """First names, lower-cased: what tells a name in lower-case chat ("this is chase barnes")
+    from an ordinary word."""
+    names = _faker_names(("first_names", "first_names_male", "first_names_female"),
+                         lambda name: name.replace("-", "").isalpha())
     return frozenset(n for n in names if len(n) > 1 and n not in NOT_NAMES)
 
 
@@ -185,23 +190,8 @@ def _known_first(name: str) -> bool:
 
 @lru_cache(maxsize=1)
 def last_names() -> frozenset[str]:
-    """Surnames from Faker's locales, lower-cased (a bracketed "(Zoe Villanueva)" is a name,
-    "(Pearl District)" is not)."""
-    import importlib
-    import pkgutil
-
-    import faker.providers.person as people
-
-    names: set[str] = set()
-    for module in pkgutil.iter_modules(people.__path__):
-        try:
-            provider = importlib.import_module(f"{people.__name__}.{module.name}").Provider
-        except (ImportError, AttributeError):
-            continue
-        values = getattr(provider, "last_names", ())
-        if isinstance(values, (dict, list, tuple, set, frozenset)):
-            names.update(n.lower() for n in (values.keys() if isinstance(values, dict) else values))
-    return frozenset(names)
+    """Surnames, lower-cased (a bracketed "(Zoe Villanueva)" is a name, "(Pearl District)" is not)."""
+    return frozenset(_faker_names(("last_names",)))
 
 
 def _initial(token: str) -> bool:
