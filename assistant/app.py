@@ -34,7 +34,6 @@ from retrieval.embed_process import pool_for
 from core.embeddings import Embedder, get_embedder
 from retrieval.extract import ExtractiveAnswerer
 from retrieval.catalog import Catalog
-from retrieval.chunking import CHUNKERS
 from retrieval.ingest import IngestSummary, Ingestor, redact_file_name
 from retrieval.rerank import SentenceReranker
 from retrieval.search import Retriever
@@ -101,7 +100,6 @@ class Services:
             redact_name=lambda name: redact_file_name(
                 name, lambda text: self.guard.redact(text, r.redact_entities), self.name_key),
             pool=pool_for(r.embedding_device, r.precision, r.embedding_workers) if r.embedding_process else None,
-            chunker=CHUNKERS[r.chunker],
         )
 
     @cached_property

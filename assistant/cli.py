@@ -313,11 +313,11 @@ def cmd_eval_retrieval(args) -> int:
 
     from retrieval.evaluate import SAMPLE_QUESTIONS, evaluate, load_questions
 
-    if args.chunkers:
-        from assistant.compare import compare_chunkers
+    if args.loaders:
+        from assistant.compare import compare_loaders
 
-        names = ["helpdesk", "langchain"] if args.chunkers == "both" else [args.chunkers]
-        for report in compare_chunkers(_services(args).settings, names, args.mode):
+        names = ["helpdesk", "langchain"] if args.loaders == "both" else [args.loaders]
+        for report in compare_loaders(_services(args).settings, names, args.mode):
             _emit(report) if args.json else print("  ".join(f"{k}={v}" for k, v in report.items()), flush=True)
         return 0
     services = _services(args)
@@ -765,9 +765,9 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--questions", help="JSONL of {question, source}; default: the sample questions")
     q.add_argument("--mode", choices=MODES, help="one mode; default: every mode, one line each")
     q.add_argument("--collection", help=COLLECTION_HELP)
-    q.add_argument("--chunkers", choices=("helpdesk", "langchain", "both"),
-                   help="ingest the sample knowledge base afresh with each chunker and compare them side by side "
-                        "(sample and held-out questions, ingestion time)")
+    q.add_argument("--loaders", choices=("helpdesk", "langchain", "both"),
+                   help="read the sample articles rendered as web pages and Word documents (and the sample PDF) "
+                        "with each set of loaders, each into a fresh index, and compare them side by side")
     q.add_argument("--json", action="store_true")
     q.set_defaults(func=cmd_eval_retrieval)
 

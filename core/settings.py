@@ -75,9 +75,6 @@ class RetrievalSettings(_Strict):
     bm25_weight: float = Field(0.1, ge=0.0, le=10.0, description="Hybrid: weight of scaled BM25 next to cosine.")
     chunk_size: int = Field(900, ge=100, le=20000, description="Characters per chunk.")
     chunk_overlap: int = Field(120, ge=0, le=5000)
-    chunker: Literal["helpdesk", "langchain"] = Field(
-        "helpdesk", description="helpdesk: the structure-aware chunker; langchain: LangChain's Markdown header "
-        "and recursive character splitters (compare them: helpdesk eval retrieval --chunkers both).")
     min_score: float = Field(
         0.25, ge=-1.0, le=1.0,
         description="Cosine similarity below which a chunk is not used as context.",

@@ -21,7 +21,7 @@ from retrieval.catalog import Catalog, Pending, recover
 from retrieval.chunking import Chunk, chunk_document, chunk_id
 from retrieval.embed_process import EmbeddingPool, EmbeddingProcess
 from core.embeddings import Embedder
-from retrieval.loaders import SUPPORTED, LoadedDocument, load_file
+from retrieval.loaders import FORMATS, SUPPORTED, Blocks, LoadedDocument, load_file
 from retrieval.store import VectorStore
 
 log = logging.getLogger(__name__)
@@ -132,6 +132,7 @@ class Ingestor:
     redact_name: Callable[[str], tuple[str, int]] | None = None
     batch_chunks: int = 256
     chunker: Callable[[LoadedDocument, int, int], list[Chunk]] = chunk_document
+    formats: dict[str, Callable[[Path], Blocks]] = field(default_factory=lambda: FORMATS)
     pool: EmbeddingPool | None = None
     smallest_batch: int = 32  # the pool's first and last batches (see `_batch_target`)
 
@@ -248,7 +249,7 @@ class Ingestor:
 
     def _plan(self, path: Path) -> _Planned | int:
         """Load, chunk and redact a file; for a file unchanged since the last ingest, its chunk count."""
-        doc = load_file(path, self.max_bytes)
+        doc = load_file(path, self.max_bytes, self.formats)
         pii = 0
         if self.redact is not None:  # names and titles reach the catalog and Chroma's metadata
             doc, pii = self._redact_names(doc)

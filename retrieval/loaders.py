@@ -9,6 +9,7 @@ import re
 import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 from core.errors import BadInput
 
@@ -111,20 +112,24 @@ def _load_docx(path: Path) -> list[tuple[int | None, str]]:
 
     import docx
     from docx.opc.exceptions import OpcError
+    from docx.table import Table
 
     try:
         document = docx.Document(str(path))
     except (zipfile.BadZipFile, KeyError, ValueError, OpcError) as exc:
         raise BadInput(f"not a readable Word document: {exc}") from None
     lines = []
-    for para in document.paragraphs:
-        style = (para.style.name or "").lower() if para.style is not None else ""
+    for block in document.iter_inner_content():  # paragraphs and tables in document order
+        if isinstance(block, Table):
+            lines.extend(" | ".join(cell.text.strip() for cell in row.cells) for row in block.rows)
+            continue
+        style = (block.style.name or "").lower() if block.style is not None else ""
         if style.startswith("heading") and style[-1:].isdigit():
-            lines.append("#" * int(style[-1]) + " " + para.text)
+            lines.append("#" * int(style[-1]) + " " + block.text)
         elif style == "title":
-            lines.append("# " + para.text)
+            lines.append("# " + block.text)
         else:
-            lines.append(para.text)
+            lines.append(block.text)
     return [(None, "\n".join(lines))]
 
 
@@ -165,7 +170,13 @@ def _load_faq(path: Path) -> list[tuple[str, str]]:
     return pairs
 
 
-def load_file(path: Path, max_bytes: int) -> LoadedDocument:
+Blocks = list[tuple[int | None, str]]
+# The loaders of the formats that have structure; text and FAQ files are read directly.
+FORMATS: dict[str, Callable[[Path], Blocks]] = {
+    ".html": _load_html, ".htm": _load_html, ".pdf": _load_pdf, ".docx": _load_docx}
+
+
+def load_file(path: Path, max_bytes: int, formats: dict[str, Callable[[Path], Blocks]] = FORMATS) -> LoadedDocument:
     suffix = path.suffix.lower()
     if suffix not in SUPPORTED:
         raise BadInput(f"unsupported file type {suffix or '(none)'}; supported: {', '.join(sorted(SUPPORTED))}")
@@ -178,14 +189,7 @@ def load_file(path: Path, max_bytes: int) -> LoadedDocument:
     if suffix in FAQ_SUFFIXES:
         title = path.stem.replace("-", " ").replace("_", " ").strip().capitalize()
         return LoadedDocument(path.name, title, [], "faq", _load_faq(path))
-    if suffix in TEXT_SUFFIXES:
-        blocks: list[tuple[int | None, str]] = [(None, _read_text(path))]
-    elif suffix in HTML_SUFFIXES:
-        blocks = _load_html(path)
-    elif suffix == ".pdf":
-        blocks = _load_pdf(path)
-    else:
-        blocks = _load_docx(path)
+    blocks = [(None, _read_text(path))] if suffix in TEXT_SUFFIXES else formats[suffix](path)
     blocks = [(page, clean_text(text)) for page, text in blocks]
     blocks = [(page, text) for page, text in blocks if text]
     if not blocks:

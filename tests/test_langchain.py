@@ -65,19 +65,48 @@ def test_bad_input_is_a_clear_error():
         GovernedTurn(services=None).invoke(42)
 
 
-def test_the_langchain_chunker_keeps_what_ingestion_guarantees():
+def test_the_chunker_keeps_what_ingestion_guarantees():
+    """LangChain's splitters cut the chunks; the shape is the knowledge base's own."""
+    import re
     from pathlib import Path
 
-    from retrieval.chunking import chunk_document, chunk_document_langchain
+    from retrieval.chunking import chunk_document
     from retrieval.loaders import load_file
 
     kb = Path(__file__).resolve().parent.parent / "retrieval" / "sample_kb"
     doc = load_file(kb / "returns-policy.md", 10**7)
-    chunks = chunk_document_langchain(doc, 400, 60)
-    assert [c.chunk_id for c in chunks] == [c.chunk_id for c in chunk_document_langchain(doc, 400, 60)]  # stable
+    chunks = chunk_document(doc, 400, 60)
+    assert [c.chunk_id for c in chunks] == [c.chunk_id for c in chunk_document(doc, 400, 60)]  # stable
     assert all(len(c.text) <= 400 + len(c.title) + len(c.heading) + 8 for c in chunks)
-    assert {c.heading for c in chunks} == {c.heading for c in chunk_document(doc, 400, 60)}
     assert all(c.text.startswith(c.title + (f" > {c.heading}" if c.heading else "")) for c in chunks)
+    # Every section heading of the article is the last step of some chunk's heading path, under its parent.
+    text = (kb / "returns-policy.md").read_text()
+    sections = [h for level, h in re.findall(r"^(#{2,6}) (.+)$", text, re.M)]
+    assert sections and {c.heading.split(" > ")[-1] for c in chunks if c.heading} == set(sections)
+    assert not any(c.heading.startswith(doc.title) for c in chunks)  # the title is not repeated in the path
     pdf = next(kb.glob("*.pdf"))
-    pages = {c.page for c in chunk_document_langchain(load_file(pdf, 10**7), 900, 120)}
+    pages = {c.page for c in chunk_document(load_file(pdf, 10**7), 900, 120)}
     assert None not in pages and len(pages) >= 1
+
+
+def test_langchain_loaders_read_the_same_text_but_lose_structure(tmp_path):
+    """What `helpdesk eval retrieval --loaders both` measures, on one file each: the PDF text is
+    the same (both call pypdf), LangChain's HTML and Word loaders return flat text with no headings."""
+    from pathlib import Path
+
+    from assistant.compare import render_formats
+    from retrieval import loaders, loaders_langchain
+
+    kb = Path(__file__).resolve().parent.parent / "retrieval" / "sample_kb"
+    pdf = next(kb.glob("*.pdf"))
+    assert loaders.FORMATS[".pdf"](pdf) == loaders_langchain.FORMATS[".pdf"](pdf)
+    rendered = render_formats(kb, tmp_path)
+    page = next(p for p in rendered[".html"] if p.stem == "returns-policy")
+    word = next(p for p in rendered[".docx"] if p.stem == "returns-policy")
+    for path in (page, word):
+        ours = "\n".join(t for _, t in loaders.FORMATS[path.suffix](path))
+        theirs = "\n".join(t for _, t in loaders_langchain.FORMATS[path.suffix](path))
+        assert "# Returns Policy" in ours and "\n## " in ours
+        assert "#" not in theirs and "returns" in theirs.lower()
+    assert "Accept all cookies" not in "".join(t for _, t in loaders.FORMATS[".html"](page))
+    assert "Accept all cookies" in "".join(t for _, t in loaders_langchain.FORMATS[".html"](page))

@@ -323,6 +323,22 @@ def test_docx_headings_become_the_heading_path(tmp_path):
     assert "oil it lightly" in chunks[0].text
 
 
+def test_docx_tables_are_read_in_document_order(tmp_path):
+    import docx
+
+    document = docx.Document()
+    document.add_heading("Delivery costs", level=1)
+    document.add_paragraph("Prices by service:")
+    table = document.add_table(rows=2, cols=2)
+    for (i, j), text in {(0, 0): "Service", (0, 1): "Price", (1, 0): "Next day", (1, 1): "7.99"}.items():
+        table.cell(i, j).text = text
+    document.add_paragraph("Prices include VAT.")
+    path = tmp_path / "costs.docx"
+    document.save(str(path))
+    text = load_file(path, MB).blocks[0][1]
+    assert text.index("Prices by service") < text.index("Next day | 7.99") < text.index("include VAT")
+
+
 def test_encrypted_pdf_is_refused(tmp_path):
     from pypdf import PdfReader, PdfWriter
 
