@@ -34,8 +34,10 @@ class AuditLog:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
 
-    def record(self, actor: Actor | None, action: str, target: str | None = None, **detail: Any) -> None:
-        """One row; `actor` None for an anonymous caller (a failed login)."""
+    def record(self, actor: Actor | None, action: str, target: str | None = None, *,
+               within: Connection | None = None, **detail: Any) -> None:
+        """One row; `actor` None for an anonymous caller (a failed login). `within`: the open
+        transaction of the change being audited, so the change and its row commit together."""
         if action not in ACTIONS:
             raise ValueError(f"unknown audit action {action!r}")
         row = {
@@ -44,9 +46,13 @@ class AuditLog:
             "via": actor.via if actor else None, "action": action, "target": target,
             "detail": json.dumps(detail, ensure_ascii=False, sort_keys=True, default=str),
         }
+        insert = text("INSERT INTO audit (id, at, actor, role, via, action, target, detail) "
+                      "VALUES (:id, :at, :actor, :role, :via, :action, :target, :detail)")
+        if within is not None:
+            within.execute(insert, row)
+            return
         with self.engine.begin() as conn:
-            conn.execute(text("INSERT INTO audit (id, at, actor, role, via, action, target, detail) "
-                              "VALUES (:id, :at, :actor, :role, :via, :action, :target, :detail)"), row)
+            conn.execute(insert, row)
 
     def entries(self, actor: Actor, action: str | None = None, who: str | None = None, since: str | None = None,
                 until: str | None = None, limit: int = 500) -> list[dict]:

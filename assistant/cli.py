@@ -16,6 +16,7 @@ from assistant.cli_common import actor_of as _actor
 from assistant.cli_common import emit as _emit
 from assistant.cli_common import offline_env as _offline_env
 from assistant.cli_common import open_services as _services
+from core.db import storage_fault
 from core.errors import HelpdeskError
 from retrieval.search import MODES
 
@@ -865,6 +866,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except Exception as exc:  # a bug, not a user error: still one line, details with -v
         log.debug("unexpected error", exc_info=True)
+        if (fault := storage_fault(exc)) is not None:
+            print(f"helpdesk: error: {fault}", file=sys.stderr)
+            return 2
         print(f"helpdesk: unexpected error: {type(exc).__name__}: {exc} (run with -v for details)", file=sys.stderr)
         return 1
 

@@ -21,16 +21,15 @@ class ReleaseService:
 
     def promote(self, actor: Actor, version: str, force: bool = False, reason: str | None = None) -> dict:
         require(actor, "admin")
-        adapter = self.registry.promote(version, actor.id, self._base_model_hash(), force, reason)
-        self.audit.record(actor, "promote", version, forced=force, reason=reason)
-        return adapter
+        # The promotion and its audit row commit together: a crash between them cannot leave either alone.
+        return self.registry.promote(version, actor.id, self._base_model_hash(), force, reason, within=lambda conn:
+                                     self.audit.record(actor, "promote", version, within=conn, forced=force,
+                                                       reason=reason))
 
     def rollback(self, actor: Actor, reason: str | None = None) -> str | None:
         require(actor, "admin")
-        before = self.registry.serving_version()
-        now = self.registry.rollback(actor.id, reason)
-        self.audit.record(actor, "rollback", before, now_serving=now, reason=reason)
-        return now
+        return self.registry.rollback(actor.id, reason, within=lambda conn, undone, now: self.audit.record(
+            actor, "rollback", undone, within=conn, now_serving=now, reason=reason))
 
     def archive(self, actor: Actor, version: str) -> dict:
         require(actor, "admin")

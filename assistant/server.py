@@ -24,6 +24,7 @@ from assistant.app import Services
 from assistant.audit import ACTIONS as AUDIT_ACTIONS
 from assistant.feedback import REASONS as FEEDBACK_REASONS
 from assistant.review import DECISIONS, REASONS as REVIEW_REASONS, STATUSES
+from core.db import storage_fault
 from core.errors import BadInput, Conflict, Forbidden, HelpdeskError, NotFound, Unauthorized
 
 log = logging.getLogger(__name__)
@@ -161,6 +162,17 @@ def create_api(services: Services) -> FastAPI:
         status = STATUS.get(type(exc), 503)
         headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
         return JSONResponse({"error": str(exc)}, status_code=status, headers=headers)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        # A read-only or full store is the operator's to fix: say so. Anything else is a bug, logged
+        # with its traceback, and the caller still gets the one JSON error shape.
+        fault = storage_fault(exc)
+        if fault is not None:
+            log.error("%s %s: %s", request.method, request.url.path, fault)
+            return JSONResponse({"error": str(fault)}, status_code=503)
+        log.error("%s %s failed", request.method, request.url.path, exc_info=exc)
+        return JSONResponse({"error": "internal error; the server's log has the details"}, status_code=500)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:

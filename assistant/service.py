@@ -18,6 +18,7 @@ from assistant.actor import Actor
 from assistant.generator import Generator
 from assistant.prompt import PROMPT_VERSION, SYSTEM_PROMPT, build_messages
 from assistant.store import ExchangeRecord, Store
+from core.db import storage_fault
 from core.errors import TurnNotLogged
 from finetune.registry import AdapterRef
 from guardrails.guard import REDACTION_FAILED, Guard
@@ -299,15 +300,18 @@ class Assistant:
                 generation=trace.get("generation") or None,
                 actor=actor.as_dict() if actor else None,
             )
+            why = ""
             try:
                 exchange_id: str | None = self.store.log_exchange(record)
-            except Exception:
+            except Exception as exc:
                 log.exception("the exchange could not be logged; the answer is withheld")
                 exchange_id = None
+                fault = storage_fault(exc)
+                why = f" ({fault})" if fault else ""
         if not finished:
             return
         if exchange_id is None:
-            raise TurnNotLogged("the turn could not be recorded, so its answer is withheld; please try again")
+            raise TurnNotLogged(f"the turn could not be recorded, so its answer is withheld{why}; please try again")
         yield Done(TurnResult(
             exchange_id, session_id, answer, hits, action.value, reasons, verdict.redacted_text,
             self.generator.model_name, (trace.get("generation") or {}).get("adapter", adapter), latency,

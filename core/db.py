@@ -8,17 +8,21 @@ migrations and queries use portable SQL only.
 """
 from __future__ import annotations
 
+import errno
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
 from sqlalchemy import Connection, Engine, create_engine, event, text
+from sqlalchemy.exc import DBAPIError
+
+from core.errors import StorageUnavailable
 
 Migration = tuple[str, Callable[[Connection], None]]
 
 
 def connect(url: str, migrations: Iterable[Sequence[Migration]] = ()) -> Engine:
     """An engine for `url`, with every given package's migrations applied."""
-    if url.startswith("sqlite:///"):
+    if url.startswith("sqlite:///") and "uri=true" not in url:  # a file: URI names a file that must exist
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     engine = create_engine(url, connect_args={"timeout": 30} if url.startswith("sqlite") else {})
     if url.startswith("sqlite"):
@@ -55,3 +59,36 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:
     cur.execute("PRAGMA journal_mode=WAL")
     cur.execute("PRAGMA busy_timeout=30000")
     cur.close()
+
+
+# What storage faults look like, from SQLite's messages, PostgreSQL's SQLSTATE codes and the OS.
+READ_ONLY = "the database is read-only, so nothing can be saved; make it writable and try again"
+FULL = "the disk holding the data is full, so nothing can be saved; free some space and try again"
+UNREACHABLE = "the database cannot be reached or opened; check database_url and that the server is up"
+_SQLITE = {"readonly database": READ_ONLY, "disk is full": FULL, "disk i/o error": FULL,
+           "unable to open database": UNREACHABLE}
+_PG_SQLSTATE = {"25006": READ_ONLY, "53100": FULL, "08000": UNREACHABLE, "08001": UNREACHABLE,
+                "08003": UNREACHABLE, "08006": UNREACHABLE, "57P03": UNREACHABLE}
+_ERRNO = {errno.EROFS: READ_ONLY, errno.ENOSPC: FULL, errno.EDQUOT: FULL}
+
+
+def storage_fault(exc: BaseException) -> StorageUnavailable | None:
+    """The error for people if `exc` (or what caused it) is a read-only, full or unreachable
+    store; None for anything else, which stays a bug to report."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, StorageUnavailable):
+            return exc
+        if isinstance(exc, DBAPIError):
+            code = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
+            if code in _PG_SQLSTATE:
+                return StorageUnavailable(_PG_SQLSTATE[code])
+            message = str(exc.orig).lower()
+            for needle, text_ in _SQLITE.items():
+                if needle in message:
+                    return StorageUnavailable(text_)
+        if isinstance(exc, OSError) and exc.errno in _ERRNO:
+            return StorageUnavailable(_ERRNO[exc.errno])
+        exc = exc.__cause__ or exc.__context__
+    return None

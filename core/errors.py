@@ -36,3 +36,7 @@ class Unauthorized(HelpdeskError):
 
 class Forbidden(HelpdeskError):
     """The caller is known, but their role does not allow this."""
+
+
+class StorageUnavailable(HelpdeskError):
+    """The database or the data directory cannot be written: read-only, full, or gone."""

@@ -18,7 +18,7 @@ from core.errors import ConfigError
 
 ENV_PREFIX = "HELPDESK_"
 # Environment variables with our prefix that are not settings keys.
-ENV_NOT_SETTINGS = {"HELPDESK_CONFIG", "HELPDESK_VAULT_KEY"}
+ENV_NOT_SETTINGS = {"HELPDESK_CONFIG", "HELPDESK_VAULT_KEY", "HELPDESK_CRASH_AT"}  # the last: core.faults
 DEFAULT_MODEL_NAME = "SmolLM2-135M-Instruct"
 
 

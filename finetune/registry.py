@@ -15,11 +15,15 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Callable
 
 from sqlalchemy import Connection, Engine, text
 
 from core.db import Migration
 from core.errors import BadInput, Conflict, ModelUnavailable, NotFound
+from core.faults import crash_point
+
+InTransaction = Callable[[Connection], None]
 
 STATUSES = ("candidate", "archived")
 
@@ -163,9 +167,10 @@ class AdapterRegistry:
         return passed
 
     def promote(self, version: str, actor: str, base_model_hash: str, force: bool = False,
-                reason: str | None = None) -> dict:
+                reason: str | None = None, within: InTransaction | None = None) -> dict:
         """Make `version` serve. It must fit the served base model and have passed the gate;
-        `force` (with a reason, which is recorded) promotes one that failed or was never gated."""
+        `force` (with a reason, which is recorded) promotes one that failed or was never gated.
+        `within` writes more in the same transaction (the audit row): both land, or neither."""
         if self.serving_version() == version:
             raise Conflict(f"adapter {version} is already serving")
         passed = self.check_servable(version, base_model_hash, force, reason)
@@ -176,11 +181,17 @@ class AdapterRegistry:
                 "VALUES (:id, :v, 'promote', :actor, :at, :reason, :forced, :previous)"
             ), {"id": uuid.uuid4().hex, "v": version, "actor": actor, "at": _now(), "reason": reason,
                 "forced": int(not passed), "previous": previous.version if previous else None})
+            if within is not None:
+                within(conn)
+            crash_point("promote.before_commit")
+        crash_point("promote.committed")
         return self.get(version)
 
-    def rollback(self, actor: str, reason: str | None = None) -> str | None:
+    def rollback(self, actor: str, reason: str | None = None,
+                 within: Callable[[Connection, str | None, str | None], None] | None = None) -> str | None:
         """Undo the newest promotion: what served before it serves again (an earlier adapter,
-        or the base model). Returns the version now serving."""
+        or the base model). Returns the version now serving. `within(conn, undone, now)` writes
+        more in the same transaction."""
         with self.engine.begin() as conn:
             active = self._active_promotion(conn)
             if active is None:
@@ -196,6 +207,10 @@ class AdapterRegistry:
                 "VALUES (:id, :v, 'rollback', :actor, :at, :reason, 0, :previous)"
             ), {"id": uuid.uuid4().hex, "v": now.version if now else None, "actor": actor, "at": _now(),
                 "reason": reason, "previous": active.version})
+            if within is not None:
+                within(conn, active.version, now.version if now else None)
+            crash_point("rollback.before_commit")
+        crash_point("rollback.committed")
         return now.version if now else None
 
     def archive(self, version: str, actor: str) -> dict:

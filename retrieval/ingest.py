@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
 from core.errors import BadInput
+from core.faults import crash_point
 from retrieval.catalog import Catalog, Pending, recover
 from retrieval.chunking import Chunk, chunk_document, chunk_id
 from retrieval.embed_process import EmbeddingPool, EmbeddingProcess
@@ -307,7 +308,9 @@ class Ingestor:
         ])
         try:
             self.store.add(to_write, [vectors[c.chunk_id] for c in to_write])
+            crash_point("ingest.vectors_written")
             self.catalog.commit([(pid, p.document, p.new_ids) for pid, p in zip(pending, batch)])
+            crash_point("ingest.committed")
         except BaseException:
             # Roll back: nothing of these versions becomes visible, the previous ones stay.
             recover(self.catalog, self.store.delete)
