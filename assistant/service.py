@@ -88,7 +88,9 @@ class Token:
 
 @dataclass(frozen=True)
 class Queued:
-    """The model is writing another agent's answer; this turn's starts when it is done."""
+    """The model is writing other agents' answers; this turn's starts after `ahead` of them."""
+
+    ahead: int
 
 
 @dataclass(frozen=True)
@@ -134,27 +136,37 @@ class Assistant:
         checking = 0.0  # time spent in the output checks while streaming
         began = time.perf_counter()
         generated = []
-        busy = getattr(self.generator, "busy", None)
-        if busy is not None and busy():
-            yield Queued()
+        line = getattr(self.generator, "line", None)
+        place = line.join() if line is not None else None
+        try:
+            if place is not None:  # tell the agent their place while they wait, as it changes
+                told = None
+                while not place.wait(0 if told is None else 0.5):
+                    if (ahead := place.ahead()) != told and ahead > 0:
+                        told = ahead
+                        yield Queued(ahead)
 
-        def show(pieces: list[str]) -> Iterator[Token]:
-            for shown in pieces:  # what the agent waits for before text appears
-                latency.setdefault("first_shown", round((time.perf_counter() - started) * 1000, 1))
-                yield Token(shown)
+            def show(pieces: list[str]) -> Iterator[Token]:
+                for shown in pieces:  # what the agent waits for before text appears
+                    latency.setdefault("first_shown", round((time.perf_counter() - started) * 1000, 1))
+                    yield Token(shown)
 
-        served: dict = {}
-        trace["generation"] = served
-        for piece in self.generator.stream(messages, served=served, adapter=adapter):
-            if not generated:
-                latency["first_token"] = round((time.perf_counter() - started) * 1000, 1)
-            generated.append(piece)
-            since = time.perf_counter()
-            released = checked.feed(piece)
-            checking += time.perf_counter() - since
-            yield from show(released)
-            if checked.blocked:
-                break  # nothing more of this answer can be shown
+            served: dict = {}
+            trace["generation"] = served
+            turn = {"place": place} if place is not None else {}
+            for piece in self.generator.stream(messages, served=served, adapter=adapter, **turn):
+                if not generated:
+                    latency["first_token"] = round((time.perf_counter() - started) * 1000, 1)
+                generated.append(piece)
+                since = time.perf_counter()
+                released = checked.feed(piece)
+                checking += time.perf_counter() - since
+                yield from show(released)
+                if checked.blocked:
+                    break  # nothing more of this answer can be shown
+        finally:
+            if place is not None:
+                place.leave()
         since = time.perf_counter()
         yield from show(checked.finish())
         trace["raw_answer"] = "".join(generated)

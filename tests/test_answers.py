@@ -111,37 +111,70 @@ def test_eval_answers_reports_every_figure_per_mode(services, tmp_path):
     assert len(services.store.exchanges(limit=10_000)) == before  # evaluation never writes the exchange log
 
 
-def test_a_turn_waiting_behind_another_agents_answer_says_it_is_queued(services):
+def test_a_waiting_turn_is_told_its_place_as_the_answers_ahead_finish(services):
+    import contextlib
     import threading
     import time
 
     from assistant.service import Queued, Token
-
-    release = threading.Event()
+    from assistant.waiting import WaitingLine
 
     class OneAtATime(ScriptedGenerator):
-        """Like the local model: one answer at a time, behind a lock."""
+        """Like the local model: one answer at a time, in a waiting line."""
 
-        lock = threading.Lock()
+        line = WaitingLine()
 
-        def busy(self) -> bool:
-            return self.lock.locked()
-
-        def stream(self, messages, served=None, adapter=None):
-            with self.lock:
-                release.wait(30)
+        def stream(self, messages, served=None, adapter=None, place=None):
+            with contextlib.nullcontext() if place is not None else self.line.turn():
                 yield from super().stream(messages)
 
     generator = OneAtATime(quote_first_passage)
     assistant = _assistant(services, "generate", generator)
-    first = threading.Thread(target=assistant.respond, args=(None, "How do I track my order?"))
-    first.start()
-    while not generator.busy():
-        time.sleep(0.01)
-    kinds = []
-    for event in assistant.stream(None, "How many days do I have to return an item?"):
-        kinds.append(type(event))
-        if isinstance(event, Queued):
-            release.set()  # the other agent's answer finishes
-    first.join(30)
-    assert Queued in kinds and Token in kinds and kinds.index(Queued) < kinds.index(Token)
+    writing = generator.line.join()  # another agent's answer is being written...
+    assert writing.wait(0)
+    waiting = generator.line.join()  # ...and a third agent's turn came before ours
+    events: list = []
+    turn = threading.Thread(target=lambda: events.extend(assistant.stream(None, "How many days do I have to return an item?")))
+    # `extend` sees the events only at the end: watch the line instead, then check the events after.
+    turn.start()
+
+    def until(condition) -> None:
+        deadline = time.time() + 30
+        while not condition():
+            assert time.time() < deadline
+            time.sleep(0.02)
+
+    until(lambda: generator.line._issued == 3)  # our turn has joined the line
+    time.sleep(0.3)
+    writing.leave()
+    assert waiting.wait(5)  # first come, first served: the earlier waiter goes before ours
+    time.sleep(0.8)  # long enough for our turn to see its new place
+    waiting.leave()
+    turn.join(30)
+    kinds = [type(e) for e in events]
+    assert [e.ahead for e in events if isinstance(e, Queued)] == [2, 1]
+    assert Token in kinds and kinds.index(Queued) < kinds.index(Token)
+    assert not generator.line.busy()  # the turn left the line when it was done
+
+
+def test_the_waiting_line_is_first_come_first_served_and_skips_places_given_up():
+    import threading
+
+    from assistant.waiting import WaitingLine
+
+    line = WaitingLine()
+    first, second, third, fourth = (line.join() for _ in range(4))
+    assert [p.ahead() for p in (first, second, third, fourth)] == [0, 1, 2, 3]
+    third.leave()  # gave up (closed the tab) before its turn
+    assert fourth.ahead() == 2 and not fourth.wait(0)
+    served: list[str] = []
+    threads = [threading.Thread(target=lambda p=p, name=name: (p.wait(10), served.append(name), p.leave()))
+               for p, name in ((fourth, "fourth"), (second, "second"))]
+    for t in threads:
+        t.start()
+    first.leave()
+    for t in threads:
+        t.join(10)
+    assert served == ["second", "fourth"] and not line.busy()
+    with line.turn():
+        assert line.busy()

@@ -45,6 +45,13 @@ def source_messages(result: TurnResult) -> list[dict]:
     ]
 
 
+def queued_text(ahead: int) -> str:
+    """A waiting agent's place in the line, updated as the answers ahead of theirs finish."""
+    if ahead == 1:
+        return "⏳ Queued: the assistant is finishing another agent's answer; yours starts next."
+    return f"⏳ Queued: {ahead} answers are ahead of yours (you are number {ahead + 1} in line)."
+
+
 def highlight(text: str) -> str:
     """Placeholders as code spans, so the agent sees at a glance what was redacted."""
     return ANY_PLACEHOLDER.sub(lambda m: f"`{m.group(0)}`", text)
@@ -71,8 +78,7 @@ def chat_turn(assistant, message: str, history: list[dict], session_id: str,
             elif isinstance(event, Retrieved):
                 continue
             elif isinstance(event, Queued):
-                history[-1] = {"role": "assistant", "content": "⏳ Queued: the assistant is finishing another "
-                               "agent's answer; yours starts next."}
+                history[-1] = {"role": "assistant", "content": queued_text(event.ahead)}
                 yield history, notice_for(verdict, None), None
             elif isinstance(event, Token):
                 streamed += event.text
