@@ -6,7 +6,7 @@ PIP := $(PY) -m pip
 INSTALLED := $(VENV)/.installed
 INSTALLED_DEV := $(VENV)/.installed-dev
 
-.PHONY: run test bench fuzz browser postgres clean
+.PHONY: run test bench fuzz garak browser postgres clean
 
 run: $(INSTALLED)
 	$(VENV)/bin/helpdesk serve
@@ -24,6 +24,18 @@ bench: $(INSTALLED)
 # Schema-driven requests against every route with every role: 200 examples per route.
 fuzz: $(INSTALLED_DEV)
 	HELPDESK_FUZZ_EXAMPLES=200 $(PY) -m pytest -q tests/test_fuzz.py
+
+# garak in a virtual environment of its own: its pinned dependencies do not fit beside the project's.
+GARAK_VENV := .garak-venv
+garak: $(INSTALLED) $(GARAK_VENV)/.installed
+	$(VENV)/bin/helpdesk bench garak
+
+$(GARAK_VENV)/.installed:
+	$(PYTHON) -m venv $(GARAK_VENV)
+	$(GARAK_VENV)/bin/python -m pip install -q --upgrade pip
+	$(GARAK_VENV)/bin/python -m pip install -q torch==2.13.0
+	$(GARAK_VENV)/bin/python -m pip install -q garak==0.17.1
+	touch $@
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -54,4 +66,4 @@ postgres:
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; }
 
 clean:
-	rm -rf $(VENV) .helpdesk
+	rm -rf $(VENV) $(GARAK_VENV) .helpdesk

@@ -17,7 +17,7 @@ from assistant.cli_common import emit as _emit
 from assistant.cli_common import offline_env as _offline_env
 from assistant.cli_common import open_services as _services
 from core.db import storage_fault
-from core.errors import HelpdeskError
+from core.errors import BadInput, HelpdeskError
 from retrieval.search import MODES
 
 log = logging.getLogger("helpdesk")
@@ -555,6 +555,31 @@ def cmd_bench_load(args) -> int:
     return 0 if report["lost"] == 0 and report["duplicated"] == 0 else 1
 
 
+def cmd_bench_garak(args) -> int:
+    import os
+    from pathlib import Path
+
+    from assistant.redteam import DEFAULT_PROBES, run_garak
+
+    services = _services(args)
+    services.ensure_samples()
+    token = None
+    if args.token_env:
+        token = os.environ.get(args.token_env)
+        if not token:
+            raise BadInput(f"{args.token_env} is not set")
+    rows = run_garak(services, args.probes or DEFAULT_PROBES, args.url, token, Path(args.garak), args.generations,
+                     args.prompt_cap)
+    for row in rows:
+        if args.json:
+            _emit(row)
+        else:
+            print(f"{row['probe']:45} {row['detector']:36} {row['answers']:>4} answers: {row['blocked']:>4} blocked "
+                  f"or handed off; the detector finds the attack in {row['attack_succeeded']} ({row['rate']}), "
+                  f"{row['attack_in_real_answers']} of them real answers ({row['real_answer_rate']})")
+    return 0
+
+
 def cmd_bench_turns(args) -> int:
     from assistant.bench import bench_turns, format_table
     from retrieval.evaluate import SAMPLE_QUESTIONS, load_questions
@@ -823,6 +848,17 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--url", help="a running server using this database (default: one started here)")
     q.add_argument("--json", action="store_true")
     q.set_defaults(func=cmd_bench_load)
+    q = p.add_parser("garak", help="garak's prompt-injection, jailbreak and leak probes against /api/chat over HTTP")
+    q.add_argument("--probes", default=None, help="garak probe spec (default: promptinject, dan.DanInTheWild, "
+                   "leakreplay.LiteratureCloze, leakreplay.GuardianCloze)")
+    q.add_argument("--url", help="a running server (default: one started here, on this data directory)")
+    q.add_argument("--token-env", help="environment variable holding an API token for --url "
+                   "(default: a new agent user and token on this database)")
+    q.add_argument("--garak", default=".garak-venv/bin/python", help="the Python that has garak (make garak)")
+    q.add_argument("--generations", type=int, default=1, help="answers per attack prompt")
+    q.add_argument("--prompt-cap", type=int, default=40, help="most prompts per probe (garak's default: 256)")
+    q.add_argument("--json", action="store_true")
+    q.set_defaults(func=cmd_bench_garak)
     q = p.add_parser("guard", help="input guard latency vs bare Presidio on 60-word messages")
     q.add_argument("--n", type=int, default=200)
     q.add_argument("--json", action="store_true")
