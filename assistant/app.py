@@ -195,8 +195,9 @@ class Services:
         return redactor_for(policy, origin, g.spacy_model)
 
     def redact_typed(self, text: str) -> str:
-        """Free text a person typed (a correction, a note): redacted like a chat message."""
-        return self.redactor.redact(text)[0]
+        """Free text a person typed (a correction, a note): redacted like a chat message, until a
+        second reading finds nothing more."""
+        return self.redactor.redact_until_clean(text)
 
     @cached_property
     def documents(self) -> DocumentService:

@@ -181,7 +181,7 @@ class Assistant:
         if raw is None:
             return None
         try:
-            return self.guard.redact(raw)[0]
+            return self.guard.redact_until_clean(raw)
         except Exception:
             log.exception("could not redact the raw answer; it is not stored")
             return None

@@ -93,6 +93,10 @@ class Guard:
     def redact(self, text: str, entities: Sequence[str] | None = None) -> tuple[str, list[Entity]]:
         return self.redactor.redact(text, entities)
 
+    def redact_until_clean(self, text: str) -> str:
+        """For text to store: redacted until reading it again finds nothing (see the redactor)."""
+        return self.redactor.redact_until_clean(text)
+
     def inspect_input(self, text: str, session_id: str | None = None) -> InputVerdict:
         """Redact (with the conversation's pseudonyms when there is a vault and a session), then check.
 

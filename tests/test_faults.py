@@ -85,6 +85,8 @@ def test_kill_9_during_a_reingest_then_restart_is_consistent(cli, tmp_path, step
     after = _state(cli.home)
     assert after["pending"] == 0 and after["documents"] == 3
     assert after["stored"] == after["live"] and len(after["live"]) >= 3
+    # Killed before the commit, the new version is ingested again; after it, it was already whole and live.
+    assert (json.loads(again.stdout)["chunks_added"] > 0) == (visible == "30 days")
     assert "60 days" in _search(cli, "how long to return storm lanterns")
 
 
@@ -96,46 +98,47 @@ def test_kill_9_during_promotion_or_rollback_keeps_the_release_and_its_audit_row
     from finetune.registry import AdapterRegistry
     from finetune.train import model_hash
 
-    assert cli("users", "list").returncode == 0  # creates the database
-    registry = AdapterRegistry(open_database(f"sqlite:///{cli.home / 'helpdesk.db'}"))
+    engine = open_database(f"sqlite:///{cli.home / 'helpdesk.db'}")
+    registry = AdapterRegistry(engine)
+    base = model_hash(tiny_model_dir)
     for version in ("a", "b"):
         folder = tmp_path / version
         folder.mkdir()
         (folder / "adapter_config.json").write_text("{}")
-        registry.register(version, folder, {"base_model": "tiny", "base_model_hash": model_hash(tiny_model_dir),
-                                            "trained_by": "cli:test"})
-    promote = ("adapters", "promote", "b", "--force", "--reason", "fault test")
-    assert cli("adapters", "promote", "a", "--force", "--reason", "first").returncode == 0
+        registry.register(version, folder, {"base_model": "tiny", "base_model_hash": base, "trained_by": "cli:test"})
+    registry.promote("a", "cli:test", base, force=True, reason="first")
     if change == "rollback":
-        assert cli(*promote).returncode == 0
-    command = promote if change == "promote" else ("adapters", "rollback")
+        registry.promote("b", "cli:test", base, force=True, reason="second")
+
+    def audited() -> int:
+        with engine.connect() as conn:
+            return conn.execute(text("SELECT COUNT(*) FROM audit WHERE action = :a"), {"a": change}).scalar()
+
+    command = ("adapters", "promote", "b", "--force", "--reason", "fault test") if change == "promote" else \
+        ("adapters", "rollback")
     killed = cli(*command, crash_at=f"{change}.{moment}")
     assert killed.returncode == -signal.SIGKILL
     landed = moment == "committed"
     before, after = ("a", "b") if change == "promote" else ("b", "a")
     assert registry.serving_version() == (after if landed else before)
-    actions = [row["action"] for row in json.loads(cli("audit", "--json").stdout)]
-    # The change and its audit row land together, or neither does.
-    promotes = 1 + (change == "rollback") + (change == "promote" and landed)
-    assert actions.count("promote") == promotes and actions.count("rollback") == (change == "rollback" and landed)
+    assert audited() == landed  # the change and its audit row land together, or neither does
     if not landed:  # after the restart the same command works, and is audited once
         retry = cli(*command)
         assert retry.returncode == 0, retry.stderr
-        assert registry.serving_version() == after
-        actions = [row["action"] for row in json.loads(cli("audit", "--json").stdout)]
-        assert actions.count("promote") == promotes + (change == "promote")
-        assert actions.count("rollback") == (change == "rollback")
-    registry.engine.dispose()
+        assert registry.serving_version() == after and audited() == 1
+    engine.dispose()
 
 
-def test_a_read_only_database_is_a_clear_error_not_a_traceback(cli, tmp_path):
-    folder = _docs(tmp_path, "v1")
-    assert cli("ingest", str(folder)).returncode == 0
+def test_a_read_only_database_is_a_clear_error_not_a_traceback(cli):
+    from assistant.database import open_database
+
+    open_database(f"sqlite:///{cli.home / 'helpdesk.db'}").dispose()  # an existing, migrated database
     read_only = {"HELPDESK_DATABASE_URL": f"sqlite:///file:{cli.home / 'helpdesk.db'}?mode=ro&uri=true"}
     proc = cli("users", "add", "sam", "--role", "agent", extra_env=read_only)
     assert proc.returncode == 2
     assert "read-only" in proc.stderr and "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
-    assert "lanterns" in cli("docs", "list", extra_env=read_only).stdout.lower()  # reading still works
+    listed = cli("users", "list", extra_env=read_only)  # reading still works
+    assert listed.returncode == 0 and "sam" not in listed.stdout
 
 
 @pytest.fixture

@@ -335,10 +335,10 @@ def test_a_raw_answer_that_cannot_be_redacted_is_not_stored_and_the_turn_still_l
 
     guard = copy.copy(services.guard)
 
-    def broken(text, entities=None):
+    def broken(text):
         raise RuntimeError("spaCy crashed")
 
-    guard.redact = broken  # only the raw answer's redaction goes through Guard.redact
+    guard.redact_until_clean = broken  # only the raw answer's redaction goes through it
     script = ["Write to jane.doe@example.com about it. "]
     assistant = Assistant(guard, services.retriever, ScriptedGenerator(script), services.store,
                           answer_mode="generate", extractor=services.extractor)

@@ -120,3 +120,15 @@ def test_scan_pii_reports_a_seeded_leak_by_where_it_is(home, tmp_path):
         dataset.unlink()
         with sqlite3.connect(db) as conn:
             conn.execute("UPDATE exchanges SET answer = replace(answer, ' Call Jonathan Whitaker at jw@example.com', '')")
+
+
+def test_stored_text_is_redacted_until_a_second_reading_finds_nothing(services):
+    """NER is not idempotent: this once-redacted model output (the tiny test model's, as stored by
+    an earlier version) still held a name for a second reading, and the dataset build refused it."""
+    redactor = services.guard.redactor
+    once = ("opticherence <PERSON> done superconductingeral dogEAEA Wonderink threatening machining urge doctorate "
+            "Copy suffered <PERSON> cookophystadtIndia harbour")
+    assert redactor.analyze(once)  # the second reading finds more...
+    clean = redactor.redact_until_clean(once)
+    assert clean != once and not redactor.analyze(clean)  # ...and stored text is read until it finds none
+    assert redactor.redact_until_clean("Where is my parcel?") == "Where is my parcel?"
