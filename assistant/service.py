@@ -181,7 +181,9 @@ class Assistant:
         if raw is None:
             return None
         try:
-            return self.guard.redact_until_clean(raw)
+            # Stripped first: the dataset build reads it stripped, and spaCy's NER can tag a word
+            # in the stripped text that it did not tag with the whitespace around it.
+            return self.guard.redact_until_clean(raw.strip())
         except Exception:
             log.exception("could not redact the raw answer; it is not stored")
             return None

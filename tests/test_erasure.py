@@ -29,12 +29,13 @@ def _everything(services) -> str:
     return "\n".join(rows + files)
 
 
-def _customer_conversation(services, email: str, phone: str) -> tuple[str, list[str]]:
+def _customer_conversation(services, email: str, phone: str,
+                           correction: str = "Yes, within 30 days [1].") -> tuple[str, list[str]]:
     assistant = Assistant(services.guard, services.retriever, ScriptedGenerator(quote_first_passage),
                           services.store, answer_mode="generate", extractor=services.extractor)
     first = assistant.respond(None, f"Hi, I'm Dana Whitfield, {email}, can I return an opened blender?", AGENT)
     second = assistant.respond(first.session_id, f"Call me on {phone} if not", AGENT)
-    services.feedback.give(AGENT, first.exchange_id, "down", "wrong", "Yes, within 30 days [1].")
+    services.feedback.give(AGENT, first.exchange_id, "down", "wrong", correction)
     services.feedback.give(AGENT, second.exchange_id, "up")
     services.review.decide(ADMIN, first.exchange_id, "false_alarm", note="fine", label="sentiment:neutral")
     return first.session_id, [first.exchange_id, second.exchange_id]
@@ -43,7 +44,9 @@ def _customer_conversation(services, email: str, phone: str) -> tuple[str, list[
 def test_erasing_a_customer_removes_every_trace_and_marks_the_adapter(services, tmp_path):
     email, phone = "dana.whitfield@example.com", "+1 (415) 555-0199"
     session, exchanges = _customer_conversation(services, email, phone)
-    other_session, other_exchanges = _customer_conversation(services, "someone.else@example.com", "+44 20 7946 0958")
+    # Another customer's words differ: identical rows would be one row after deduplication, kept for either.
+    other_session, other_exchanges = _customer_conversation(services, "someone.else@example.com", "+44 20 7946 0958",
+                                                            "Yes, if it is unused, within 30 days [1].")
     built = services.datasets.build(ADMIN)
     services.adapters.register("erasure-1", tmp_path, {"base_model": "m", "base_model_hash": "h",
                                                       "dataset": built.version, "trained_by": "t"})
