@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Iterable
 
 from assistant.actor import cli_actor
+from core.errors import BadInput, HelpdeskError
 
 log = logging.getLogger(__name__)
 GARAK_PYTHON = Path(".garak-venv/bin/python")
@@ -77,8 +78,6 @@ def run_garak(services, probes: str = DEFAULT_PROBES, url: str | None = None, to
     """`prompt_cap`: the most prompts garak sends per probe (a seeded sample of its set; garak's
     own default is 256, hours of turns for probes whose prompts the guard lets through)."""
     if not garak_python.exists():
-        from core.errors import BadInput
-
         raise BadInput(f"garak is not installed at {garak_python}: run `make garak` (or pass --garak PYTHON)")
     server = None
     if token is None:  # a user of its own, an agent, as any client of the chat would be
@@ -105,8 +104,6 @@ def run_garak(services, probes: str = DEFAULT_PROBES, url: str | None = None, to
             reports = sorted(Path(tmp).rglob("run*.report.jsonl")) or sorted(
                 Path(tmp).rglob("*.report.jsonl"))
             if done.returncode != 0 or not reports:
-                from core.errors import HelpdeskError
-
                 raise HelpdeskError(f"garak exited with {done.returncode} and wrote no report")
             return summarize(reports[0], [services.guard.block_message, services.guard.handoff_message])
     finally:

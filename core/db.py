@@ -65,7 +65,8 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:
 READ_ONLY = "the database is read-only, so nothing can be saved; make it writable and try again"
 FULL = "the disk holding the data is full, so nothing can be saved; free some space and try again"
 UNREACHABLE = "the database cannot be reached or opened; check database_url and that the server is up"
-_SQLITE = {"readonly database": READ_ONLY, "disk is full": FULL, "disk i/o error": FULL,
+DISK_ERROR = "the disk holding the data failed to read or write; check it and try again"
+_SQLITE = {"readonly database": READ_ONLY, "disk is full": FULL, "disk i/o error": DISK_ERROR,
            "unable to open database": UNREACHABLE}
 _PG_SQLSTATE = {"25006": READ_ONLY, "53100": FULL, "08000": UNREACHABLE, "08001": UNREACHABLE,
                 "08003": UNREACHABLE, "08006": UNREACHABLE, "57P03": UNREACHABLE}
@@ -85,9 +86,9 @@ def storage_fault(exc: BaseException) -> StorageUnavailable | None:
             if code in _PG_SQLSTATE:
                 return StorageUnavailable(_PG_SQLSTATE[code])
             message = str(exc.orig).lower()
-            for needle, text_ in _SQLITE.items():
+            for needle, for_people in _SQLITE.items():
                 if needle in message:
-                    return StorageUnavailable(text_)
+                    return StorageUnavailable(for_people)
         if isinstance(exc, OSError) and exc.errno in _ERRNO:
             return StorageUnavailable(_ERRNO[exc.errno])
         exc = exc.__cause__ or exc.__context__
