@@ -66,8 +66,8 @@ def test_the_record_holds_what_rebuilds_the_exact_prompt(services):
     tokenizer = services.generator.tokenizer
     assert tokenizer.apply_chat_template(row["messages"], tokenize=False) == \
         tokenizer.apply_chat_template(seen[-1], tokenize=False)
-    # The model's own words, redacted as the output check redacts what it shows.
-    assert row["raw_answer"] == services.guard.redact("".join(quote_first_passage(seen[-1])))[0]
+    # The model's own words, stripped and redacted as the output check redacts what it shows.
+    assert row["raw_answer"] == services.guard.redact("".join(quote_first_passage(seen[-1])).strip())[0]
     assert row["generation"]["model"] == "scripted" and row["generation"]["settings"] == {"scripted": True}
     assert row["actor"] == {"id": "ui:agent-1", "role": "agent", "via": "ui"}
     assert row["answer_mode"] == "generate" and row["answer"] != row["raw_answer"]  # the shown one has markers
