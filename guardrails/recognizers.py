@@ -19,6 +19,7 @@ import re
 from functools import lru_cache
 
 from presidio_analyzer import EntityRecognizer, Pattern, PatternRecognizer, RecognizerResult
+from spacy.lang.en.stop_words import STOP_WORDS
 
 PHONE_CONTEXT = ["phone", "tel", "telephone", "call", "mobile", "cell", "number", "reach", "text", "whatsapp",
                  "contact", "landline", "ring", "cb", "callback", "fax", "line"]
@@ -106,7 +107,7 @@ i i'm im it its the a an and or but so if my our your their his her we you they 
 there here hi hello hey dear thanks thank regards best cheers please sorry yes no ok okay order orders item
 items product products customer customers name email e-mail phone tel mobile address account card number
 ref reference re fw fwd subject sent from to cc date time today tomorrow yesterday monday tuesday wednesday
-thursday friday saturday sunday january february march april may june july august september october
+thursday friday saturday sunday mon tue tues wed thu thur thurs fri sat sun january february march april may june july august september october
 november december jan feb mar apr jun jul aug sep sept oct nov dec just still also again writing calling
 contacting following looking trying wondering hoping waiting having getting not never very really good great
 fine happy glad urgent asap help support team service services sales billing accounts procurement finance
@@ -380,6 +381,21 @@ RESIDENCE = re.compile(r"(?i)\b(?:live|lives|living|reside|resides|moved|moving|
 DETERMINER = re.compile(r"(?i)\b(?:the|a|an|this|that|our|your|these|those|my|its)\s+$")
 
 
+_NEXT_WORD = re.compile(r"[ \t]+([A-ZÀ-Þ][^\W\d_]+(?:['’\-][^\W\d_]+)*)")
+
+
+def extend_name(text: str, end: int) -> int:
+    """Where a name the NER found really ends: it sometimes stops after the first name
+    ("[Jane] Doe wrote"), and a surname we know, capitalised, right after it is part of it."""
+    for _ in range(2):
+        m = _NEXT_WORD.match(text, end)
+        word = m.group(1).lower() if m else ""
+        if not m or word in NOT_NAMES or word in STOP_WORDS or word not in last_names():
+            break
+        end = m.end()
+    return end
+
+
 def keep_entity(text: str, kind: str, start: int, end: int, recognizer: str,
                 allowed_words: frozenset[str] = frozenset()) -> bool:
     """False for what looks like PII to spaCy's NER (or a cue) but is not by default."""
@@ -393,6 +409,11 @@ def keep_entity(text: str, kind: str, start: int, end: int, recognizer: str,
             return False  # SKUs and order numbers
         if DETERMINER.search(text[max(0, start - 12):start]):
             return False  # "the Carter TV stand": a product called by a name
+        words = [w.strip(".,'’").lower() for w in value.split()]
+        if all(w in NOT_NAMES or w in STOP_WORDS for w in words):
+            return False  # "Dear Customer Service", "The box said Made in Norway"
+        if value.islower() and not (_known_first(value) or words[-1] in last_names()):
+            return False  # lower-case chat: "invalid at checkout" is no one; "chase barnes" is someone
         return True
     if kind == "LOCATION":
         # A place on its own is personal only where the customer lives or is.

