@@ -549,7 +549,8 @@ def cmd_bench_load(args) -> int:
         return 0
     print(f"{report['sessions']} agents x {report['turns_per_session']} turns over HTTP: "
           f"{report['answered']} answered, {report['logged']} logged, {report['lost']} lost, "
-          f"{report['duplicated']} duplicated, {report['errors']} errors, {report['refused_429']} refused (429, retried)")
+          f"{report['duplicated']} duplicated, {report['errors']} errors, {report['refused_429']} refused (429, retried), "
+          f"{report['blocked_by_check_timeout']} blocked by a check timeout")
     print(f"per turn p50 {report['latency_ms']['p50']:.0f} ms, p95 {report['latency_ms']['p95']:.0f} ms; "
           f"{report['turns_per_s']} turns/s over {report['wall_s']} s")
     return 0 if report["lost"] == 0 and report["duplicated"] == 0 else 1

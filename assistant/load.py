@@ -93,18 +93,20 @@ def bench_load(services, sessions: int, turns: int, url: str | None = None) -> d
         for name in names:
             services.users.remove(admin, name)
     with services.engine.connect() as conn:
-        rows = conn.execute(text("SELECT redacted_input FROM exchanges WHERE redacted_input LIKE :m"),
-                            {"m": f"%load{run}x%"}).scalars().all()
+        rows = conn.execute(text("SELECT redacted_input, reasons FROM exchanges WHERE redacted_input LIKE :m"),
+                            {"m": f"%load{run}x%"}).all()
     markers: dict[str, int] = {}
-    for row in rows:
-        marker = row[row.index(f"load{run}x"):].split()[0]
+    for logged, _ in rows:
+        marker = logged[logged.index(f"load{run}x"):].split()[0]
         markers[marker] = markers.get(marker, 0) + 1
+    # A check that ran past its timeout blocks the turn (fail closed): under load that is lost work.
+    timed_out = sum("check_timeout" in str(reasons) for _, reasons in rows)
     expected = {f"load{run}x{i}y{t}" for i in range(sessions) for t in range(turns)}
     return {
         "sessions": sessions, "turns_per_session": turns, "turns_sent": len(expected),
         "answered": len(latencies), "logged": sum(markers.values()),
         "lost": len(expected - set(markers)), "duplicated": sum(n - 1 for n in markers.values() if n > 1),
-        "refused_429": refused, "errors": errors,
+        "refused_429": refused, "errors": errors, "blocked_by_check_timeout": timed_out,
         "latency_ms": {"p50": round(percentile(latencies, 0.5), 1), "p95": round(percentile(latencies, 0.95), 1)},
         "turns_per_s": round(len(latencies) / wall, 3) if wall else None, "wall_s": round(wall, 1),
     }

@@ -142,7 +142,9 @@ def create_api(services: Services) -> FastAPI:
     )
     max_chars = services.settings.server.max_message_chars
     app.state.services = services
-    admission = Admission(services.settings.server.max_queued_turns, services.settings.server.user_turns_per_minute)
+    server_settings = services.settings.server
+    admission = Admission(server_settings.max_queued_turns, server_settings.user_turns_per_minute,
+                          server_settings.max_running_turns)
     app.state.admission = admission
 
     @app.exception_handler(TooBusy)

@@ -117,6 +117,8 @@ class ServerSettings(_Strict):
     max_message_chars: int = Field(20000, ge=1, description="Requests over this are rejected with 413.")
     max_queued_turns: int = Field(32, ge=1, description="Chat turns waiting or running at once; one more is "
                                   "refused with 429 and Retry-After.")
+    max_running_turns: int | None = Field(None, ge=1, description="Chat turns that run at once over the API; the "
+                                          "rest wait, first come first served. Empty: one per CPU core.")
     user_turns_per_minute: int = Field(30, ge=1, description="A user's chat turns per minute; more are refused "
                                        "with 429 and Retry-After.")
 

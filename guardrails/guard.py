@@ -8,14 +8,15 @@ leaves this module when redaction fails: the verdict then carries no text.
 from __future__ import annotations
 
 import logging
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from pathlib import Path
 from typing import Sequence
 
 from core.errors import ConfigError
-from guardrails.policy import Policy, load_policy
 from guardrails.ner_training import HELPDESK_NER
+from guardrails.policy import Policy, load_policy
 from guardrails.redaction import Redactor
 from guardrails.registry import Check, CheckContext, build_checks, registered
 from guardrails.streaming import CheckedStream
@@ -23,6 +24,7 @@ from guardrails.verdict import Action, CheckResult, Entity, InputVerdict, Output
 
 log = logging.getLogger(__name__)
 REDACTION_FAILED = "[message withheld: redaction failed]"
+QUEUE_TIMEOUTS = 10  # how many check timeouts a check may wait for a free worker
 _PII_ACTION = {"redact": Action.ALLOW, "flag": Action.FLAG, "block": Action.BLOCK}
 
 
@@ -176,12 +178,29 @@ class Guard:
         """An answer's output checks, run on each sentence as it streams (see `guardrails.streaming`)."""
         return CheckedStream(self, ctx)
 
+    def _timed(self, fn, *args):
+        """`fn(*args)` on the pool, given `timeout_s` from when it starts. Time spent waiting
+        for a free worker does not count (under load, many turns' checks queue there, and a
+        check that has not started has not hung); a pool that stays full, for
+        `QUEUE_TIMEOUTS` timeouts, does count, so a jam still blocks rather than waits."""
+        started = threading.Event()
+
+        def run():
+            started.set()
+            return fn(*args)
+
+        future = self._pool.submit(run)
+        if not started.wait(self.timeout_s * QUEUE_TIMEOUTS):
+            future.cancel()
+            raise FutureTimeout()
+        return future.result(timeout=self.timeout_s)
+
     def _run(self, checks: list[Check], text: str, ctx: CheckContext) -> list[CheckResult]:
         """Run checks in order; each sees the text as the previous one left it."""
         results: list[CheckResult] = []
         for check in checks:
             try:
-                result = self._pool.submit(check.check, text, ctx).result(timeout=self.timeout_s)
+                result = self._timed(check.check, text, ctx)
             except FutureTimeout:
                 log.error("check %s ran past %.0f ms; blocking", check.name, self.timeout_s * 1000)
                 result = CheckResult(check.name, Action.BLOCK, (f"check_timeout:{check.name}",), {}, None)

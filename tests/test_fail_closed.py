@@ -280,6 +280,31 @@ def test_a_promoted_adapter_whose_files_are_gone_blocks_the_turn(services, tmp_p
     assert any(r["id"] == result.exchange_id for r in services.store.exchanges(limit=20))
 
 
+def test_a_check_waiting_for_a_busy_pool_is_not_timed_out(services):
+    """Under load, many turns' checks queue for the guard's workers: waiting is not hanging."""
+    import threading
+    import time
+
+    class Slow:
+        name = "slow"
+
+        def check(self, text, ctx):
+            time.sleep(0.15)
+            return CheckResult("slow", Action.ALLOW, (), {}, None)
+
+    guard = _guard(services)
+    guard.timeout_s = 0.3
+    guard.input_checks = [Slow()]
+    verdicts = []
+    threads = [threading.Thread(target=lambda: verdicts.append(guard._run([Slow()], "hi", None)))
+               for _ in range(12)]  # 12 at once on 4 workers: the last wait about 0.45 s to start
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    assert len(verdicts) == 12 and all(r[0].action is Action.ALLOW for r in verdicts)
+
+
 def test_a_check_that_hangs_times_out_and_blocks(services):
     import threading
 

@@ -16,6 +16,7 @@ def test_a_small_load_run_loses_and_duplicates_nothing(services):
     report = bench_load(services, sessions=3, turns=3)
     assert report["turns_sent"] == 9 and report["answered"] == 9 and report["errors"] == 0
     assert report["logged"] == 9 and report["lost"] == 0 and report["duplicated"] == 0
+    assert report["blocked_by_check_timeout"] == 0
     assert report["latency_ms"]["p95"] >= report["latency_ms"]["p50"] > 0
 
 
@@ -45,6 +46,34 @@ def test_the_queue_and_the_rate_limit_refuse_with_retry_after():
     assert 1 <= limited.value.retry_after <= 60 and "in the last minute" in str(limited.value)
     with admission.turn("ben"):  # others are not held back by ana's limit
         pass
+
+
+def test_only_so_many_turns_run_at_once_and_the_rest_go_first_come_first_served():
+    import time
+
+    admission = Admission(max_queued=10, per_minute=100, max_running=2)
+    running, most, order = [0], [0], []
+    lock = threading.Lock()
+
+    def turn(name: str) -> None:
+        with admission.turn(name):
+            with lock:
+                order.append(name)
+                running[0] += 1
+                most[0] = max(most[0], running[0])
+            time.sleep(0.1)
+            with lock:
+                running[0] -= 1
+
+    threads = []
+    for i in range(6):
+        threads.append(threading.Thread(target=turn, args=(f"agent{i}",)))
+        threads[-1].start()
+        time.sleep(0.02)  # each arrives after the one before
+    for thread in threads:
+        thread.join(10)
+    assert most[0] == 2 and order == [f"agent{i}" for i in range(6)]
+    assert admission.in_flight == 0
 
 
 def test_over_http_a_user_past_the_rate_limit_gets_429_with_retry_after(services, people):
