@@ -334,7 +334,7 @@ _CLAUSE_END = re.compile(r"\n\s*\n|;|\s\|\s|\s->|\s-\s(?!\d)|[.!?](?=\s+[A-Za-z]
                          r"thanks|the house|it's|its|is that)\b|\s+(?:but|not|please|pls|thanks|instead|"
                          r"last|next|since|from now)\b")
 _HOMETOWN = re.compile(r"(?i)\b(?:i\s+live\s+in|i'm\s+(?:based|currently)\s+in|im\s+(?:based\s+)?in|based\s+in|"
-                       r"(?:currently|living|staying|located)\s+in|just\s+outside|near|moved\s+to|"
+                       r"(?:currently|living|staying|located|out)\s+in|just\s+outside|near|moved\s+to|"
                        r"i'm\s+in|i\s+am\s+in|from)\s+(?=[A-Z])")
 
 
@@ -368,6 +368,81 @@ class CuedAddressRecognizer(EntityRecognizer):
             if place:
                 out.append(RecognizerResult("LOCATION", m.end(), m.end() + place.end(), 0.6))
         return out
+
+
+# Postcodes, each in its country's shape, and PO boxes: where an address ends (or is), so the
+# lines before it are the rest of it.
+_POSTCODES = re.compile("|".join([
+    r"\b[A-Z]{2}\s+\d{5}(?:-\d{4})?\b",                          # US: state and ZIP
+    r"(?i:\b[A-Z]\d[A-Z]\s?\d[A-Z]\d\b)",                         # Canada
+    r"(?i:\b[A-Z]{1,2}\d[A-Z\d]?\s+\d[A-Z]{2}\b)",                  # UK
+    r"\b[AC-FHKNPRTV-Y]\d{2}\s?(?=[A-Z\d]{0,3}[A-Z])[A-Z\d]{4}\b",    # Ireland (Eircode)
+    r"\b(?:NSW|VIC|QLD|WA|SA|TAS|ACT|NT)\s+\d{4}\b",                 # Australia
+    r"(?<![\w-])(?:[A-Z]-)?\d{5}\s+[A-ZÀ-Þ][^\W\d_]+(?:\s+\([A-Z]{2}\))?",  # 5 digits and the town
+    r"(?<=,\s)\d{5}\s+[a-zà-ÿ]+\b",                                   # ... in lower case, after a comma
+    r"(?<![\w-])\d{4}\s?[A-Z]{2}\s+[A-ZÀ-Þ][^\W\d_]+",                # Netherlands
+    r"\s[-–]\s?\d{6}\b|(?<=,\s)[A-Z][a-z]+\s\d{6}\b",                 # India: "Noida - 201070"
+    r"\bP\.?\s?O\.?\s+Box\s+\d+",                                   # PO boxes
+]))
+# Words an address line has beside names and numbers.
+_ADDRESS_WORDS = frozenset("""apt apt. apartment flat unit suite ste ste. house no no. near po p.o. box
+bât bât. appt appt. app app. int int. scala bajo og wohnung links rechts lot plot sector cross main
+stn co co. c/ calle via piazza rue place quai chemin avenue av. bd boulevard lieu-dit de del della di da
+des du la le les y na the of am an der im op und dei degli delle van von st st.""".split())
+_SEGMENT = re.compile(r",\s*|\n")
+
+
+def _address_like(segment: str) -> bool:
+    """A line or comma-separated part of an address: names, numbers and address words, no prose."""
+    words = segment.split()
+    return bool(words) and len(segment) <= 48 and all(
+        w[0].isupper() or w[0].isdigit() or w.lower() in _ADDRESS_WORDS or w in "-–/" for w in words)
+
+
+class PostcodeAddressRecognizer(EntityRecognizer):
+    """A postcode or PO box, and the address lines before it: each comma-separated part or line
+    going back is part of the address while it reads like one (names, numbers, address words),
+    up to six; of the first that does not, only its address-like end ("...re delivery to
+    House No. 760")."""
+
+    def __init__(self) -> None:
+        super().__init__(supported_entities=["LOCATION"], name="postcode_addresses", supported_language="en")
+
+    def load(self) -> None:
+        pass
+
+    def analyze(self, text: str, entities, nlp_artifacts=None) -> list[RecognizerResult]:
+        out = []
+        for m in _POSTCODES.finditer(text):
+            start = m.start() + len(m.group(0)) - len(m.group(0).lstrip(" -–"))
+            start = self._back(text, start)
+            out.append(RecognizerResult("LOCATION", start, m.end(), 0.7))
+        return out
+
+    @staticmethod
+    def _back(text: str, start: int) -> int:
+        """Where the address that ends at `start` begins, going back part by part."""
+        begin, end = start, start
+        separators = list(_SEGMENT.finditer(text, 0, start))
+        for taken, i in enumerate(range(len(separators) - 1, -2, -1)):
+            seg_begin = separators[i].end() if i >= 0 else 0
+            segment = text[seg_begin:end]
+            if not segment.strip():
+                if end != start:
+                    break  # an empty part, a blank line: the address ended there
+            elif _address_like(segment):
+                begin = seg_begin + len(segment) - len(segment.lstrip())
+            else:
+                words = segment.rstrip().split(" ")
+                tails = (" ".join(words[k:]) for k in range(len(words)))
+                tail = next((t for t in tails if _address_like(t)), "")
+                if tail:
+                    begin = text.rindex(tail, seg_begin, end)
+                break
+            if i < 0 or taken >= 6:
+                break
+            end = separators[i].start()
+        return begin
 
 
 def address_recognizer() -> PatternRecognizer:

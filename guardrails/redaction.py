@@ -92,8 +92,8 @@ class Redactor:
         from presidio_anonymizer import AnonymizerEngine
 
         from guardrails.phone import GatedPhoneRecognizer
-        from guardrails.recognizers import (CuedAddressRecognizer, CueNameRecognizer, address_recognizer,
-                                            phone_recognizer)
+        from guardrails.recognizers import (CuedAddressRecognizer, CueNameRecognizer, PostcodeAddressRecognizer,
+                                            address_recognizer, phone_recognizer)
 
         engine = nlp_engine(spacy_model)
         registry = RecognizerRegistry(supported_languages=["en"])
@@ -101,7 +101,8 @@ class Redactor:
         registry.remove_recognizer("PhoneRecognizer")
         registry.add_recognizer(GatedPhoneRecognizer())
         registry.add_recognizer(_mastercard_2_series())
-        for recognizer in (phone_recognizer(), CueNameRecognizer(), address_recognizer(), CuedAddressRecognizer()):
+        for recognizer in (phone_recognizer(), CueNameRecognizer(), address_recognizer(), CuedAddressRecognizer(),
+                           PostcodeAddressRecognizer()):
             registry.add_recognizer(recognizer)
         for spec in recognizers:
             registry.add_recognizer(

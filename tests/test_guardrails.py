@@ -37,6 +37,26 @@ def test_redaction_table(services, text, expected_types):
     assert "Larkspur" in redacted or "Larkspur" not in text  # allow list keeps the company name
 
 
+@pytest.mark.parametrize("text, address", [
+    ("Send it to my daughter at Flat 3, Mill House, 14 Brook Road, Leeds, LS6 2AB please.",
+     "Flat 3, Mill House, 14 Brook Road, Leeds, LS6 2AB"),
+    ("new address:\nUnit 9\nRiverside Park\nGalway\nH91 KX2P", "Unit 9\nRiverside Park\nGalway\nH91 KX2P"),
+    ("Billing goes to P.O. Box 812, Tucson, AZ 85701 since we moved.", "P.O. Box 812, Tucson, AZ 85701"),
+    ("Parcel for Tom, Via Roma 12, int. 4, 00184 Roma (RM)", "Via Roma 12, int. 4, 00184 Roma (RM)"),
+])
+def test_an_address_before_its_postcode_is_redacted_whole_and_the_prose_before_it_is_not(services, text, address):
+    redacted, _ = services.guard.redactor.redact(text)
+    assert not any(part in redacted for part in address.replace("\n", ", ").split(", ")), redacted
+    lead = text[:text.index(address)].split()[:2]
+    assert " ".join(lead) in redacted  # "Send it", "Billing goes": the sentence around it stays
+
+
+@pytest.mark.parametrize("text", ["Where is ORD-123456 now?", "In 2025 Larkspur opened a new warehouse.",
+                                  "Ticket 48213 was closed without an answer.", "I bought 12 mugs and 4 plates."])
+def test_numbers_that_are_not_postcodes_stay(services, text):
+    assert not [e for e in services.guard.redactor.analyze(text) if e.type == "LOCATION"]
+
+
 def test_document_redaction_without_ner_matches_the_full_pipeline(services):
     """Documents are redacted with spaCy's tokenizer only (no document entity needs NER), and
     its tokens are built only when Presidio asks for them: spans and scores must be the ones
