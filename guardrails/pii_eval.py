@@ -29,13 +29,16 @@ def evaluate_pii(analyze: Callable[[str], list], path: Path = HELDOUT) -> dict:
     gold: Counter = Counter()
     hit: Counter = Counter()
     clean = changed = 0
+    changed_by: Counter = Counter()  # which types changed clean messages (a message may count twice)
     for line in path.read_text(encoding="utf-8").splitlines():
         item = json.loads(line)
         text = item["text"]
-        found = [(e.start, e.end) for e in analyze(text)]
+        entities = analyze(text)
+        found = [(e.start, e.end) for e in entities]
         if not item["spans"]:
             clean += 1
             changed += bool(found)
+            changed_by.update({e.type for e in entities})
             continue
         for start, end, kind in item["spans"]:
             ok = caught(text, start, end, found)
@@ -49,4 +52,5 @@ def evaluate_pii(analyze: Callable[[str], list], path: Path = HELDOUT) -> dict:
         "per_type": {k: {"recall": round(hit[k] / gold[k], 4), "spans": gold[k]} for k in sorted(gold)},
         "clean_messages": clean,
         "clean_changed": round(changed / clean, 4) if clean else None,
+        "clean_changed_by": {k: round(v / clean, 4) for k, v in sorted(changed_by.items())} if clean else {},
     }

@@ -43,6 +43,9 @@ def phone_recognizer() -> PatternRecognizer:
 
 
 _DATE_LIKE = re.compile(r"^\d{1,4}[.\-]\d{1,2}[.\-]\d{1,4}$")
+# A bare run of digits right after the name of an identifier is that identifier, not a phone number.
+_ID_BEFORE = re.compile(r"(?i)\b(?:tracking|order|ref|reference|invoice|batch|serial|sku|item|model|ticket|case|"
+                        r"parcel|consignment)[\s.#:]*(?:no\.?|number|num|#|id)?[\s.#:]*$")
 
 
 class _DigitCountRecognizer(PatternRecognizer):
@@ -453,6 +456,10 @@ def address_recognizer() -> PatternRecognizer:
 # --- what is not personal data by default ---------------------------------------------------------
 RESIDENCE = re.compile(r"(?i)\b(?:live|lives|living|reside|resides|moved|moving|based|located|from|i'm in|"
                        r"im in|address|home|house|flat|apartment|postcode|zip)\b[\w\s,']{0,20}$")
+# ... but not "can I order from Iceland" or "shipping from your warehouse in Lisbon": goods come from there.
+GOODS_FROM = re.compile(r"(?i)\b(?:order|ordered|ordering|ship|ships|shipped|shipping|buy|buying|bought|import|"
+                        r"imported|deliver|delivered|delivery|send|sent|dispatch|dispatched|made|warehouse|store|"
+                        r"shop)\b[\w\s,']{0,20}\bfrom\b[\w\s,']{0,20}$")
 DETERMINER = re.compile(r"(?i)\b(?:the|a|an|this|that|our|your|these|those|my|its)\s+$")
 
 
@@ -477,6 +484,9 @@ def keep_entity(text: str, kind: str, start: int, end: int, recognizer: str,
     value = text[start:end]
     if kind in ("PERSON", "LOCATION") and value.split()[0].lower() in allowed_words:
         return False  # the company's own names and address: "Larkspur Home", "Larkspur Goods Customer Care, ..."
+    if kind == "PHONE_NUMBER" and (_DATE_LIKE.match(value.strip()) or
+                                   (value.isdigit() and _ID_BEFORE.search(text[max(0, start - 30):start]))):
+        return False  # "delivered on 08.09.2026", "Tracking number 169815008239", "order no. 373487"
     if recognizer != "SpacyRecognizer":
         return True
     if kind == "PERSON":
@@ -492,5 +502,6 @@ def keep_entity(text: str, kind: str, start: int, end: int, recognizer: str,
         return True
     if kind == "LOCATION":
         # A place on its own is personal only where the customer lives or is.
-        return bool(RESIDENCE.search(text[max(0, start - 40):start]))
+        before = text[max(0, start - 40):start]
+        return bool(RESIDENCE.search(before)) and not GOODS_FROM.search(before)
     return True
