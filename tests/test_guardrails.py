@@ -57,6 +57,18 @@ def test_numbers_that_are_not_postcodes_stay(services, text):
     assert not [e for e in services.guard.redactor.analyze(text) if e.type == "LOCATION"]
 
 
+@pytest.mark.parametrize("text, kind, personal", [
+    ("Can I order from Japan and have it sent to my sister?", "LOCATION", False),
+    ("Hi, it's Marco from Bavaria, any update?", "LOCATION", True),
+    ("Tracking number 169815008239 hasn't updated since Monday.", "PHONE_NUMBER", False),
+    ("My order was delivered on 08.09.2026 and it's broken.", "PHONE_NUMBER", False),
+    ("Please call me on 5551234567 about my order.", "PHONE_NUMBER", True),
+])
+def test_places_and_numbers_are_personal_only_where_they_lead_to_the_customer(services, text, kind, personal):
+    found = [e.type for e in services.guard.redactor.analyze(text)]
+    assert (kind in found) is personal, found
+
+
 def test_document_redaction_without_ner_matches_the_full_pipeline(services):
     """Documents are redacted with spaCy's tokenizer only (no document entity needs NER), and
     its tokens are built only when Presidio asks for them: spans and scores must be the ones
