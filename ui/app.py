@@ -1,6 +1,7 @@
 """The Gradio app. Each tab calls one service; no business logic lives here."""
 from __future__ import annotations
 
+import os
 import uuid
 
 import gradio as gr
@@ -276,8 +277,12 @@ def build_ui(services) -> gr.Blocks:
         remove_btn.click(on_remove, doc_choice, [remove_status, doc_table, doc_choice])
         query.submit(on_search, [query, k, mode], hit_table)
         outputs = [box, chatbot, notice, session_id, last_exchange]
-        box.submit(respond, [box, chatbot, session_id, last_exchange], outputs)
-        send.click(respond, [box, chatbot, session_id, last_exchange], outputs)
+        # As many agents' turns at once as over the API (one per core); the rest wait in Gradio's
+        # queue, which shows each its place, and then in the model's line (`queued_text`).
+        running = services.settings.server.max_running_turns or os.cpu_count() or 1
+        chat = {"concurrency_limit": running, "concurrency_id": "chat"}
+        box.submit(respond, [box, chatbot, session_id, last_exchange], outputs, **chat)
+        send.click(respond, [box, chatbot, session_id, last_exchange], outputs, **chat)
         new.click(reset, None, [chatbot, notice, session_id, last_exchange])
         send_feedback.click(on_feedback, [last_exchange, rating, reason, correction], feedback_status)
 
