@@ -7,7 +7,8 @@
   "ship it to", a signature after "Thanks,"), in capitals or, for a first name we know, in
   lower case: spaCy's small model misses names in forms and chat.
 - Street addresses (number-first, as in the UK, US, Canada and Australia; street-first, as in
-  Germany and the Netherlands; French "rue"), which spaCy does not tag at all.
+  Germany and the Netherlands; French "rue"), which spaCy does not tag at all; and whole
+  addresses read back from their postcode or PO box.
 
 And `keep_entity`, which drops what is not personal data by default: a bare country or
 city the customer asks about (not one they live in), a product called by a first name
@@ -110,8 +111,8 @@ i i'm im it its the a an and or but so if my our your their his her we you they 
 there here hi hello hey dear thanks thank regards best cheers please sorry yes no ok okay order orders item
 items product products customer customers name email e-mail phone tel mobile address account card number
 ref reference re fw fwd subject sent from to cc date time today tomorrow yesterday monday tuesday wednesday
-thursday friday saturday sunday mon tue tues wed thu thur thurs fri sat sun january february march april may june july august september october
-november december jan feb mar apr jun jul aug sep sept oct nov dec just still also again writing calling
+thursday friday saturday sunday mon tue tues wed thu thur thurs fri sat sun january february march april
+may june july august september october november december jan feb mar apr jun jul aug sep sept oct nov dec just still also again writing calling
 contacting following looking trying wondering hoping waiting having getting not never very really good great
 fine happy glad urgent asap help support team service services sales billing accounts procurement finance
 returns refunds delivery shipping courier warehouse office manager director operations ltd llc inc gmbh co
