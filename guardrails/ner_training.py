@@ -261,13 +261,14 @@ def _fill(template: str, fakers, romanized, countries: list[str], rng: random.Ra
     first, last = _name_parts(fakers, romanized, rng)
     city, region = _places(fakers, rng)
     values = {
-        "P": (_casing(f"{first} {last}", rng), "PERSON"), "P2": (_casing(" ".join(_name_parts(fakers, romanized, rng)), rng),
-                                                                "PERSON"),
+        "P": (_casing(f"{first} {last}", rng), "PERSON"),
+        "P2": (_casing(" ".join(_name_parts(fakers, romanized, rng)), rng), "PERSON"),
         "F": (_casing(first.split()[0], rng), "PERSON"), "L": (last, "PERSON"), "T": (rng.choice(TITLES), None),
         "C": (city, "GPE"), "R": (region, "GPE"), "X": (rng.choice(countries), "GPE"),
         "D": (rng.choice(PRODUCTS), None), "D2": (rng.choice(PRODUCTS), None), "B": (rng.choice(BRANDS), None),
         "W": (rng.choice(CLEAN_WORDS), None), "E": (rng.choice(fakers).email(), None),
-        "N": (rng.choice(fakers).phone_number(), None), "IBAN": (rng.choice(fakers).iban(), None), "O": (f"ORD-{rng.randint(100000, 999999)}", None),
+        "N": (rng.choice(fakers).phone_number(), None), "IBAN": (rng.choice(fakers).iban(), None),
+        "O": (f"ORD-{rng.randint(100000, 999999)}", None),
         "rel": (rng.choice(RELATIONS), None),
     }
     text, spans = "", []

@@ -112,8 +112,8 @@ there here hi hello hey dear thanks thank regards best cheers please sorry yes n
 items product products customer customers name email e-mail phone tel mobile address account card number
 ref reference re fw fwd subject sent from to cc date time today tomorrow yesterday monday tuesday wednesday
 thursday friday saturday sunday mon tue tues wed thu thur thurs fri sat sun january february march april
-may june july august september october november december jan feb mar apr jun jul aug sep sept oct nov dec just still also again writing calling
-contacting following looking trying wondering hoping waiting having getting not never very really good great
+may june july august september october november december jan feb mar apr jun jul aug sep sept oct nov dec
+just still also again writing calling contacting following looking trying wondering hoping waiting having getting not never very really good great
 fine happy glad urgent asap help support team service services sales billing accounts procurement finance
 returns refunds delivery shipping courier warehouse office manager director operations ltd llc inc gmbh co
 company store shop online larkspur goods rewards pantry club new old big small first last next can could
