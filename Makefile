@@ -52,8 +52,9 @@ $(INSTALLED): pyproject.toml | $(PY)
 	$(PIP) install -q -e .
 	touch $@
 
+# PYTHONHASHSEED: some of Faker's place names come from sets, so a fixed seed makes the same model.
 $(NER): guardrails/ner_training.py $(INSTALLED)
-	$(PY) -m guardrails.ner_training $(VENV)/share/helpdesk-ner
+	PYTHONHASHSEED=0 $(PY) -m guardrails.ner_training $(VENV)/share/helpdesk-ner
 
 $(INSTALLED_DEV): $(INSTALLED)
 	$(PIP) install -q -e '.[dev]'

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import random
 import re
 import shutil
@@ -356,6 +357,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--epochs", type=int, default=NerTrainConfig.epochs)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    if os.environ.get("PYTHONHASHSEED") is None:
+        log.warning("PYTHONHASHSEED is not set: some of Faker's place names come from sets, so this build "
+                    "will not match another one exactly (make sets it)")
     record = train_ner(args.out, NerTrainConfig(examples=args.examples, epochs=args.epochs))
     log.info("NER model written to %s (loss per epoch: %s)", args.out, record["losses"])
 
