@@ -203,11 +203,13 @@ class Services:
     def documents(self) -> DocumentService:
         return DocumentService(lambda: self.ingestor, self.catalog, lambda: self.retriever, self.audit)
 
-    def find_pii(self, text: str, knowledge_base: bool) -> list[str]:
+    def find_pii(self, text: str, knowledge_base: bool, passages: str = "") -> list[str]:
         """Entity types of raw PII in `text`: for text built from the knowledge base, those
-        documents are redacted for; for anything else, all of the policy's."""
+        documents are redacted for; for anything else, all of the policy's, except words
+        copied from `passages` (the knowledge base's own text, as the output check leaves them)."""
         entities = self.settings.retrieval.redact_entities if knowledge_base else None
-        return sorted({e.type for e in self.redactor.analyze(text, entities)})
+        return sorted({e.type for e in self.redactor.analyze(text, entities)
+                       if not (passages and text[e.start:e.end] in passages)})
 
     @cached_property
     def datasets(self) -> DatasetService:

@@ -40,7 +40,7 @@ FAQ_QUESTIONS = ("{q}", "Customer asks: {q}", "quick one - {q_lower}")
 
 class DatasetService:
     def __init__(self, engine, store: Store, feedback: FeedbackService, review: ReviewService, folder: Path,
-                 find_pii: Callable[[str, bool], list[str]], vectors: Callable[[], VectorStore],
+                 find_pii: Callable[[str, bool, str], list[str]], vectors: Callable[[], VectorStore],
                  catalog: Catalog, retriever: Callable[[], Retriever], audit: AuditLog | None = None) -> None:
         self.engine = engine
         self.audit = audit

@@ -117,26 +117,42 @@ def version_of(rows: Sequence[Row]) -> str:
     return digest.hexdigest()[:12]
 
 
-def scan_rows(rows: Sequence[Row], find_pii: Callable[[str, bool], list[str]]) -> list[str]:
-    """Where raw PII is, as `kind row N field: ENTITY`. `find_pii(text, knowledge_base)` returns
-    the entity types found. Text from the knowledge base (prompts, which carry its passages, and
-    synthetic answers, which quote them) is scanned for the entities documents are redacted
-    for; what people wrote or the model said, for all of them."""
+def _passages(prompt: list[dict]) -> str:
+    """The knowledge base's passages in a prompt as served: the last user message is
+    "Context:\n<passages>\n\nQuestion: <question>" (`assistant.prompt.build_messages`); the
+    question and earlier turns are people's words, so they are not passages."""
+    users = [m for m in prompt if m.get("role") == "user"]
+    content = str(users[-1].get("content", "")) if users else ""
+    if not content.startswith("Context:") or "\n\nQuestion: " not in content:
+        return ""
+    return content.rsplit("\n\nQuestion: ", 1)[0]
+
+
+def scan_rows(rows: Sequence[Row], find_pii: Callable[[str, bool, str], list[str]]) -> list[str]:
+    """Where raw PII is, as `kind row N field: ENTITY`. `find_pii(text, knowledge_base, passages)`
+    returns the entity types found. Text from the knowledge base (prompts, which carry its
+    passages, and synthetic answers, which quote them) is scanned for the entities documents are
+    redacted for; what people wrote or the model said, for all of them, except words it copied
+    from the row's prompt (the passages)."""
     found = []
     for n, row in enumerate(rows):
         synthetic = row.lineage.get("origin") == "synthetic"
+        passages = _passages(row.data.get("prompt", []))
         for key, value in row.data.items():
             if not isinstance(value, list):
                 continue
             for message in value:
                 if message["role"] == "system":
                     continue  # the product's own prompt
-                hits = find_pii(message["content"], key == "prompt" or synthetic)
+                if key == "prompt" or synthetic:
+                    hits = find_pii(message["content"], True, "")
+                else:
+                    hits = find_pii(message["content"], False, passages)
                 found.extend(f"{row.kind} row {n} {key}: {t}" for t in hits)
     return found
 
 
-def build(rows: Iterable[Row], out_dir: Path, find_pii: Callable[[str, bool], list[str]],
+def build(rows: Iterable[Row], out_dir: Path, find_pii: Callable[[str, bool, str], list[str]],
           engine: Engine | None = None, built_by: str = "") -> Built:
     """Deduplicate, split, scan, then write `out_dir/<version>/` (and the lineage rows)."""
     unique = [Row(r.kind, r.conversation, r.data, r.lineage, split_of(r.conversation)) for r in deduplicated(rows)]

@@ -41,6 +41,7 @@ class ExtractiveAnswerer:
     reranker: SentenceReranker
     min_support: float = 0.75
     max_sentences: int = 3
+    max_list_items: int = 5  # after a lead sentence that introduces a list (ends with ":")
     lexical_weight: float = 0.3
     rank_weight: float = 0.5
 
@@ -53,6 +54,10 @@ class ExtractiveAnswerer:
         # Keep the best first; sentences after it read in the order of their passages.
         lead, rest = chosen[0], sorted(chosen[1:], key=lambda s: (s[2], s[3]))
         picked = [lead, *rest]
+        if lead[1].rstrip().endswith(":"):
+            # "To start a return:" says nothing alone; its list is the answer.
+            following = sentences(hits[lead[2]].text)[lead[3] + 1: lead[3] + 1 + self.max_list_items]
+            picked = [lead, *((best, text, lead[2], lead[3] + 1 + k) for k, text in enumerate(following))]
         parts = [(_clean(text), passage + 1) for _, text, passage, _ in picked]
         return Extract(" ".join(f"{text} [{n}]" for text, n in parts), tuple(parts), round(best, 4))
 

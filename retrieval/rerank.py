@@ -21,8 +21,36 @@ from retrieval.store import Hit
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n+")
 
 
+_TABLE_ROW = re.compile(r"^\s*\|(.+)\|\s*$")
+_TABLE_RULE = re.compile(r"^[\s|:\-]+$")
+
+
+def _table_rows_as_sentences(body: str) -> str:
+    """Each row of a Markdown table as a sentence that names its columns: "| PayPal | 3 to 5
+    business days |" under "| Payment method | Time to appear |" reads "Payment method: PayPal;
+    Time to appear: 3 to 5 business days." (a row alone says nothing of what its numbers are)."""
+    out, header = [], None
+    for line in body.split("\n"):
+        row = _TABLE_ROW.match(line)
+        if not row:
+            out.append(line)
+            header = None
+            continue
+        if _TABLE_RULE.match(line):
+            continue
+        cells = [c.strip() for c in row.group(1).split("|")]
+        if header is None:
+            header = cells
+            continue
+        named = [f"{h}: {c}" if h else c for h, c in zip(header, cells) if c]
+        out.append("; ".join(named) + ".")
+    return "\n".join(out)
+
+
 def sentences(chunk_text: str) -> list[str]:
     body = chunk_text.split("\n\n", 1)[-1]  # drop the "Title > Heading" prefix
+    if "|" in body:
+        body = _table_rows_as_sentences(body)
     parts = [p.strip(" -*") for p in _SENTENCE_END.split(body)]
     parts = [p for p in parts if len(p) > 15]
     return parts or [body]

@@ -100,6 +100,26 @@ def test_raw_pii_in_a_row_stops_the_build_and_writes_nothing(services, tmp_path)
             conn.exec_driver_sql("DELETE FROM feedback WHERE id = 'leak1'")
 
 
+def test_an_answer_quoting_its_passage_is_not_raw_pii_but_a_name_of_its_own_is(services):
+    from finetune.datasets import Row, scan_rows
+
+    passage = "Our Columbus showroom manager, Maria Lopez, runs the Saturday assembly classes."
+    prompt = [{"role": "system", "content": "Answer from the passages."},
+              {"role": "user", "content": f"Context:\n[1] (showroom.md)\n{passage}\n\nQuestion: Who runs the classes?"}]
+
+    def row(answer: str) -> Row:
+        return Row("sft", "c1", {"prompt": prompt, "completion": [{"role": "assistant", "content": answer}]},
+                   {"origin": "review"})
+
+    assert scan_rows([row("Maria Lopez runs them on Saturdays [1].")], services.find_pii) == []
+    assert scan_rows([row("Jane Doe runs them [1].")], services.find_pii) == ["sft row 0 completion: PERSON"]
+    asked = [prompt[0], {"role": "user", "content": "Context:\n[1] (x.md)\nClasses run on Saturdays.\n\n"
+                                                     "Question: Is Jane Doe teaching?"}]
+    leaked = Row("sft", "c2", {"prompt": asked, "completion": [{"role": "assistant", "content": "Jane Doe is."}]},
+                 {"origin": "review"})
+    assert "sft row 0 completion: PERSON" in scan_rows([leaked], services.find_pii)  # the question is no passage
+
+
 def test_synthesize_makes_grounded_rows_from_the_knowledge_base(services, tmp_path):
     made = _datasets(services, tmp_path).synthesize(ADMIN, distractors=3)
     rows = _rows(tmp_path / "synthetic.jsonl")

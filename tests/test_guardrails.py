@@ -137,6 +137,15 @@ def test_output_pii_is_redacted_and_flagged(services):
     assert "output_pii:EMAIL_ADDRESS" in verdict.reasons
 
 
+def test_words_an_answer_copies_from_its_passages_are_not_redacted_but_its_own_names_are(services):
+    passage = "Our Columbus showroom manager, Maria Lopez, runs the Saturday assembly classes."
+    ctx = CheckContext(context_texts=(passage,))
+    quoted = services.guard.inspect_output("Maria Lopez runs the Saturday assembly classes [1].", ctx)
+    assert quoted.action is Action.ALLOW and "Maria Lopez" in quoted.text
+    own = services.guard.inspect_output("Ask Jane Doe about the classes [1].", ctx)
+    assert own.action is Action.FLAG and "Jane Doe" not in own.text and "output_pii:PERSON" in own.reasons
+
+
 def test_clean_output_passes_unchanged(services):
     answer = "Returns are accepted within 30 days of delivery."
     verdict = services.guard.inspect_output(answer, CheckContext())

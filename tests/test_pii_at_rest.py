@@ -132,3 +132,20 @@ def test_stored_text_is_redacted_until_a_second_reading_finds_nothing(services):
     clean = redactor.redact_until_clean(once)
     assert clean != once and not redactor.analyze(clean)  # ...and stored text is read until it finds none
     assert redactor.redact_until_clean("Where is my parcel?") == "Where is my parcel?"
+
+
+def test_an_answer_quoting_its_sources_is_not_a_finding_but_a_name_of_its_own_is(services):
+    from assistant.scan import database_texts, scan_texts
+    from assistant.store import ExchangeRecord
+
+    passage = "Our Columbus showroom manager, Maria Lopez, runs the Saturday assembly classes."
+    sources = [{"source": "showroom.md", "text": passage}]
+
+    def logged(answer: str) -> str:
+        return services.store.log_exchange(ExchangeRecord(
+            "s-scan", "who runs the classes?", answer, "allow", [], {}, None, sources, "v1", "m", None, {}))
+
+    quoted, own = logged("Maria Lopez runs them [1]."), logged("Jane Doe runs them [1].")
+    findings = scan_texts(services.guard.redactor, database_texts(services.engine, tables={"exchanges"}), None)
+    answers = {f.record for f in findings if f.where == "exchanges.answer"}
+    assert own in answers and quoted not in answers
