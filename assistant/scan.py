@@ -28,9 +28,9 @@ KB_TABLES = {"documents", "document_chunks", "pending_ingests"}
 # Folders of the data directory that hold no free text of ours (or are scanned otherwise).
 SKIP_DIRS = {"chroma", "models", "uploads"}
 TEXT_SUFFIXES = {".jsonl", ".json", ".csv", ".txt", ".md", ".tsv", ".log"}
-# Not free text: ids, entity names, and the reason codes verdicts carry ("sentiment:human_request"), which
-# spaCy would otherwise read as names.
-_NOT_FREE_TEXT = re.compile(r"^[0-9a-f]{16,64}$|^[A-Z][A-Z0-9_]*$|^[a-z][a-z0-9_]*(:[A-Za-z0-9_.-]+)?$"
+# Not free text: ids, entity names, and the reason codes verdicts carry ("sentiment:human_request",
+# "generated:output_pii:PERSON"), which spaCy would otherwise read as names.
+_NOT_FREE_TEXT = re.compile(r"^[0-9a-f]{16,64}$|^[A-Z][A-Z0-9_]*$|^[a-z][a-z0-9_]*(:[A-Za-z0-9_.-]+)*$"
                             r"|^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}:\d{2}(\.\d+)?([+-]\d{2}:\d{2}|Z)?)?$")  # timestamps
 
 

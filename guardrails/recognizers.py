@@ -467,6 +467,27 @@ DETERMINER = re.compile(r"(?i)\b(?:the|a|an|this|that|our|your|these|those|my|it
 _NEXT_WORD = re.compile(r"[ \t]+([A-ZÀ-Þ][^\W\d_]+(?:['’\-][^\W\d_]+)*)")
 
 
+# Words that start a sentence before a name, which the NER sometimes takes into it ("[Call Maria] ...").
+_LEADING_VERBS = frozenset("call ask email e-mail contact ring text message tell thank ping please cc "
+                           "phone mail write see meet".split())
+
+
+def trim_name(text: str, start: int, end: int) -> tuple[int, int]:
+    """A NER name without the ordinary words at its edges: "Call Maria Gonzalez" is "Maria
+    Gonzalez", "Dear Customer Service Team" is nothing."""
+    words = list(re.finditer(r"\S+", text[start:end]))
+    while len(words) > 1 and _ordinary(words[0].group(0)):
+        words.pop(0)
+    while len(words) > 1 and _ordinary(words[-1].group(0)):
+        words.pop()
+    return start + words[0].start(), start + words[-1].end()
+
+
+def _ordinary(word: str) -> bool:
+    plain = word.strip(".,:;!?'’\"()").lower()
+    return plain in NOT_NAMES or plain in STOP_WORDS or plain in _LEADING_VERBS
+
+
 def extend_name(text: str, end: int) -> int:
     """Where a name the NER found really ends: it sometimes stops after the first name
     ("[Jane] Doe wrote"), and a surname we know, capitalised, right after it is part of it."""

@@ -9,7 +9,7 @@ from typing import Iterable, Sequence
 
 from core.errors import ConfigError, ModelUnavailable
 from guardrails.ner_training import HELPDESK_NER, NER_DIR
-from guardrails.recognizers import extend_name, keep_entity
+from guardrails.recognizers import extend_name, keep_entity, trim_name
 from guardrails.verdict import Entity
 
 log = logging.getLogger(__name__)
@@ -153,10 +153,12 @@ class Redactor:
             end = r.end
             if by == "SpacyRecognizer" and "\n" in text[r.start:end]:  # NER runs names into the next line
                 end = r.start + text[r.start:end].index("\n")
+            start = r.start
             if by == "SpacyRecognizer" and r.entity_type == "PERSON":
+                start, end = trim_name(text, start, end)
                 end = extend_name(text, end)
-            if end > r.start and keep_entity(text, r.entity_type, r.start, end, by, self._allowed_words):
-                kept.append(Entity(r.entity_type, r.start, end, r.score))
+            if end > start and keep_entity(text, r.entity_type, start, end, by, self._allowed_words):
+                kept.append(Entity(r.entity_type, start, end, r.score))
         return _merge_overlaps(kept)
 
     def _tokens_only(self, text: str) -> "_TokenArtifacts":
