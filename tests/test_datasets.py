@@ -10,6 +10,7 @@ from assistant.datasets import DatasetService
 from assistant.service import Assistant
 from assistant.store import ExchangeRecord
 from finetune.datasets import PiiInDataset
+from retrieval.rerank import sentences
 from tests.conftest import ScriptedGenerator, quote_first_passage
 
 AGENT = Actor("ui:agent-ds", "agent", "ui")
@@ -138,7 +139,9 @@ def test_synthesize_makes_grounded_rows_from_the_knowledge_base(services, tmp_pa
         marker = answer.rsplit("[", 1)[1].rstrip("]")
         cited = context.split(f"[{marker}] (", 1)[1].split("\n\n[", 1)[0]
         first_sentence = answer.split(f" [{marker}]")[0]
-        assert first_sentence.rstrip(".")[:30].lower() in cited.replace("*", "").lower()
+        # The passage as the answerer reads it: its sentences, table rows named by their columns.
+        read = " ".join(sentences("\n\n" + cited.split("\n", 1)[-1]))
+        assert first_sentence.rstrip(".")[:30].lower() in read.replace("*", "").lower()
         assert row["lineage"]["origin"] == "synthetic" and row["lineage"]["chunk_id"]
     faq_like = [r for r in rows if r["prompt"][-1]["content"].rsplit("Question: ", 1)[1].startswith("Customer asks")]
     assert faq_like  # FAQ pairs give questions too

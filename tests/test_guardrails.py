@@ -142,7 +142,7 @@ def test_words_an_answer_copies_from_its_passages_are_not_redacted_but_its_own_n
     ctx = CheckContext(context_texts=(passage,))
     quoted = services.guard.inspect_output("Maria Lopez runs the Saturday assembly classes [1].", ctx)
     assert quoted.action is Action.ALLOW and "Maria Lopez" in quoted.text
-    own = services.guard.inspect_output("Ask Jane Doe about the classes [1].", ctx)
+    own = services.guard.inspect_output("My colleague Jane Doe runs the classes now [1].", ctx)
     assert own.action is Action.FLAG and "Jane Doe" not in own.text and "output_pii:PERSON" in own.reasons
 
 

@@ -125,13 +125,29 @@ def test_scan_pii_reports_a_seeded_leak_by_where_it_is(home, tmp_path):
 def test_stored_text_is_redacted_until_a_second_reading_finds_nothing(services):
     """NER is not idempotent: this once-redacted model output (the tiny test model's, as stored by
     an earlier version) still held a name for a second reading, and the dataset build refused it."""
+    from types import SimpleNamespace
+
+    from guardrails.redaction import Redactor
+    from guardrails.verdict import Entity
+
     redactor = services.guard.redactor
     once = ("opticherence <PERSON> done superconductingeral dogEAEA Wonderink threatening machining urge doctorate "
             "Copy suffered <PERSON> cookophystadtIndia harbour")
-    assert redactor.analyze(once)  # the second reading finds more...
-    clean = redactor.redact_until_clean(once)
-    assert clean != once and not redactor.analyze(clean)  # ...and stored text is read until it finds none
+    assert not redactor.analyze(redactor.redact_until_clean(once))  # stored text is read until it finds none
     assert redactor.redact_until_clean("Where is my parcel?") == "Where is my parcel?"
+    # Which texts a second reading changes depends on the NER build, so the loop itself is shown
+    # with a scripted reader (faked: only `analyze`): it finds "Wonderink" only once "Copy" is gone.
+    def analyze(text, entities=None):
+        word = "Copy" if "Copy" in text else "Wonderink" if "Wonderink" in text else None
+        return [Entity("PERSON", text.index(word), text.index(word) + len(word), 0.9)] if word else []
+
+    scripted = SimpleNamespace(analyze=analyze, replace=Redactor.replace)
+    clean = Redactor.redact_until_clean(scripted, once)
+    assert "Copy" not in clean and "Wonderink" not in clean and not analyze(clean)
+    stubborn = SimpleNamespace(analyze=lambda text, entities=None: [Entity("PERSON", 0, 1, 0.9)],
+                               replace=lambda text, found: text)
+    with pytest.raises(ValueError, match="still finds personal data"):
+        Redactor.redact_until_clean(stubborn, "x")  # never clean: withheld, not stored
 
 
 def test_an_answer_quoting_its_sources_is_not_a_finding_but_a_name_of_its_own_is(services):
