@@ -35,6 +35,7 @@ from core.embeddings import Embedder, get_embedder
 from retrieval.extract import ExtractiveAnswerer
 from retrieval.catalog import Catalog
 from retrieval.ingest import IngestSummary, Ingestor, redact_file_name
+from retrieval.ranker import load_ranker
 from retrieval.rerank import SentenceReranker
 from retrieval.search import Retriever
 from retrieval.store import VectorStore, make_client
@@ -177,7 +178,8 @@ class Services:
     @cached_property
     def extractor(self) -> ExtractiveAnswerer:
         m = self.settings.model
-        return ExtractiveAnswerer(self.reranker, m.extractive_min_support, m.extractive_sentences)
+        return ExtractiveAnswerer(self.reranker, m.extractive_min_support, m.extractive_sentences,
+                                  ranker=load_ranker(m.extractive_ranker), term_weights=self.retriever.term_weights)
 
     @cached_property
     def assistant(self) -> Assistant:

@@ -55,6 +55,10 @@ class ModelSettings(_Strict):
     extractive_min_support: float = Field(
         0.75, ge=-1.0, le=3.0, description="Under this best-sentence score the passages do not answer the "
         "question: the assistant says it does not know and offers a human.")
+    extractive_ranker: str = Field(
+        "default", description="The sentence ranker's weights: default (the shipped ones, trained on "
+        "questions about the sample knowledge base), a path to a file that `python -m "
+        "retrieval.ranker_training` wrote, or none (a fixed blend of the same features).")
 
 
 class RetrievalSettings(_Strict):

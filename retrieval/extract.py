@@ -1,27 +1,33 @@
 """Extractive answers: the passages' own sentences that answer the question, each cited.
 
 A small model's answers are often unsupported; the articles' sentences are
-not. Every sentence of the retrieved passages is scored against the question:
-cosine similarity of their embeddings, plus a share of the question's content
-words the sentence contains, plus a little of its passage's retrieval score.
-The best sentence leads, and the next `max_sentences - 1` best follow, in the
-order they stand in their passages (on the dev questions three sentences held
-the key facts more often than one or two, and no margin under the best helped). Each carries
-the marker of its passage ([1] is the first source shown). If even the best
-sentence scores under `min_support`, the passages do not answer the question
-and there is no extract: the caller says it does not know.
+not. Every sentence of the retrieved passages gets the features of
+`retrieval.ranker`; the learned ranker orders them (without one, a fixed blend
+of the same cosine, overlap, passage score and kind-of-answer features). The
+best sentence leads, and the next `max_sentences - 1` best follow, in the
+order they stand in their passages. A lead that introduces a list brings its
+items; a list item brings the sentence that introduces its list. Each carries
+the marker of its passage ([1] is the first source shown).
+
+Whether the passages answer at all is a separate figure, the support: the
+best sentence's cosine + `lexical_weight` x its share of the question's rarer
+words + `rank_weight` x its passage's score. Under `min_support` there is no
+extract and the caller says it does not know.
 """
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
+from retrieval.ranker import FEATURES, SentenceRanker, features
 from retrieval.rerank import SentenceReranker, sentences
-from retrieval.search import tokenize
 from retrieval.store import Hit
+
+_COSINE, _RARE, _PASSAGE, _KIND, _HEADING = (
+    FEATURES.index(f) for f in ("cosine", "rare_overlap", "passage_score", "answer_kind", "heading"))
 
 _LIST_MARK = re.compile(r"^(\d+[.)]|[-*•])\s+")
 _EMPHASIS = re.compile(r"\*\*|__|`")
@@ -35,6 +41,15 @@ class Extract:
 
 
 @dataclass(frozen=True)
+class Scored:
+    score: float  # what orders the sentences
+    support: float  # how well it matches the question, whatever kind of answer it holds
+    text: str
+    passage: int  # index into the hits
+    index: int  # index into the passage's sentences
+
+
+@dataclass(frozen=True)
 class ExtractiveAnswerer:
     """The reranker embeds, and caches, each chunk's sentences: the same vectors serve here."""
 
@@ -42,43 +57,48 @@ class ExtractiveAnswerer:
     min_support: float = 0.75
     max_sentences: int = 3
     max_list_items: int = 5  # after a lead sentence that introduces a list (ends with ":")
-    lexical_weight: float = 0.3
+    lexical_weight: float = 0.5
     rank_weight: float = 0.5
+    type_weight: float = 0.1  # without a ranker: for a sentence holding the kind of answer asked for
+    ranker: SentenceRanker | None = None
+    # Weights for the question's words in the overlap share (the retriever's idf); None: all equal.
+    term_weights: Callable[[Sequence[str]], dict[str, float]] | None = None
 
     def answer(self, question: str, hits: Sequence[Hit]) -> Extract | None:
         scored = self.score(question, hits)
-        if not scored or scored[0][0] < self.min_support:
+        support = max((s.support for s in scored), default=0.0)
+        if not scored or support < self.min_support:
             return None
-        best = scored[0][0]
+        texts = [sentences(hit.text) for hit in hits]
         chosen = scored[: self.max_sentences]
         # Keep the best first; sentences after it read in the order of their passages.
-        lead, rest = chosen[0], sorted(chosen[1:], key=lambda s: (s[2], s[3]))
-        picked = [lead, *rest]
-        if lead[1].rstrip().endswith(":"):
+        lead, rest = chosen[0], sorted(chosen[1:], key=lambda s: (s.passage, s.index))
+        picked = [(lead.passage, lead.index), *((s.passage, s.index) for s in rest)]
+        if lead.text.rstrip().endswith(":"):
             # "To start a return:" says nothing alone; its list is the answer.
-            following = sentences(hits[lead[2]].text)[lead[3] + 1: lead[3] + 1 + self.max_list_items]
-            picked = [lead, *((best, text, lead[2], lead[3] + 1 + k) for k, text in enumerate(following))]
-        parts = [(_clean(text), passage + 1) for _, text, passage, _ in picked]
-        return Extract(" ".join(f"{text} [{n}]" for text, n in parts), tuple(parts), round(best, 4))
+            following = range(lead.index + 1, min(lead.index + 1 + self.max_list_items, len(texts[lead.passage])))
+            picked = [(lead.passage, lead.index), *((lead.passage, i) for i in following)]
+        else:
+            # A list item reads with the sentence that introduces its list ("On request and free
+            # of charge we can provide:" before "Braille versions ... (allow 10 business days)").
+            intro = next((i for i in range(lead.index - 1, max(lead.index - 1 - self.max_list_items, -1), -1)
+                          if texts[lead.passage][i].rstrip().endswith(":")), None)
+            if intro is not None and (lead.passage, intro) not in picked:
+                picked = [(lead.passage, intro), *picked]
+        parts = [(_clean(texts[p][i]), p + 1) for p, i in picked]
+        return Extract(" ".join(f"{text} [{n}]" for text, n in parts), tuple(parts), round(support, 4))
 
-    def score(self, question: str, hits: Sequence[Hit]) -> list[tuple[float, str, int, int]]:
-        """(score, sentence, passage index, sentence index), best first."""
-        if not hits:
+    def score(self, question: str, hits: Sequence[Hit]) -> list[Scored]:
+        """Every sentence of the passages but headings, best first."""
+        x, candidates = features(question, hits, self.reranker, self.term_weights)
+        if not candidates:
             return []
-        embedder = self.reranker.embedder
-        [q] = embedder.embed([question])
-        query = np.asarray(q, dtype=np.float32)
-        words = set(tokenize(question))
-        out = []
-        for p, hit in enumerate(hits):
-            texts = sentences(hit.text)
-            sims = self.reranker.sentence_vectors(hit) @ query
-            for i, (text, sim) in enumerate(zip(texts, sims)):
-                overlap = len(words & set(tokenize(text))) / len(words) if words else 0.0
-                out.append((float(sim) + self.lexical_weight * overlap + self.rank_weight * hit.score, text, p, i))
-        out.sort(key=lambda s: -s[0])
+        support = x[:, _COSINE] + self.lexical_weight * x[:, _RARE] + self.rank_weight * x[:, _PASSAGE]
+        order = self.ranker.score(x) if self.ranker else support + self.type_weight * x[:, _KIND]
+        out = [Scored(float(o), float(s), c.text, c.passage, c.index)
+               for o, s, c, heading in zip(order, support, candidates, x[:, _HEADING]) if not heading]
+        out.sort(key=lambda s: -s.score)
         return out
-
 
     def cite(self, answer: str, hits: Sequence[Hit]) -> str:
         """A written answer with each sentence marked with the passage that supports it best."""

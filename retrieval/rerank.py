@@ -42,8 +42,29 @@ def _table_rows_as_sentences(body: str) -> str:
         if header is None:
             header = cells
             continue
-        named = [f"{h}: {c}" if h else c for h, c in zip(header, cells) if c]
+        named = [f"{h}: {c.rstrip('.')}" if h else c.rstrip(".") for h, c in zip(header, cells) if c]
         out.append("; ".join(named) + ".")
+    return "\n".join(out)
+
+
+_LIST_ITEM = re.compile(r"^\s*(\d+[.)]|[-*•])\s+")
+_WRAP_WIDTH = 60  # a line this long that stops mid-sentence was wrapped (PDF text), not ended
+
+
+def _unwrap(body: str) -> str:
+    """Join lines that a PDF's layout broke mid-sentence: "...on the underside of the base" then
+    "plate; on cordless vacuums..." is one sentence. A line ends a sentence when it ends in
+    punctuation, is short (a heading), or the next line starts a list item."""
+    lines = body.split("\n")
+    out = [lines[0]]
+    for line in lines[1:]:
+        prev = out[-1].rstrip()
+        wrapped = (prev and prev[-1] not in ".!?:;|" and not _LIST_ITEM.match(line)
+                   and line.strip() and (len(prev) >= _WRAP_WIDTH or line.lstrip()[:1].islower()))
+        if wrapped:
+            out[-1] = f"{prev} {line.strip()}"
+        else:
+            out.append(line)
     return "\n".join(out)
 
 
@@ -51,6 +72,7 @@ def sentences(chunk_text: str) -> list[str]:
     body = chunk_text.split("\n\n", 1)[-1]  # drop the "Title > Heading" prefix
     if "|" in body:
         body = _table_rows_as_sentences(body)
+    body = _unwrap(body)
     parts = [p.strip(" -*") for p in _SENTENCE_END.split(body)]
     parts = [p for p in parts if len(p) > 15]
     return parts or [body]

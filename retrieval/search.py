@@ -52,6 +52,7 @@ class _Bm25Index:
         self._version: tuple[int, int] | None = None
         self._weights = None  # CSC matrix: chunks x terms
         self._vocab: dict[str, int] = {}
+        self._idf = np.zeros(0)
         self.ids: list[str] = []
         self.position: dict[str, int] = {}
 
@@ -73,14 +74,20 @@ class _Bm25Index:
             got = store.collection.get(include=["documents"])
             self.ids = list(got["ids"])
             self.position = {cid: i for i, cid in enumerate(self.ids)}
-            self._weights, self._vocab = self._build([tokenize(d or "") for d in got["documents"]])
+            self._weights, self._vocab, self._idf = self._build([tokenize(d or "") for d in got["documents"]])
             self._version = version
+
+    def idf(self, store: VectorStore, words: Sequence[str]) -> dict[str, float]:
+        """Each word's idf over the chunks; a word no chunk holds gets the rarest word's."""
+        self._refresh(store)
+        top = float(self._idf.max(initial=1.0))
+        return {w: float(self._idf[self._vocab[w]]) if w in self._vocab else top for w in words}
 
     def _build(self, docs: list[list[str]]):
         from scipy.sparse import csc_matrix
 
         if not docs:
-            return None, {}
+            return None, {}, np.zeros(0)
         vocab: dict[str, int] = {}
         rows, cols, tfs = [], [], []
         for row, tokens in enumerate(docs):
@@ -97,7 +104,7 @@ class _Bm25Index:
         idf = np.log((len(docs) - df + 0.5) / (df + 0.5) + 1.0)  # Lucene's non-negative idf
         norm = self.K1 * (1 - self.B + self.B * lengths[rows_a] / max(lengths.mean(), 1e-9))
         weights = idf[cols_a] * tf * (self.K1 + 1) / (tf + norm)
-        return csc_matrix((weights, (rows_a, cols_a)), shape=(len(docs), len(vocab))), vocab
+        return csc_matrix((weights, (rows_a, cols_a)), shape=(len(docs), len(vocab))), vocab, idf
 
 
 def _top(scores: np.ndarray, n: int) -> np.ndarray:
@@ -183,6 +190,11 @@ class Retriever:
             h if h.source in owners[h.chunk_id] else replace(h, source=owners[h.chunk_id][0])
             for h in hits if h.chunk_id in owners
         ]
+
+    def term_weights(self, words: Sequence[str]) -> dict[str, float]:
+        """How much each word tells chunks apart (its idf over the collection): "larkspur" is in
+        most chunks and says little; "braille" is in one."""
+        return self._bm25.idf(self.store, words)
 
     def context_for(self, query: str, earlier: Sequence[str] = ()) -> list[Hit]:
         """Chunks good enough to ground an answer: at or above the relevance threshold.

@@ -1,0 +1,103 @@
+"""Train the sentence ranker: `python -m retrieval.ranker_training [--questions F] [--out F]`.
+
+The questions (`retrieval/data/answers_train.jsonl`) were written for training,
+apart from the answer evaluation's dev and held-out splits, about the sample
+knowledge base. Each is searched as at serving time (a follow-up with the
+question before it); every sentence of its passages is a row of
+`retrieval.ranker.FEATURES`, a positive when it holds one of the question's key
+facts. A balanced logistic regression on standardised features is the model.
+Deterministic: the same questions and knowledge base give the same weights.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import logging
+import os
+import tempfile
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+
+from retrieval.ranker import DEFAULT_RANKER, FEATURES, SentenceRanker, features
+from retrieval.rerank import SentenceReranker
+from retrieval.search import Retriever
+
+log = logging.getLogger(__name__)
+
+TRAIN_QUESTIONS = Path(__file__).resolve().parent / "data" / "answers_train.jsonl"
+
+
+def _turns(items: Iterable[dict]) -> Iterable[tuple[str, list[str], list[str]]]:
+    """(question, earlier questions, facts) for every answerable turn."""
+    for item in items:
+        if item.get("answerable", True) is False:
+            continue
+        yield item["question"], [], item["facts"]
+        followup = item.get("followup")
+        if followup:
+            yield followup["question"], [item["question"]], followup["facts"]
+
+
+def training_rows(items: Iterable[dict], retriever: Retriever, reranker: SentenceReranker,
+                  ) -> tuple[np.ndarray, np.ndarray, int]:
+    from assistant.evaluate import has_fact
+
+    xs, ys, questions = [], [], 0
+    for question, earlier, facts in _turns(items):
+        hits = retriever.context_for(question, earlier)
+        x, candidates = features(question, hits, reranker, retriever.term_weights)
+        if not candidates:
+            continue
+        questions += 1
+        xs.append(x)
+        ys.append(np.asarray([any(has_fact(c.text, f) for f in facts) for c in candidates]))
+    if not xs:
+        raise ValueError("no training question found any passage")
+    return np.vstack(xs), np.concatenate(ys), questions
+
+
+def train_ranker(items: list[dict], retriever: Retriever, reranker: SentenceReranker, c: float = 1.0,
+                 source: str = "") -> SentenceRanker:
+    from sklearn.linear_model import LogisticRegression
+
+    x, y, questions = training_rows(items, retriever, reranker)
+    if y.all() or not y.any():
+        raise ValueError("the training sentences need both positives and negatives")
+    mean, scale = x.mean(axis=0), x.std(axis=0)
+    scale[scale == 0] = 1.0
+    model = LogisticRegression(C=c, max_iter=5000, class_weight="balanced").fit((x - mean) / scale, y)
+    meta = {"questions": questions, "sentences": int(len(y)), "positives": int(y.sum()), "c": c,
+            "source": source}
+    return SentenceRanker(model.coef_[0].astype(np.float32), float(model.intercept_[0]),
+                          mean.astype(np.float32), scale.astype(np.float32), meta)
+
+
+def main(argv: list[str] | None = None) -> None:
+    from assistant.app import Services
+    from assistant.evaluate import load_items
+    from core.settings import load_settings
+
+    parser = argparse.ArgumentParser(description="Train the extractive answerer's sentence ranker.")
+    parser.add_argument("--questions", type=Path, default=TRAIN_QUESTIONS)
+    parser.add_argument("--out", type=Path, default=DEFAULT_RANKER)
+    parser.add_argument("--c", type=float, default=1.0, help="inverse regularisation strength")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    items = load_items(args.questions)
+    digest = hashlib.sha256(args.questions.read_bytes()).hexdigest()[:16]
+    with tempfile.TemporaryDirectory() as home:  # always the sample knowledge base, never a user's
+        environ = {**os.environ, "HELPDESK_HOME": home}
+        environ.pop("HELPDESK_CONFIG", None)
+        services = Services(load_settings(environ=environ))
+        services.ensure_samples()
+        ranker = train_ranker(items, services.retriever, services.reranker, args.c,
+                              f"{args.questions.name} sha256:{digest}")
+    ranker.save(args.out)
+    log.info("sentence ranker written to %s: %s", args.out, ranker.meta)
+    log.info("weights: %s", {f: round(float(w), 2) for f, w in zip(FEATURES, ranker.coef)})
+
+
+if __name__ == "__main__":
+    main()

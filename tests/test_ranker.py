@@ -1,0 +1,99 @@
+"""The extractive answerer's sentence features and learned ranker, on the real embedder and KB."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from core.errors import ConfigError
+from retrieval.ranker import DEFAULT_RANKER, FEATURES, SentenceRanker, features, load_ranker
+from retrieval.rerank import sentences
+from retrieval.store import Hit
+
+
+def _column(x: np.ndarray, name: str) -> np.ndarray:
+    return x[:, FEATURES.index(name)]
+
+
+def test_a_pdf_line_wrapped_mid_sentence_reads_as_one_sentence():
+    text = ("Guide > Serial\n\nFind the serial number\n"
+            "The serial number is printed on a silver label, usually on the underside of the base. On kettles it is under the base\n"
+            "plate; on cordless vacuums it is inside the battery compartment.\n"
+            "- the order number, or a photo of the receipt;\n- the model name and serial number")
+    assert sentences(text) == [
+        "Find the serial number",
+        "The serial number is printed on a silver label, usually on the underside of the base.",
+        "On kettles it is under the base plate; on cordless vacuums it is inside the battery compartment.",
+        "the order number, or a photo of the receipt;",
+        "the model name and serial number",
+    ]
+
+
+def test_features_mark_the_kind_of_answer_asked_for_and_headings(services):
+    hits = [Hit("kinds", "a.md", "Braille > Formats\n\nFind your format\nBraille versions of safety instructions take "
+                             "10 business days. Our team is friendly and helpful to everyone.", 0.5)]
+    x, candidates = features("how long does braille take", hits, services.reranker, services.retriever.term_weights)
+    assert [c.text for c in candidates][1].startswith("Braille versions") and x.shape == (3, len(FEATURES))
+    assert _column(x, "answer_kind").tolist() == [0.0, 1.0, 0.0]  # "10 business days" answers "how long"
+    assert _column(x, "heading").tolist() == [1.0, 0.0, 0.0]
+    assert _column(x, "cosine_gap").max() == 0.0
+
+
+def test_rare_words_weigh_more_than_the_companys_name(services):
+    weights = services.retriever.term_weights(["larkspur", "braille"])
+    assert weights["braille"] > 2 * weights["larkspur"]
+
+
+def test_the_shipped_ranker_loads_and_says_what_it_was_trained_on():
+    ranker = load_ranker("default")
+    assert ranker is not None and ranker.coef.shape == (len(FEATURES),)
+    assert ranker.meta["source"].startswith("answers_train.jsonl") and ranker.meta["positives"] > 100
+    assert load_ranker("none") is None
+
+
+def test_a_missing_or_mismatched_ranker_stops_start_up(tmp_path):
+    with pytest.raises(ConfigError, match="extractive_ranker"):
+        load_ranker(str(tmp_path / "absent.json"))
+    body = json.loads(DEFAULT_RANKER.read_text())
+    body["features"] = body["features"][:-1]
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps(body))
+    with pytest.raises(ConfigError, match="other features"):
+        load_ranker(str(other))
+
+
+def test_training_learns_which_sentences_hold_the_facts(services, tmp_path):
+    from retrieval.ranker_training import train_ranker
+
+    items = [
+        {"question": "how long do I have to send something back", "source": "returns-policy.md", "facts": ["30 days"]},
+        {"question": "what does it cost to return stuff I just don't like", "source": "returns-policy.md",
+         "facts": ["$6.95"]},
+        {"question": "how many points do I get per dollar", "source": "larkspur-rewards.md", "facts": ["1 point"],
+         "followup": {"question": "and how many for a reward?", "facts": ["200 points"]}},
+        {"question": "is there a student discount", "source": None, "facts": [], "answerable": False},
+    ]
+    ranker = train_ranker(items, services.retriever, services.reranker)
+    assert ranker.meta["questions"] == 4 and 0 < ranker.meta["positives"] < ranker.meta["sentences"]
+    ranker.save(tmp_path / "r.json")
+    again = SentenceRanker.load(tmp_path / "r.json")
+    hits = services.retriever.context_for(items[0]["question"])
+    x, candidates = features(items[0]["question"], hits, services.reranker, services.retriever.term_weights)
+    best = candidates[int(np.argmax(again.score(x)))]
+    assert "30 days" in best.text
+    np.testing.assert_allclose(again.score(x), ranker.score(x), atol=1e-3)
+
+
+def test_a_list_item_answer_brings_the_sentence_that_introduces_its_list(services):
+    from retrieval.extract import ExtractiveAnswerer
+
+    hits = [Hit("list-intro", "accessibility.md", "Accessibility > Alternative formats\n\n"
+                "On request and free of charge we can provide:\n"
+                "- Large-print versions of manuals and invoices\n"
+                "- Braille versions of safety instructions (allow 10 business days)\n"
+                "- Plain-text versions for screen readers", 0.6)]
+    extract = ExtractiveAnswerer(services.reranker, min_support=0.0, max_sentences=1).answer(
+        "can my blind dad get the safety instructions in braille, how long?", hits)
+    assert extract is not None
+    assert extract.text.startswith("On request and free of charge we can provide: [1] Braille versions")
