@@ -265,7 +265,7 @@ class Assistant:
                     elif self.answer_mode == "extractive" or (
                             self.answer_mode == "auto" and answer_mode is None
                             and (output_verdict is None or output_verdict.action is not Action.BLOCK)):
-                        extract = self.extractor.answer(verdict.redacted_text, hits)
+                        extract = self.extractor.answer(verdict.redacted_text, hits, [q for q, _ in history])
                         if extract is None:  # the passages do not answer it
                             output_verdict, answer = None, NO_CONTEXT_ANSWER
                             reasons.append("no_answer_in_context")

@@ -64,8 +64,10 @@ class ExtractiveAnswerer:
     # Weights for the question's words in the overlap share (the retriever's idf); None: all equal.
     term_weights: Callable[[Sequence[str]], dict[str, float]] | None = None
 
-    def answer(self, question: str, hits: Sequence[Hit]) -> Extract | None:
-        scored = self.score(question, hits)
+    def answer(self, question: str, hits: Sequence[Hit], earlier: Sequence[str] = ()) -> Extract | None:
+        """`earlier`: the conversation's previous questions, oldest first. A follow-up ("and next
+        day?") is read together with the question before it, as retrieval searches it."""
+        scored = self.score(f"{earlier[-1]} {question}" if earlier else question, hits)
         support = max((s.support for s in scored), default=0.0)
         if not scored or support < self.min_support:
             return None

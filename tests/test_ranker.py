@@ -97,3 +97,17 @@ def test_a_list_item_answer_brings_the_sentence_that_introduces_its_list(service
         "can my blind dad get the safety instructions in braille, how long?", hits)
     assert extract is not None
     assert extract.text.startswith("On request and free of charge we can provide: [1] Braille versions")
+
+
+def test_a_follow_up_is_read_with_the_question_before_it(services):
+    from retrieval.extract import ExtractiveAnswerer
+
+    hits = [Hit("follow-up-costs", "shipping.md", "Shipping > Costs\n\n"
+                "Gift wrap costs $5.95 per item and includes a card. "
+                "Express shipping costs $14.95 and arrives in 2 business days. "
+                "Returns by post cost $6.95, deducted from the refund.", 0.5)]
+    extractor = ExtractiveAnswerer(services.reranker, min_support=0.0, max_sentences=1)
+    alone = extractor.answer("and what does that cost?", hits)
+    read_together = extractor.answer("and what does that cost?", hits, ["how fast is express shipping"])
+    assert read_together is not None and read_together.text.startswith("Express shipping costs $14.95")
+    assert alone is not None and alone.text != read_together.text
