@@ -413,6 +413,24 @@ def test_banned_topics_match_paraphrases_by_meaning(services):
     assert ordinary.action is Action.ALLOW and ordinary.scores["sim_medical_advice"] < 0.5
 
 
+def test_a_topic_with_cues_needs_one_of_its_words_as_well_as_the_meaning(services):
+    from pydantic import ValidationError
+
+    from guardrails.checks.banned_topics import BannedTopicsCheck, BannedTopicsParams
+
+    examples = {"competitors": ["Is your shop better than Amazon?", "Does IKEA sell this cheaper?"]}
+    near = "My only complaint with the sofa is the cushions are a bit soft, do you sell firmer ones?"
+    plain = BannedTopicsCheck(BannedTopicsParams(action="flag", similarity=0.05, examples=examples), services.embedder)
+    assert plain.check(near, CheckContext()).action is Action.FLAG  # near enough by meaning alone
+    cued = BannedTopicsCheck(BannedTopicsParams(action="flag", similarity=0.05, examples=examples,
+                                                cues={"competitors": ["ikea", "amazon", "compar*"]}), services.embedder)
+    assert cued.check(near, CheckContext()).action is Action.ALLOW
+    assert cued.check("Can you compare your sofas with Wayfair's?", CheckContext()).action is Action.FLAG  # compar*
+    assert cued.check("is ikea cheaper for sofas", CheckContext()).reasons == ("banned_topic:competitors",)
+    with pytest.raises(ValidationError, match="without examples"):  # a typo in a topic name is not ignored
+        BannedTopicsParams(examples=examples, cues={"competitor": ["ikea"]})
+
+
 def test_packaged_nanoguard_model_is_an_opt_in_check():
     from guardrails.registry import build_check
 
