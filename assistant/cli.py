@@ -523,13 +523,13 @@ def cmd_train_sentiment(args) -> int:
     """Retrain the sentiment head, with reviewers' labels when asked; start-up serves it as long
     as the shipped data it rests on is unchanged."""
     from assistant.labels import read_labels
-    from guardrails.checks.sentiment import CALM, LABELLED, LABELS
+    from guardrails.checks.sentiment import LABELS, SHIPPED
     from guardrails.heads import retrain_head
 
     services = _services(args)
     extra = read_labels(services.settings.home / "labels", "sentiment") if args.with_labels else []
     cache = services.settings.classifier_dir / "sentiment-head.json"
-    head = retrain_head(services.embedder, (LABELLED, CALM), LABELS, cache, extra)
+    head = retrain_head(services.embedder, SHIPPED, LABELS, cache, extra)
     summary = {"check": "sentiment", "label_rows": len(extra), "trained_on": head.trained_on, "path": str(cache)}
     if args.json:
         _emit(summary)

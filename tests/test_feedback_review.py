@@ -297,7 +297,7 @@ def test_a_decision_can_label_a_missed_attack_and_bad_labels_are_refused(service
 
 def test_reviewers_labels_retrain_the_sentiment_head_without_ever_stopping_start_up(services, tmp_path):
     from assistant.labels import read_labels
-    from guardrails.checks.sentiment import CALM, LABELLED, LABELS
+    from guardrails.checks.sentiment import LABELS, SHIPPED
     from guardrails.heads import data_hash, head_for, load_labelled, retrain_head
 
     calm = "Your instructions for assembling the shelf are missing step 4, it's a bit annoying."
@@ -310,15 +310,15 @@ def test_reviewers_labels_retrain_the_sentiment_head_without_ever_stopping_start
     assert len(extra) == 25 and extra[0] == {"text": calm, "label": "neutral"}
 
     cache = tmp_path / "sentiment-head.json"
-    shipped = head_for(services.embedder, (LABELLED, CALM), LABELS, None)
-    retrained = retrain_head(services.embedder, (LABELLED, CALM), LABELS, cache, extra)
-    base = data_hash([r for p in (LABELLED, CALM) for r in load_labelled(p, LABELS)])
+    shipped = head_for(services.embedder, SHIPPED, LABELS, None)
+    retrained = retrain_head(services.embedder, SHIPPED, LABELS, cache, extra)
+    base = data_hash([r for p in SHIPPED for r in load_labelled(p, LABELS)])
     assert retrained.base == base and retrained.trained_on != base
     vector = services.embedder.embed([calm])
     assert retrained.predict(vector)[0]["neutral"] > shipped.predict(vector)[0]["neutral"] + 0.1
     # Start-up serves the retrained head as it is, whatever the label files hold later.
     (labels / "sentiment.jsonl").write_text("not json at all\n")
-    served = head_for(services.embedder, (LABELLED, CALM), LABELS, cache)
+    served = head_for(services.embedder, SHIPPED, LABELS, cache)
     assert served.trained_on == retrained.trained_on
 
 
