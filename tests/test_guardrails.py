@@ -236,11 +236,33 @@ def test_sentiment_flags_and_hands_off(services, text, action, reason):
     ("Customer thinks it was human error at the warehouse.", False),
     ("Which team handles warranty claims?", False),
     ("My manager approved the bulk order yesterday.", False),
+    ("I don't want the chatbot, who can I speak to directly?", True),
+    ("Pls transfer to live support", True),
+    ("necesito hablar con una persona por favor", True),
+    ("customer asks if the pickup can be done by a person other than the buyer", False),
+    ("do I still need to do a human check first", False),
+    ("is the supervisor the one who needs to see ID, or can anyone at the counter check it?", False),
 ])
 def test_a_request_for_a_person_is_told_from_a_mention_of_one(text, asks):
     from guardrails.checks.sentiment import asks_for_person
 
     assert asks_for_person(text) is asks
+
+
+def test_a_label_can_have_its_own_bar_and_an_unknown_one_stops_start_up(services):
+    from guardrails.checks.sentiment import SentimentCheck, SentimentParams
+
+    text = "This is the third time the delivery was moved without a word. Honestly fed up."
+    loose = SentimentCheck(SentimentParams(), services.embedder)
+    p_angry = loose.check(text, CheckContext()).scores["p_angry"]
+    assert 0.1 < p_angry < 0.99
+    strict = SentimentCheck(SentimentParams(label_confidence={"angry": min(1.0, p_angry + 0.01)}), services.embedder)
+    assert strict.check(text, CheckContext()).action is Action.ALLOW
+    lenient = SentimentCheck(SentimentParams(min_confidence=1.0, label_confidence={"angry": p_angry - 0.01}),
+                             services.embedder)
+    assert lenient.check(text, CheckContext()).action is Action.FLAG
+    with pytest.raises(ValueError, match="unknown labels"):
+        SentimentCheck(SentimentParams(label_confidence={"angy": 0.5}), services.embedder)
 
 
 def test_a_handoff_turn_gets_the_handoff_reply_and_is_queued(services):
