@@ -26,6 +26,7 @@ from core.errors import BadInput
 from core.jsonl import read_jsonl
 from assistant.service import Assistant, TurnResult
 from assistant.store import Store
+from retrieval.evaluate import has_fact  # noqa: F401  (callers import it from here too)
 from retrieval.search import tokenize
 
 EVAL_DIR = Path(__file__).resolve().parent.parent / "retrieval" / "eval"
@@ -48,12 +49,6 @@ def load_items(path: Path) -> list[dict]:
                                  and isinstance(followup.get("facts"), list)))
 
     return list(read_jsonl(path, valid, "'question', and 'source' and 'facts' unless 'answerable' is false"))
-
-
-def has_fact(answer: str, fact: str) -> bool:
-    if fact.startswith("re:"):
-        return re.search(fact[3:], answer, re.IGNORECASE) is not None
-    return fact.lower() in answer.lower()
 
 
 def token_f1(answer: str, reference: str) -> float:

@@ -5,6 +5,7 @@ A document's rank is the rank of its best chunk among the hits.
 """
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from core.jsonl import read_jsonl
@@ -35,3 +36,10 @@ def evaluate(search, questions: list[dict], depth: int = 10) -> dict:
             reciprocal += 1.0 / rank
     n = len(questions)
     return {"questions": n, "hit@1": round(hit1 / n, 4), "hit@5": round(hit5 / n, 4), "mrr": round(reciprocal / n, 4)}
+
+
+def has_fact(answer: str, fact: str) -> bool:
+    """A key fact of a labelled question: a plain string (case-insensitive) or "re:REGEX"."""
+    if fact.startswith("re:"):
+        return re.search(fact[3:], answer, re.IGNORECASE) is not None
+    return fact.lower() in answer.lower()

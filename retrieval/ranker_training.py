@@ -20,6 +20,7 @@ from typing import Iterable
 
 import numpy as np
 
+from retrieval.evaluate import has_fact
 from retrieval.ranker import DEFAULT_RANKER, FEATURES, SentenceRanker, features
 from retrieval.rerank import SentenceReranker
 from retrieval.search import Retriever
@@ -42,8 +43,6 @@ def _turns(items: Iterable[dict]) -> Iterable[tuple[str, list[str], list[str]]]:
 
 def training_rows(items: Iterable[dict], retriever: Retriever, reranker: SentenceReranker,
                   ) -> tuple[np.ndarray, np.ndarray, int]:
-    from assistant.evaluate import has_fact
-
     xs, ys, questions = [], [], 0
     for question, earlier, facts in _turns(items):
         hits = retriever.context_for(question, earlier)

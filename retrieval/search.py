@@ -80,8 +80,10 @@ class _Bm25Index:
     def idf(self, store: VectorStore, words: Sequence[str]) -> dict[str, float]:
         """Each word's idf over the chunks; a word no chunk holds gets the rarest word's."""
         self._refresh(store)
-        top = float(self._idf.max(initial=1.0))
-        return {w: float(self._idf[self._vocab[w]]) if w in self._vocab else top for w in words}
+        with self._lock:  # one rebuild's vocabulary with that rebuild's idf
+            vocab, idf = self._vocab, self._idf
+        top = float(idf.max(initial=1.0))
+        return {w: float(idf[vocab[w]]) if w in vocab else top for w in words}
 
     def _build(self, docs: list[list[str]]):
         from scipy.sparse import csc_matrix
