@@ -124,7 +124,7 @@ class Services:
 
             return from_settings(m)
         return LocalGenerator(self.model_dir, m.name, m.device, m.dtype, m.max_new_tokens, m.temperature,
-                              m.repetition_penalty)
+                              m.repetition_penalty, m.quantization)
 
     @cached_property
     def model_dir(self) -> Path:

@@ -47,6 +47,78 @@ def bench_turns(services, questions: list[dict], n: int) -> dict:
     }
 
 
+def bench_prompt(tokenizer, prompt_tokens: int) -> dict:
+    """A chat prompt of about `prompt_tokens` tokens: help-article text as passages, the way a
+    turn's prompt is mostly passages."""
+    from assistant.app import SAMPLE_KB
+
+    text = " ".join(p.read_text(encoding="utf-8") for p in sorted(SAMPLE_KB.glob("*.md")))
+    ids = tokenizer(text)["input_ids"][:prompt_tokens]
+    messages = [{"role": "system", "content": "Answer from the passages."},
+                {"role": "user", "content": tokenizer.decode(ids) + "\n\nHow do returns work?"}]
+    return tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt", return_dict=True)
+
+
+def _timed_generate(model, inputs, new_tokens: int, pad_token_id: int, repetition_penalty: float) -> float:
+    import time
+
+    import torch
+
+    start = time.perf_counter()
+    with torch.inference_mode():
+        model.generate(**inputs, max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False,
+                       repetition_penalty=repetition_penalty, pad_token_id=pad_token_id)
+    return time.perf_counter() - start
+
+
+def bench_generate(model_dir, generator, prompt_tokens: int, new_tokens: int, repeats: int) -> dict:
+    """Prefill and decode tokens/s of plain transformers `generate` (fp32) and of the network the
+    generator serves, measured alternately in one process: prefill is a one-token generation over
+    the prompt; decode is the extra time of `new_tokens` more, greedy, never stopping early."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    plain = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=torch.float32).eval()
+    served = generator.served_model(None)
+    tokenizer = generator.tokenizer
+    inputs = bench_prompt(tokenizer, prompt_tokens)
+    pad = tokenizer.pad_token_id or tokenizer.eos_token_id
+    penalty = generator.repetition_penalty
+    arms = {"transformers fp32": plain, f"served ({generator.quantization})": served}
+    times: dict[str, dict[str, list[float]]] = {name: {"prefill": [], "decode": []} for name in arms}
+    # Each network runs where it would: plain transformers on this thread, the served one on the
+    # generator's model thread.
+    runs = {"transformers fp32": lambda fn: fn(), f"served ({generator.quantization})": generator.on_model_thread}
+
+    def timed(name: str, n: int) -> float:
+        return runs[name](lambda: _timed_generate(arms[name], inputs, n, pad, penalty))
+    for name in arms:  # warm-up: first calls pay for allocation and kernel choice
+        timed(name, 2)
+    for _ in range(repeats):
+        for name in arms:
+            one = timed(name, 1)
+            more = timed(name, 1 + new_tokens)
+            times[name]["prefill"].append(inputs["input_ids"].shape[1] / one)
+            times[name]["decode"].append(new_tokens / max(1e-9, more - one))
+    rows = {name: {k: round(statistics.median(v), 1) for k, v in t.items()} for name, t in times.items()}
+    base, mine = rows["transformers fp32"], rows[f"served ({generator.quantization})"]
+    return {"model": generator.model_name, "device": generator.device, "threads": torch.get_num_threads(),
+            "prompt_tokens": int(inputs["input_ids"].shape[1]), "new_tokens": new_tokens, "repeats": repeats,
+            "tokens_per_s": rows,
+            "ratio": {"prefill": round(mine["prefill"] / base["prefill"], 2),
+                      "decode": round(mine["decode"] / base["decode"], 2)}}
+
+
+def format_generate(report: dict) -> str:
+    lines = [f"{report['model']} on {report['device']} ({report['threads']} threads), {report['prompt_tokens']}-token "
+             f"prompt, {report['new_tokens']} new tokens, median of {report['repeats']}",
+             f"{'engine':24} {'prefill tok/s':>14} {'decode tok/s':>13}"]
+    for name, row in report["tokens_per_s"].items():
+        lines.append(f"{name:24} {row['prefill']:14.1f} {row['decode']:13.1f}")
+    lines.append(f"{'served / transformers':24} {report['ratio']['prefill']:13.2f}x {report['ratio']['decode']:12.2f}x")
+    return "\n".join(lines)
+
+
 def format_table(report: dict) -> str:
     lines = [f"{report['turns']} turns, model {report['model']} on {report['device']}, "
              f"max_new_tokens {report['max_new_tokens']}, right article cited {report['right_article_in_sources']:.0%}",

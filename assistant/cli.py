@@ -595,6 +595,21 @@ def cmd_bench_turns(args) -> int:
     return 0
 
 
+def cmd_bench_generate(args) -> int:
+    from assistant.bench import bench_generate, format_generate
+    from core.errors import BadInput
+
+    services = _services(args)
+    if services.settings.model.backend != "local":
+        raise BadInput("bench generate measures the local generator (model.backend: local)")
+    report = bench_generate(services.model_dir, services.generator, args.prompt_tokens, args.new_tokens, args.repeats)
+    if args.json:
+        _emit(report)
+    else:
+        print(format_generate(report))
+    return 0
+
+
 def cmd_bench_guard(args) -> int:
     from assistant.bench import bench_guard
 
@@ -860,6 +875,12 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--prompt-cap", type=int, default=40, help="most prompts per probe (garak's default: 256)")
     q.add_argument("--json", action="store_true")
     q.set_defaults(func=cmd_bench_garak)
+    q = p.add_parser("generate", help="prefill and decode tokens/s: plain transformers vs what serves")
+    q.add_argument("--prompt-tokens", type=int, default=1000)
+    q.add_argument("--new-tokens", type=int, default=64)
+    q.add_argument("--repeats", type=int, default=3)
+    q.add_argument("--json", action="store_true")
+    q.set_defaults(func=cmd_bench_generate)
     q = p.add_parser("guard", help="input guard latency vs bare Presidio on 60-word messages")
     q.add_argument("--n", type=int, default=200)
     q.add_argument("--json", action="store_true")

@@ -3,12 +3,12 @@ from __future__ import annotations
 
 import logging
 import threading
-import warnings
 from collections import OrderedDict
 from functools import lru_cache
 from typing import Literal, Sequence
 
 from core.errors import ModelUnavailable
+from core.quantize import quantize_int8
 
 log = logging.getLogger(__name__)
 RECENT = 256  # single texts remembered: one message is embedded once per turn, not once per check
@@ -70,7 +70,7 @@ class Embedder:
         if precision == "int8":
             if device != "cpu":
                 raise ModelUnavailable("embedding precision int8 is for CPU; use fp32 on a GPU")
-            self.model = _quantize_int8(self.model)
+            self.model = quantize_int8(self.model)
         self.precision = precision
         self.dim = self.model.get_embedding_dimension() if hasattr(self.model, "get_embedding_dimension") else 384
         self._lock = threading.Lock()
@@ -93,15 +93,6 @@ class Embedder:
             if len(texts) == 1:
                 self._recent.put(texts[0], vectors[0])
         return vectors
-
-
-def _quantize_int8(model):
-    import torch
-    from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
-
-    with warnings.catch_warnings():  # torch points eager quantization users at torchao; it still works
-        warnings.simplefilter("ignore")
-        return quantize_dynamic(model, {torch.nn.Linear: per_channel_dynamic_qconfig}, dtype=torch.qint8)
 
 
 @lru_cache(maxsize=4)

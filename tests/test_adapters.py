@@ -122,12 +122,15 @@ def test_the_paired_bootstrap_interval_brackets_the_mean():
     assert paired_bootstrap([0.25] * 10) == (0.25, 0.25)
 
 
-def test_the_generator_switches_between_lora_and_adalora_adapters_and_back(tiny_model_dir, tmp_path):
+@pytest.mark.parametrize("quantization", ["none", "int8"])
+def test_the_generator_switches_between_lora_and_adalora_adapters_and_back(tiny_model_dir, tmp_path, quantization):
     from assistant.generator import LocalGenerator
 
     lora = AdapterRef("l1", make_adapter(tiny_model_dir, tmp_path / "l1"))
     ada = AdapterRef("a1", make_adapter(tiny_model_dir, tmp_path / "a1", "adalora"))
-    generator = LocalGenerator(tiny_model_dir, "tiny", "cpu", max_new_tokens=8, temperature=0.0)
+    generator = LocalGenerator(tiny_model_dir, "tiny", "cpu", max_new_tokens=8, temperature=0.0,
+                               quantization=quantization)
+    assert generator.quantization == quantization
     messages = [{"role": "user", "content": "Where is my parcel?"}]
 
     def answer(adapter):
@@ -143,6 +146,35 @@ def test_the_generator_switches_between_lora_and_adalora_adapters_and_back(tiny_
     with_ada = answer(ada)  # another kind of adapter: peft holds one kind per model
     assert with_ada not in (base, with_lora)
     assert answer(lora) == with_lora and answer(None) == base
+    if quantization == "int8":  # each adapter served as its own merged int8 copy, the base's kept
+        assert set(generator._int8) == {None, "l1", "a1"}
+        assert "quantized" in type(generator.served_model(lora).lm_head).__module__
+
+
+def test_int8_is_recorded_with_each_answer_and_refused_where_it_cannot_run(tiny_model_dir):
+    from assistant.generator import LocalGenerator, resolve_quantization
+    from core.errors import ModelUnavailable
+
+    assert LocalGenerator(tiny_model_dir, "tiny", "cpu").generation_settings()["quantization"] == "none"
+    assert LocalGenerator(tiny_model_dir, "tiny", "cpu", quantization="int8").generation_settings()["quantization"] \
+        == "int8"
+    assert resolve_quantization("int8", "cpu", True) == "int8"
+    with pytest.raises(ModelUnavailable, match="int8"):
+        resolve_quantization("int8", "cuda", True)
+    with pytest.raises(ModelUnavailable, match="int8"):
+        LocalGenerator(tiny_model_dir, "tiny", "cpu", dtype="bfloat16", quantization="int8")
+
+
+def test_bench_generate_prints_both_engines_side_by_side(tiny_model_dir):
+    from assistant.bench import bench_generate, format_generate
+    from assistant.generator import LocalGenerator
+
+    generator = LocalGenerator(tiny_model_dir, "tiny", "cpu", quantization="int8")
+    report = bench_generate(tiny_model_dir, generator, prompt_tokens=120, new_tokens=4, repeats=1)
+    assert set(report["tokens_per_s"]) == {"transformers fp32", "served (int8)"}
+    assert 110 <= report["prompt_tokens"] <= 200  # the passages plus the template's own tokens
+    assert all(row["prefill"] > 0 and row["decode"] > 0 for row in report["tokens_per_s"].values())
+    assert report["ratio"]["decode"] > 0 and "served (int8)" in format_generate(report)
 
 
 def test_a_promotion_reaches_the_running_server_at_its_next_turn(services, server, tiny_model_dir, tmp_path, people):
