@@ -109,23 +109,26 @@ def bench_generate(model_dir, generator, prompt_tokens: int, new_tokens: int, re
                       "decode": round(mine["decode"] / base["decode"], 2)}}
 
 
-def format_generate(report: dict) -> str:
-    lines = [f"{report['model']} on {report['device']} ({report['threads']} threads), {report['prompt_tokens']}-token "
-             f"prompt, {report['new_tokens']} new tokens, median of {report['repeats']}",
-             f"{'engine':24} {'prefill tok/s':>14} {'decode tok/s':>13}"]
-    for name, row in report["tokens_per_s"].items():
-        lines.append(f"{name:24} {row['prefill']:14.1f} {row['decode']:13.1f}")
-    lines.append(f"{'served / transformers':24} {report['ratio']['prefill']:13.2f}x {report['ratio']['decode']:12.2f}x")
+def _table(title: str, columns: Sequence[str], rows: Iterable[Sequence[str]], first: int) -> str:
+    """A title, then columns: the first left-aligned in `first` characters, the rest right-aligned."""
+    lines = [title] + [f"{row[0]:{first}} " + " ".join(f"{cell:>13}" for cell in row[1:])
+                       for row in [columns, *rows]]
     return "\n".join(lines)
+
+
+def format_generate(report: dict) -> str:
+    rows = [(name, f"{row['prefill']:.1f}", f"{row['decode']:.1f}") for name, row in report["tokens_per_s"].items()]
+    rows.append(("served / transformers", f"{report['ratio']['prefill']:.2f}x", f"{report['ratio']['decode']:.2f}x"))
+    return _table(f"{report['model']} on {report['device']} ({report['threads']} threads), {report['prompt_tokens']}"
+                  f"-token prompt, {report['new_tokens']} new tokens, median of {report['repeats']}",
+                  ("engine", "prefill tok/s", "decode tok/s"), rows, 24)
 
 
 def format_table(report: dict) -> str:
-    lines = [f"{report['turns']} turns, model {report['model']} on {report['device']}, "
-             f"max_new_tokens {report['max_new_tokens']}, right article cited {report['right_article_in_sources']:.0%}",
-             f"{'stage':14} {'p50 ms':>9} {'p95 ms':>9}"]
-    for stage, v in report["latency_ms"].items():
-        lines.append(f"{stage:14} {v['p50']:9.1f} {v['p95']:9.1f}")
-    return "\n".join(lines)
+    return _table(f"{report['turns']} turns, model {report['model']} on {report['device']}, max_new_tokens "
+                  f"{report['max_new_tokens']}, right article cited {report['right_article_in_sources']:.0%}",
+                  ("stage", "p50 ms", "p95 ms"),
+                  [(stage, f"{v['p50']:.1f}", f"{v['p95']:.1f}") for stage, v in report["latency_ms"].items()], 14)
 
 
 def synthetic_corpus(folder, chunks: int, chunk_chars: int, seed: int = 0) -> None:
