@@ -84,14 +84,15 @@ def bench_generate(model_dir, generator, prompt_tokens: int, new_tokens: int, re
     inputs = bench_prompt(tokenizer, prompt_tokens)
     pad = tokenizer.pad_token_id or tokenizer.eos_token_id
     penalty = generator.repetition_penalty
-    arms = {"transformers fp32": plain, f"served ({generator.quantization})": served}
-    times: dict[str, dict[str, list[float]]] = {name: {"prefill": [], "decode": []} for name in arms}
+    served_name = f"served ({generator.quantization})"
     # Each network runs where it would: plain transformers on this thread, the served one on the
     # generator's model thread.
-    runs = {"transformers fp32": lambda fn: fn(), f"served ({generator.quantization})": generator.on_model_thread}
+    arms = {"transformers fp32": (plain, lambda fn: fn()), served_name: (served, generator.on_model_thread)}
+    times: dict[str, dict[str, list[float]]] = {name: {"prefill": [], "decode": []} for name in arms}
 
     def timed(name: str, n: int) -> float:
-        return runs[name](lambda: _timed_generate(arms[name], inputs, n, pad, penalty))
+        model, run = arms[name]
+        return run(lambda: _timed_generate(model, inputs, n, pad, penalty))
     for name in arms:  # warm-up: first calls pay for allocation and kernel choice
         timed(name, 2)
     for _ in range(repeats):
@@ -101,7 +102,7 @@ def bench_generate(model_dir, generator, prompt_tokens: int, new_tokens: int, re
             times[name]["prefill"].append(inputs["input_ids"].shape[1] / one)
             times[name]["decode"].append(new_tokens / max(1e-9, more - one))
     rows = {name: {k: round(statistics.median(v), 1) for k, v in t.items()} for name, t in times.items()}
-    base, mine = rows["transformers fp32"], rows[f"served ({generator.quantization})"]
+    base, mine = rows["transformers fp32"], rows[served_name]
     return {"model": generator.model_name, "device": generator.device, "threads": torch.get_num_threads(),
             "prompt_tokens": int(inputs["input_ids"].shape[1]), "new_tokens": new_tokens, "repeats": repeats,
             "tokens_per_s": rows,

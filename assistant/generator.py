@@ -135,9 +135,9 @@ class LocalGenerator:
     adapter is merged into a copy of the fp32 base once, on first use, and that copy quantized;
     the last few are kept (`KEEP_INT8`), the base model's always.
 
-    All model work runs on one long-lived thread of its own: int8 layers run at about half
-    speed on any thread other than the one that quantized them (measured: 160 tokens in 3.6 s
-    there, 8.5 s elsewhere), and every turn comes from a different server thread."""
+    All model work runs on one long-lived thread of its own: int8 layers run much slower on any
+    thread other than the one that quantized them (README, Generation speed), and every turn
+    comes from a different server thread."""
 
     KEEP_INT8 = 3
 

@@ -44,9 +44,9 @@ class ModelSettings(_Strict):
     device: str = Field("auto", description="auto (GPU when present), cpu, cuda, cuda:1, mps")
     dtype: Literal["auto", "float32", "float16", "bfloat16"] = "auto"
     quantization: Literal["none", "int8"] = Field(
-        "none", description="int8: the generator's linear layers in int8 (CPU only). Alone it prefills and "
-        "decodes about 2.6-2.8x faster (`helpdesk bench generate`), but in a served turn other threads' "
-        "torch work slows it, and its turns measured no faster at p50 (`helpdesk bench turns`).")
+        "none", description="int8: the generator's linear layers in int8 (CPU only). Faster alone "
+        "(`helpdesk bench generate`), but other threads' torch work slows it in served turns "
+        "(`helpdesk bench turns`); README, Generation speed.")
     max_new_tokens: int = Field(160, ge=1, le=4096)
     temperature: float = Field(0.0, ge=0.0, le=2.0, description="0 means greedy decoding.")
     repetition_penalty: float = Field(1.15, ge=1.0, le=2.0, description="Small models loop without it.")
