@@ -327,14 +327,15 @@ ADDRESS_PATTERNS = [
 
 
 # After a word that introduces an address, the address itself: up to the end of the clause (a line
-# of a multi-line address each), at most six lines. "e-mail address" and "IP address" are not these.
+# of a multi-line address each), at most six lines; an answer's citation marker ("[1]") ends a
+# clause too. "e-mail address" and "IP address" are not these.
 _ADDRESS_CUE = re.compile(
     r"(?i)(?<!e-mail )(?<!email )(?<!ip )(?<!web )(?<!mac )\b(?:(?:home|billing|shipping|delivery|postal|mailing|new|"
     r"old|current|my|our|the|registered|forwarding)\s+)?(?:address|addr|po\s+box)\b(?:\s+(?:is|was|to|of))?"
     r"\s*(?:[:=\-–]|is|to)?\s*(?:\n\s*)?|\b(?:i|we)\s+(?:now\s+)?(?:live|lived|am|are|moved)\s+(?:at|to)\s+|"
     r"\b(?:deliver(?:ed)?|send|ship|post|mail|forward)\s+(?:it\s+|them\s+|the\s+\w+\s+)?to\s+(?=\d|PO\b|P\.?O\.?\b|"
     r"(?:Flat|Apt|Unit|House|Plot|Lot|Bât)\b)")
-_CLAUSE_END = re.compile(r"\n\s*\n|;|\s\|\s|\s->|\s-\s(?!\d)|[.!?](?=\s+[A-Za-z]|\s*$)|\s\(|,\s+(?:but|and|not|please|"
+_CLAUSE_END = re.compile(r"\n\s*\n|;|\s?\[\d+\]|\s\|\s|\s->|\s-\s(?!\d)|[.!?](?=\s+[A-Za-z]|\s*$)|\s\(|,\s+(?:but|and|not|please|"
                          r"thanks|the house|it's|its|is that)\b|\s+(?:but|not|please|pls|thanks|instead|"
                          r"last|next|since|from now)\b")
 _HOMETOWN = re.compile(r"(?i)\b(?:i\s+live\s+in|i'm\s+(?:based|currently)\s+in|im\s+(?:based\s+)?in|based\s+in|"

@@ -51,6 +51,14 @@ def test_an_address_before_its_postcode_is_redacted_whole_and_the_prose_before_i
     assert " ".join(lead) in redacted  # "Send it", "Billing goes": the sentence around it stays
 
 
+def test_an_answers_citation_marker_ends_an_address_clause(services):
+    """A cited answer about addresses: "address can be changed ... [1]" is prose, not an address
+    (the marker once let the clause run on to the next sentence's comma)."""
+    text = ("The address can be changed until the order is Shipped. [1] Once shipped, we can't redirect "
+            "the parcel. [1]")
+    assert not [e for e in services.guard.redactor.analyze(text) if e.type == "LOCATION"]
+
+
 @pytest.mark.parametrize("text", ["Where is ORD-123456 now?", "In 2025 Larkspur opened a new warehouse.",
                                   "Ticket 48213 was closed without an answer.", "I bought 12 mugs and 4 plates."])
 def test_numbers_that_are_not_postcodes_stay(services, text):
