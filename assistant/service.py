@@ -1,4 +1,5 @@
-"""One chat turn end to end: guard in -> retrieve -> generate (streamed) -> guard out -> one log write.
+"""One chat turn end to end: guard in -> retrieve -> do the passages answer it? -> generate
+(streamed) -> guard out -> one log write.
 
 Only the redacted text crosses the first step. Any error blocks the turn, flags
 it and still logs it: no turn is ever lost or passed unchecked. The answer
@@ -244,37 +245,45 @@ class Assistant:
                     messages = build_messages(verdict.redacted_text, hits, history)
                     chosen = self.adapters(session_id) if self.adapters else None
                     adapter = chosen.version if chosen else None
-                    if self.answer_mode != "extractive":
-                        output_verdict = yield from self._generate(messages, grounded, latency, started, trace,
-                                                                   chosen)
-                        mark = time.perf_counter()
-                        if output_verdict is not None and output_verdict.action is not Action.BLOCK and (
-                                self.answer_mode == "generate" or _wholly_grounded(output_verdict)):
-                            answer_mode = None if output_verdict.replaced else "generate"
-                            if not output_verdict.replaced and self.extractor is not None:
-                                output_verdict = replace(
-                                    output_verdict, text=self.extractor.cite(output_verdict.text, hits))
-                        elif (output_verdict is not None and self.answer_mode == "auto"
-                              and output_verdict.action is not Action.BLOCK):
-                            # Kept for review and retraining: why the model's own answer was not shown.
-                            reasons.extend(f"generated:{r}" for r in output_verdict.reasons)
-                    if self.answer_mode == "generate" and output_verdict is None:
-                        answer = EMPTY_ANSWER  # never show a blank bubble; a reviewer should see why
-                        reasons.append("empty_answer")
-                        action = Action.worst([action, Action.FLAG])
-                    elif self.answer_mode == "extractive" or (
-                            self.answer_mode == "auto" and answer_mode is None
-                            and (output_verdict is None or output_verdict.action is not Action.BLOCK)):
-                        extract = self.extractor.answer(verdict.redacted_text, hits, [q for q, _ in history])
-                        if extract is None:  # the passages do not answer it
-                            output_verdict, answer = None, NO_CONTEXT_ANSWER
-                            reasons.append("no_answer_in_context")
-                        else:
+                    earlier = [q for q, _ in history]
+                    # Whether the passages answer at all is judged before any model is asked, in
+                    # every mode: a model given passages that do not answer the question still
+                    # writes something, and often something the passages make sound grounded.
+                    extract = (self.extractor.answer(verdict.redacted_text, hits, earlier)
+                               if self.extractor is not None else None)
+                    mark = lap("extract", mark)
+                    if self.extractor is not None and extract is None:
+                        output_verdict, answer = None, NO_CONTEXT_ANSWER
+                        reasons.append("no_answer_in_context")
+                    else:
+                        if self.answer_mode != "extractive":
+                            output_verdict = yield from self._generate(messages, grounded, latency, started, trace,
+                                                                       chosen)
+                            mark = time.perf_counter()
+                            if output_verdict is not None and output_verdict.action is not Action.BLOCK and (
+                                    self.answer_mode == "generate" or _wholly_grounded(output_verdict)):
+                                answer_mode = None if output_verdict.replaced else "generate"
+                                if not output_verdict.replaced and self.extractor is not None:
+                                    output_verdict = replace(
+                                        output_verdict, text=self.extractor.cite(output_verdict.text, hits))
+                            elif (output_verdict is not None and self.answer_mode == "auto"
+                                  and output_verdict.action is not Action.BLOCK):
+                                # Kept for review and retraining: why the model's own answer was not shown.
+                                reasons.extend(f"generated:{r}" for r in output_verdict.reasons)
+                        if self.answer_mode == "generate" and output_verdict is None:
+                            answer = EMPTY_ANSWER  # never show a blank bubble; a reviewer should see why
+                            reasons.append("empty_answer")
+                            action = Action.worst([action, Action.FLAG])
+                        elif extract is not None and (self.answer_mode == "extractive" or (
+                                self.answer_mode == "auto" and answer_mode is None
+                                and (output_verdict is None or output_verdict.action is not Action.BLOCK))):
                             output_verdict = self.guard.inspect_output(extract.text, grounded)
                             answer_mode = "extractive"
                             if output_verdict.action is not Action.BLOCK:
                                 yield Token(output_verdict.text)
-                            mark = lap("extract", mark)
+                            now = time.perf_counter()  # added to the generated answer's checks, if any
+                            latency["guard_output"] = round(latency.get("guard_output", 0.0) + (now - mark) * 1000, 1)
+                            mark = now
             if output_verdict is None:  # a fixed reply, checked whole; it makes no claim about the passages
                 output_verdict = self.guard.inspect_output(answer, ctx)
                 mark = lap("guard_output", mark)

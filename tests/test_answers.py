@@ -75,6 +75,17 @@ def test_a_question_the_articles_do_not_answer_gets_i_dont_know_and_a_handoff_of
     assert {"no_context", "no_answer_in_context"} & set(result.reasons)
 
 
+@pytest.mark.parametrize("mode", ["generate", "auto"])
+def test_passages_that_do_not_answer_are_judged_before_the_model_is_asked(services, mode):
+    """The passages are about recipes and cookware, but none says whether there is a podcast:
+    the model, handed them, would quote one (grounded, and wrong); it is never asked."""
+    generator = ScriptedGenerator(quote_first_passage)
+    result = _assistant(services, mode, generator).respond(None, "do you have a podcast or blog with recipes")
+    assert result.sources, "the test needs a question that finds passages"
+    assert result.answer == NO_CONTEXT_ANSWER and "no_answer_in_context" in result.reasons
+    assert generator.produced == 0 and not generator.finished
+
+
 def test_a_follow_up_finds_the_article_of_the_first_turn(services):
     first = "How long is the warranty on furniture?"
     follow = "and what about for a kettle?"
