@@ -223,7 +223,8 @@ def cmd_dataset_corrections(args) -> int:
     the company's own questions (use a split the gate does not evaluate on)."""
     from pathlib import Path
 
-    from assistant.evaluate import SPLITS, correct, load_items
+    from assistant.datasets import ABSTAIN_ANSWER
+    from assistant.evaluate import SPLITS, abstained, correct, load_items
     from assistant.service import Assistant
     from core.errors import BadInput
 
@@ -235,17 +236,21 @@ def cmd_dataset_corrections(args) -> int:
     # Extractive by default: the prompts are logged in every mode, and no model time is spent.
     assistant = Assistant(services.guard, services.retriever, services.generator, services.store, m.history_turns,
                           args.mode, services.extractor, services.serving_adapter)
-    items = [i for i in load_items(Path(args.questions)) if i.get("answerable", True) and i.get("answer")]
+    # An unanswerable question is rated up when the assistant said it does not know, and corrected
+    # to that when it answered: an adapter must learn to abstain beside passages that do not answer.
+    items = [i for i in load_items(Path(args.questions)) if i.get("answer") or i.get("answerable", True) is False]
     actor = _actor(args)
     counts = {"asked": 0, "up": 0, "corrected": 0}
     for item in items[:args.limit] if args.limit else items:
         result = assistant.respond(None, item["question"], actor)
         counts["asked"] += 1
-        if correct(result, item["facts"]):
+        answerable = item.get("answerable", True) is not False
+        if correct(result, item["facts"]) if answerable else abstained(result):
             services.feedback.give(actor, result.exchange_id, "up")
             counts["up"] += 1
         elif result.action != "block":
-            services.feedback.give(actor, result.exchange_id, "down", "wrong", item["answer"])
+            services.feedback.give(actor, result.exchange_id, "down", "wrong",
+                                   item["answer"] if answerable else ABSTAIN_ANSWER)
             counts["corrected"] += 1
     _emit(counts) if args.json else print(f"asked {counts['asked']}: {counts['up']} rated up, {counts['corrected']} "
                                           "corrected (the next `helpdesk dataset build` includes them)")
@@ -456,7 +461,8 @@ def cmd_train_generator(args) -> int:
     else:
         gate = None if args.no_gate else {"questions": args.questions, "rows": args.rows, "margin": args.margin}
         job_id = training.create(_actor(args), args.method, args.epochs, args.max_steps, args.learning_rate,
-                                 args.rank, args.dataset, args.device, gate)
+                                 args.rank, args.dataset, args.device, gate, args.top_layers,
+                                 args.preference_min_rows)
     # The worker's own output (the trainer prints its logs) goes to stderr: stdout is for --json.
     worker = training.spawn(job_id, sys.stderr)
     try:
@@ -842,6 +848,10 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--max-steps", type=int, default=-1, help="stop after this many steps (a quick run)")
     q.add_argument("--learning-rate", type=float, default=2e-4)
     q.add_argument("--rank", type=int, default=8)
+    q.add_argument("--top-layers", type=int, default=0,
+                   help="LoRA in only the top N decoder layers (0: all); fewer make each step cheaper")
+    q.add_argument("--preference-min-rows", type=int, default=16,
+                   help="DPO or KTO after SFT when there are this many pairs or thumbs of each kind (0: SFT only)")
     q.add_argument("--resume", metavar="JOB_ID", help="resume a killed or cancelled job from its last checkpoint")
     q.add_argument("--no-gate", action="store_true", help="skip the evaluation gate after training")
     add_gate_options(q)

@@ -37,7 +37,7 @@ class TrainingService:
 
     def create(self, actor: Actor, method: str = "lora", epochs: float = 1.0, max_steps: int = -1,
                learning_rate: float = 2e-4, rank: int = 8, dataset: str | None = None, device: str = "cpu",
-               gate: dict | None = None) -> str:
+               gate: dict | None = None, top_layers: int = 0, preference_min_rows: int = 16) -> str:
         """A queued job to train an adapter on `dataset` (default: the latest built) and, when
         `gate` is given ({"questions", "rows", "margin"}), gate it against what serves."""
         require(actor, "admin")
@@ -50,7 +50,7 @@ class TrainingService:
             raise BadInput(f"dataset {dataset} is not in {dataset_dir.parent}")
         try:
             cfg = AdapterConfig(method=method, epochs=epochs, max_steps=max_steps, learning_rate=learning_rate,
-                                r=rank)
+                                r=rank, top_layers=top_layers, preference_min_rows=preference_min_rows)
         except ValueError as exc:
             raise BadInput(str(exc)) from None
         version = f"{datetime.now(timezone.utc):%Y%m%d-%H%M%S}-{dataset[:6]}"

@@ -29,13 +29,16 @@ class AdapterConfig:
     alpha: int = 16  # scaling: the update is multiplied by alpha / r
     dropout: float = 0.05
     target_modules: list[str] = field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"])
+    # LoRA in only the top this many decoder layers (0: all). The backward pass stops below the
+    # lowest adapted layer, so each step costs less: what decides a CPU run's length.
+    top_layers: int = 0
     learning_rate: float = 2e-4
     epochs: float = 1.0
     max_length: int = 2048  # prompt + answer tokens; a row whose answer falls past it is dropped
     batch_size: int = 4
     max_steps: int = -1  # > 0 stops after this many optimizer steps (smoke runs, tests)
     save_steps: int = 25  # a checkpoint every this many steps, for resuming
-    max_eval_rows: int = 200  # eval loss on at most this many held-out rows (it costs a forward pass each)
+    max_eval_rows: int = 32  # eval loss on at most this many held-out rows (a forward pass each: minutes on a CPU)
     seed: int = 0
     # After SFT, a preference stage on the same adapter: DPO when there are at least this many
     # (correction, raw answer) pairs, else KTO when there are this many thumbs of both kinds.
@@ -53,17 +56,22 @@ class AdapterConfig:
             raise ValueError("dropout must be in [0, 1)")
         if self.learning_rate <= 0 or self.epochs <= 0 or self.beta <= 0:
             raise ValueError("learning_rate, epochs and beta must be positive")
+        if self.top_layers < 0:
+            raise ValueError("top_layers must be 0 (every layer) or more")
         if self.preference_min_rows < 0:
             raise ValueError("preference_min_rows must be 0 (off) or more")
         if not self.target_modules:
             raise ValueError("target_modules must name at least one module")
 
 
-def peft_config(cfg: AdapterConfig, total_steps: int):
+def peft_config(cfg: AdapterConfig, total_steps: int, layers: int):
+    """`layers`: how many decoder layers the base model has."""
     from peft import AdaLoraConfig, LoraConfig
 
     common = dict(r=cfg.r, lora_alpha=cfg.alpha, lora_dropout=cfg.dropout, target_modules=list(cfg.target_modules),
                   task_type="CAUSAL_LM")
+    if 0 < cfg.top_layers < layers:
+        common |= dict(layers_to_transform=list(range(layers - cfg.top_layers, layers)), layers_pattern="layers")
     if cfg.method == "adalora":
         # AdaLoRA prunes ranks over the run: it must know how long the run is.
         return AdaLoraConfig(init_r=cfg.r + 4, target_r=cfg.r, total_step=max(total_steps, 2),
@@ -152,6 +160,10 @@ def train_sft(model_dir: Path, dataset_dir: Path, out_dir: Path, cfg: AdapterCon
         eval_strategy="no", bf16=bf16,
         use_cpu=not device.startswith("cuda"), dataloader_num_workers=0, disable_tqdm=True,
         completion_only_loss=True,  # learn the answer, not to repeat the passages
+        # TRL turns recomputation on by default; it saves GPU memory, but on a CPU (memory enough
+        # for a small model) it costs a second forward pass, and it makes the backward pass run
+        # through every layer, not only down to the lowest adapted one.
+        gradient_checkpointing=device.startswith("cuda"),
     )
 
     cancelled: list[bool] = []
@@ -167,7 +179,7 @@ def train_sft(model_dir: Path, dataset_dir: Path, out_dir: Path, cfg: AdapterCon
     # training worker process of its own, so setting it here touches nothing else.
     os.environ["TENSORBOARD_LOGGING_DIR"] = str(out_dir / "tensorboard")
     trainer = SFTTrainer(model=model, args=args, train_dataset=train, processing_class=tokenizer,
-                         peft_config=peft_config(cfg, total), callbacks=[Report()])
+                         peft_config=peft_config(cfg, total, model.config.num_hidden_layers), callbacks=[Report()])
     resumable = complete_checkpoints(out_dir)
     resume = bool(resumable)
     result = trainer.train(resume_from_checkpoint=str(resumable[-1]) if resume else None)
@@ -210,7 +222,8 @@ def train_preference(kind: str, rows, model_dir: Path, out_dir: Path, cfg: Adapt
                   max_steps=cfg.max_steps, learning_rate=cfg.learning_rate / 4, beta=cfg.beta,
                   per_device_train_batch_size=cfg.batch_size, max_length=cfg.max_length, seed=cfg.seed,
                   logging_steps=1, save_strategy="no", report_to=["tensorboard"], bf16=bf16,
-                  use_cpu=not device.startswith("cuda"), dataloader_num_workers=0, disable_tqdm=True)
+                  use_cpu=not device.startswith("cuda"), dataloader_num_workers=0, disable_tqdm=True,
+                  gradient_checkpointing=device.startswith("cuda"))
 
     class Report(TrainerCallback):
         def on_log(self, args, state, control, logs=None, **kwargs):

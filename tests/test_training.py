@@ -133,3 +133,23 @@ def test_preference_data_adds_a_dpo_or_kto_stage_after_sft(tiny_model_dir, tmp_p
     # Too little preference data: SFT only.
     assert "preference" not in train_sft(tiny_model_dir, data, tmp_path / "few",
                                          AdapterConfig(preference_min_rows=50, **cfg))
+
+
+def test_top_layers_adapts_only_the_top_decoder_layers(tiny_model_dir, tmp_path):
+    from safetensors.torch import load_file
+
+    from finetune.train import train_sft
+
+    data = _preference_dataset(tmp_path / "data", with_pairs=False)
+    cfg = dict(max_length=512, batch_size=2, max_steps=1, preference_min_rows=0)
+    train_sft(tiny_model_dir, data, tmp_path / "all", AdapterConfig(**cfg))
+    train_sft(tiny_model_dir, data, tmp_path / "top", AdapterConfig(top_layers=1, **cfg))
+
+    def layers(name: str) -> set[int]:
+        keys = load_file(str(tmp_path / name / "adapter_model.safetensors")).keys()
+        return {int(k.split(".layers.")[1].split(".")[0]) for k in keys}
+
+    assert layers("all") == {0, 1}  # the tiny model has two decoder layers
+    assert layers("top") == {1}
+    with pytest.raises(ValueError):
+        AdapterConfig(top_layers=-1)
