@@ -103,6 +103,8 @@ _IN_PARENS = re.compile(r"\((?P<at>)(?=[^\W\d_][^()\n]{2,60}\))")
 _BEFORE_EMAIL = re.compile(r"(?:^|[\s:\"(,])(?P<name>[^\W\d_][^\n<>@,;:\"]{1,60}?)\"?\s*<[^<>\s]+@")
 _HERE = re.compile(r"(?:^|[.!?\n]\s*|\b(?:hey|hi|hello|yo|ok|okay),?\s+)(?P<at>)(?=\S+(?:\s+\S+){0,3}\s+(?:here|again)\b)",
                    re.IGNORECASE)
+# "yo tomasz kowalczyk here": a self-introduction, where a lower-case name is still a name.
+_INTRODUCED = re.compile(r"[ \t]+(?:here|again)\b", re.IGNORECASE)
 _LINE_HEAD = re.compile(r"(?:^|\n)(?:[A-Z]+[-\d]+[,;\t]\s*)?(?P<at>)(?=[^\n,;\t]+[,;\t]\s*\S*[@+\d])")
 
 # Capitalised words that start a sentence or a label, never a name.
@@ -258,7 +260,7 @@ class CueNameRecognizer(EntityRecognizer):
 
     def spans(self, text: str) -> list[tuple[int, int]]:
         return [(a, b) for a, b, strong in self._candidates(text)
-                if strong or (_known_first(text[a:b]) and not text[a].islower())]
+                if strong or (_known_first(text[a:b]) and (not text[a].islower() or _INTRODUCED.match(text, b)))]
 
     def _candidates(self, text: str) -> list[tuple[int, int, bool]]:
         """(start, end, strong): a strong cue ("Name:", "my name is") is enough on its own; after a

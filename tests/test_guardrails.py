@@ -21,6 +21,7 @@ from guardrails.verdict import Action
         ("Does Larkspur Goods ship to Canada with Pantry Club?", set()),
         ("I live in Toronto and my order is late", {"LOCATION"}),
         ("hi, this is chase barnes, my parcel never came", {"PERSON"}),
+        ("yo tomasz kowalczyk here, the rug came torn", {"PERSON"}),
         ("Name: Amber Lopez Email: amber.lopez@example.com", {"PERSON", "EMAIL_ADDRESS"}),
         ("Ship the replacement to Bradley Evans please", {"PERSON"}),
         ("Call me on +1 266-315-4744 or +1-547-245-3783", {"PHONE_NUMBER"}),

@@ -219,8 +219,10 @@ def test_login_shows_each_role_its_tabs_and_the_admin_tab_manages_users(server, 
     secret = page.locator("#admin-secret")
     secret.get_by_text("One-time password").wait_for(timeout=30_000)
     password = secret.locator("code").last.inner_text()
-    page.locator("#audit").get_by_text("user_added").first.wait_for(timeout=30_000)
-    assert "ui-new-agent" in page.locator("#users").inner_text()
+    # The fixture's own users were added too, so the audit's "user_added" is there from the start:
+    # wait for the new row itself (the refresh runs after the secret is shown).
+    page.locator("#users").get_by_text("ui-new-agent").wait_for(timeout=30_000)
+    assert page.locator("#audit").get_by_text("ui-new-agent").count()
     new = _login(browser, server, SimpleNamespace(name="ui-new-agent", password=password))
     new.locator("#message textarea").wait_for(timeout=30_000)
     assert new.get_by_role("tab").all_inner_texts() == ["Chat"]
