@@ -14,7 +14,7 @@ run: $(INSTALLED) $(NER)
 	$(VENV)/bin/helpdesk serve
 
 test: $(INSTALLED_DEV) $(NER) browser postgres
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --durations=25
 
 bench: $(INSTALLED) $(NER)
 	$(VENV)/bin/helpdesk eval retrieval
