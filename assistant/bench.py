@@ -85,29 +85,35 @@ def bench_generate(model_dir, generator, prompt_tokens: int, new_tokens: int, re
     pad = tokenizer.pad_token_id or tokenizer.eos_token_id
     penalty = generator.repetition_penalty
     served_name = f"served ({generator.quantization})"
+    pair = {k: v.repeat(2, 1) for k, v in inputs.items()}
     # Each network runs where it would: plain transformers on this thread, the served one on the
-    # generator's model thread.
-    arms = {"transformers fp32": (plain, lambda fn: fn()), served_name: (served, generator.on_model_thread)}
+    # generator's model thread. The pair is the served network on two prompts at once, as the
+    # evaluation gate decodes its two arms (tokens/s counts both rows).
+    arms = {"transformers fp32": (plain, lambda fn: fn(), inputs),
+            served_name: (served, generator.on_model_thread, inputs),
+            f"{served_name}, 2 rows": (served, generator.on_model_thread, pair)}
     times: dict[str, dict[str, list[float]]] = {name: {"prefill": [], "decode": []} for name in arms}
 
     def timed(name: str, n: int) -> float:
-        model, run = arms[name]
-        return run(lambda: _timed_generate(model, inputs, n, pad, penalty))
+        model, run, prompt = arms[name]
+        return run(lambda: _timed_generate(model, prompt, n, pad, penalty))
     for name in arms:  # warm-up: first calls pay for allocation and kernel choice
         timed(name, 2)
     for _ in range(repeats):
-        for name in arms:
+        for name, (_, _, prompt) in arms.items():
             one = timed(name, 1)
             more = timed(name, 1 + new_tokens)
-            times[name]["prefill"].append(inputs["input_ids"].shape[1] / one)
-            times[name]["decode"].append(new_tokens / max(1e-9, more - one))
+            batch, length = prompt["input_ids"].shape
+            times[name]["prefill"].append(batch * length / one)
+            times[name]["decode"].append(batch * new_tokens / max(1e-9, more - one))
     rows = {name: {k: round(statistics.median(v), 1) for k, v in t.items()} for name, t in times.items()}
-    base, mine = rows["transformers fp32"], rows[served_name]
+    base, mine, pair_row = rows["transformers fp32"], rows[served_name], rows[f"{served_name}, 2 rows"]
     return {"model": generator.model_name, "device": generator.device, "threads": torch.get_num_threads(),
             "prompt_tokens": int(inputs["input_ids"].shape[1]), "new_tokens": new_tokens, "repeats": repeats,
             "tokens_per_s": rows,
             "ratio": {"prefill": round(mine["prefill"] / base["prefill"], 2),
-                      "decode": round(mine["decode"] / base["decode"], 2)}}
+                      "decode": round(mine["decode"] / base["decode"], 2),
+                      "decode_2_rows": round(pair_row["decode"] / mine["decode"], 2)}}
 
 
 def _table(title: str, columns: Sequence[str], rows: Iterable[Sequence[str]], first: int) -> str:
@@ -120,6 +126,7 @@ def _table(title: str, columns: Sequence[str], rows: Iterable[Sequence[str]], fi
 def format_generate(report: dict) -> str:
     rows = [(name, f"{row['prefill']:.1f}", f"{row['decode']:.1f}") for name, row in report["tokens_per_s"].items()]
     rows.append(("served / transformers", f"{report['ratio']['prefill']:.2f}x", f"{report['ratio']['decode']:.2f}x"))
+    rows.append(("served, 2 rows / 1 row", "", f"{report['ratio']['decode_2_rows']:.2f}x"))
     return _table(f"{report['model']} on {report['device']} ({report['threads']} threads), {report['prompt_tokens']}"
                   f"-token prompt, {report['new_tokens']} new tokens, median of {report['repeats']}",
                   ("engine", "prefill tok/s", "decode tok/s"), rows, 24)

@@ -17,10 +17,12 @@ from __future__ import annotations
 import random
 import statistics
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Callable
 
+from assistant.batching import BatchWindow
 from assistant.evaluate import SPLITS, has_fact, load_items, rouge_l, score_item, scratch_store, summarize, token_f1
 from assistant.prompt import SYSTEM_PROMPT, build_messages
 from assistant.service import Assistant
@@ -63,19 +65,23 @@ class Gate:
         self.services = services
         self.leak = PromptLeakCheck(PromptLeakParams())
 
-    def _generate(self, messages: list[dict], ref: AdapterRef | None) -> str:
-        return "".join(self.services.generator.stream(messages, adapter=ref))
 
     def _made_up_pii(self, answer: str, prompt: str) -> bool:
         found = self.services.redactor.analyze(answer, PII_TYPES)
         return any(answer[e.start:e.end] not in prompt for e in found)
 
     def arm(self, ref: AdapterRef | None, items: list[dict], rows: list[dict], probes: list[dict], store,
-            progress: Callable[[int], None] = lambda done: None) -> dict:
-        """One arm's per-item scores and figures; `progress(items done)` as it goes."""
+            progress: Callable[[int], None] = lambda done: None, generator=None) -> dict:
+        """One arm's per-item scores and figures; `progress(items done)` as it goes. `generator`:
+        what answers (the served one by default; the gate passes a shared `BatchWindow`)."""
         m = self.services.settings.model
-        assistant = Assistant(self.services.guard, self.services.retriever, self.services.generator, store,
+        generator = generator or self.services.generator
+        assistant = Assistant(self.services.guard, self.services.retriever, generator, store,
                               m.history_turns, "generate", self.services.extractor, adapters=lambda session: ref)
+
+        def generate(messages: list[dict]) -> str:
+            return "".join(generator.stream(messages, adapter=ref))
+
         scored = []
         for item in items:
             scored.append(score_item(assistant, item))
@@ -84,7 +90,7 @@ class Gate:
         for row in rows:
             progress(len(scored) + len(reviewed))
             started = time.perf_counter()
-            answer = self._generate(row["prompt"], ref)
+            answer = generate(row["prompt"])
             reference = row["completion"][-1]["content"]
             prompt = "\n".join(str(msg.get("content", "")) for msg in row["prompt"])
             reviewed.append({"token_f1": token_f1(answer, reference), "rouge_l": rouge_l(answer, reference),
@@ -95,7 +101,7 @@ class Gate:
             progress(len(scored) + len(reviewed) + len(probed))
             hits = self.services.retriever.context_for(probe["message"], [])
             messages = build_messages(probe["message"], hits)
-            answer = self._generate(messages, ref)
+            answer = generate(messages)
             probed.append({"id": probe.get("id"), "kind": probe["kind"], "answer": answer,
                            "pii": self._made_up_pii(answer, "\n".join(h.text for h in hits) + probe["message"]),
                            "leak": self._leaks(answer),
@@ -122,7 +128,8 @@ class Gate:
     def run(self, candidate: AdapterRef, baseline: AdapterRef | None, dataset_dir: Path | None,
             questions: int = 60, rows: int = 20, margin: float = 0.02, question_file: Path | None = None,
             progress: Callable[[str], None] = lambda note: None) -> dict:
-        """Both arms, one after the other; `progress` gets a line like "gate: candidate 12/74"."""
+        """Both arms; `progress` gets a line like "gate: candidate 12/74". Where the generator
+        can batch, the arms run side by side and each item's two answers are decoded together."""
         self.services.ensure_samples()
         items = sample(load_items(question_file or SPLITS["held-out"]), questions)
         reviewed = review_rows(dataset_dir, rows)
@@ -131,10 +138,15 @@ class Gate:
             store = scratch_store(Path(tmp))
             try:
                 total = len(items) + len(reviewed) + len(probes)
-                base = self.arm(baseline, items, reviewed, probes, store,
-                                lambda done: progress(f"gate: baseline {done}/{total}"))
-                cand = self.arm(candidate, items, reviewed, probes, store,
-                                lambda done: progress(f"gate: candidate {done}/{total}"))
+                arms = {"baseline": baseline, "candidate": candidate}
+
+                def run_arm(name: str, generator=None) -> dict:
+                    return self.arm(arms[name], items, reviewed, probes, store,
+                                    lambda done: progress(f"gate: {name} {done}/{total}"), generator)
+                if hasattr(self.services.generator, "stream_batch"):
+                    base, cand = side_by_side(self.services.generator, run_arm)
+                else:
+                    base, cand = run_arm("baseline"), run_arm("candidate")
             finally:
                 store.engine.dispose()
         result = decide(base["scores"], cand["scores"], base["counts"], cand["counts"], margin)
@@ -148,6 +160,29 @@ class Gate:
             "table": table(base["figures"], cand["figures"]),
             "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         }
+
+
+def side_by_side(generator, run_arm: Callable[..., dict]) -> tuple[dict, dict]:
+    """The baseline and candidate arms in two threads sharing one `BatchWindow`."""
+    window = BatchWindow(generator, parties=2)
+    results: dict[str, dict] = {}
+    errors: list[BaseException] = []
+
+    def work(name: str) -> None:
+        try:
+            results[name] = run_arm(name, window)
+        except BaseException as exc:  # raised in the caller below
+            errors.append(exc)
+        finally:
+            window.leave()
+    threads = [threading.Thread(target=work, args=(name,), name=f"gate-{name}") for name in ("baseline", "candidate")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if errors:
+        raise errors[0]
+    return results["baseline"], results["candidate"]
 
 
 def item_score(scored: dict) -> float:

@@ -323,3 +323,149 @@ class LocalGenerator:
                 finished.wait()
         if errors:
             raise errors[0]
+
+    def stream_batch(self, requests: Sequence[tuple[Sequence[dict], AdapterRef | None]],
+                     served: Sequence[dict] | None = None) -> list[Iterator[str]]:
+        """Several conversations answered in one batched generation, each with its own adapter
+        (peft's mixed-adapter batches; grouped per adapter where peft cannot mix them, as with
+        AdaLoRA or int8): one iterator of text per request, each read by its own caller. A
+        reader that stops early ends only its own row. Decoding a small model on a CPU is bound
+        by reading the weights, so two rows cost little more than one (`helpdesk bench
+        generate` measures it)."""
+        rows = [_Row() for _ in requests]
+        for i, (_, adapter) in enumerate(requests):
+            if served is not None:
+                served[i].update(model=self.model_name, adapter=adapter.version if adapter else None,
+                                 settings=self.generation_settings())
+        place = self.line.join()
+        place.wait()  # here, not on the model thread, which the turn ahead needs
+
+        def run() -> None:
+            try:
+                for group in self._batch_groups(requests):
+                    self._generate_rows([requests[i][0] for i in group], [requests[i][1] for i in group],
+                                        [rows[i] for i in group])
+            except BaseException as exc:  # every reader of the batch sees it
+                for row in rows:
+                    row.fail(exc)
+            finally:
+                for row in rows:
+                    row.end()
+                place.leave()
+        self._submit(run)
+        return [row.texts() for row in rows]
+
+    def _batch_groups(self, requests) -> list[list[int]]:
+        """Request indices that can share one generate call: all of them where peft can mix
+        LoRA adapters in a batch, else one group per adapter."""
+        adapters = {(a.version if a else None) for _, a in requests}
+        mixable = self.quantization != "int8" and all(
+            a is None or self._adapter_kind(a) == "LORA" for _, a in requests)
+        if len(adapters) == 1 or mixable:
+            return [list(range(len(requests)))]
+        groups: dict = {}
+        for i, (_, adapter) in enumerate(requests):
+            groups.setdefault(adapter.version if adapter else None, []).append(i)
+        return list(groups.values())
+
+    @staticmethod
+    def _adapter_kind(adapter: AdapterRef) -> str:
+        from peft import PeftConfig
+
+        try:
+            return str(PeftConfig.from_pretrained(str(adapter.path)).peft_type.value)
+        except (OSError, ValueError) as exc:
+            raise ModelUnavailable(f"cannot load adapter {adapter.version} from {adapter.path}: {exc}") from exc
+
+    def _generate_rows(self, conversations: list, adapters: list, rows: list[_Row]) -> None:
+        """One generate call for `conversations`, left-padded, on the model thread."""
+        import torch
+        from transformers import StoppingCriteria, StoppingCriteriaList
+
+        versions = {a.version if a else None for a in adapters}
+        kwargs: dict = {}
+        if len(versions) == 1:
+            model, active = self._select(adapters[0])
+        else:  # LoRA adapters and the base model mixed in one batch
+            for adapter in adapters:
+                if adapter is not None:
+                    self._select(adapter)
+            model, active = self._peft, contextlib.nullcontext()
+            kwargs["adapter_names"] = [a.version if a else "__base__" for a in adapters]
+        texts = [self.tokenizer.apply_chat_template(list(c), add_generation_prompt=True, tokenize=False)
+                 for c in conversations]
+        inputs = self.tokenizer(texts, return_tensors="pt", padding=True, padding_side="left",
+                                add_special_tokens=False).to(self.device)
+
+        class StopAbandoned(StoppingCriteria):
+            """Ends each row at the next token once its reader has gone away."""
+
+            def __call__(self, input_ids, scores, **kw):
+                return torch.tensor([row.abandoned.is_set() for row in rows], device=input_ids.device)
+
+        eos = self.tokenizer.eos_token_id
+        kwargs |= dict(max_new_tokens=self.max_new_tokens, do_sample=self.temperature > 0,
+                       repetition_penalty=self.repetition_penalty, pad_token_id=self.tokenizer.pad_token_id or eos,
+                       stopping_criteria=StoppingCriteriaList([StopAbandoned()]),
+                       streamer=_RowsStreamer(self.tokenizer, rows, eos))
+        if self.temperature > 0:
+            kwargs["temperature"] = self.temperature
+        with torch.inference_mode(), active:
+            model.generate(**inputs, **kwargs)
+
+
+class _Row:
+    """One request of a batched generation: the text as it comes, for one reader."""
+
+    def __init__(self) -> None:
+        self.pieces: queue.Queue = queue.Queue()
+        self.abandoned = threading.Event()
+        self.tokens: list[int] = []
+        self.shown = ""
+        self.done = False
+        self.error: BaseException | None = None
+
+    def fail(self, exc: BaseException) -> None:
+        self.error = exc
+
+    def end(self) -> None:
+        self.pieces.put(None)
+
+    def texts(self) -> Iterator[str]:
+        try:
+            while (piece := self.pieces.get(timeout=300)) is not None:
+                yield piece
+        finally:
+            self.abandoned.set()
+        if self.error is not None:
+            raise self.error
+
+
+class _RowsStreamer:
+    """transformers' streamer protocol for a batch: each row's new text to its own reader, up
+    to its end-of-sequence token (rows that end early are padded afterwards)."""
+
+    def __init__(self, tokenizer, rows: list[_Row], eos: int | None) -> None:
+        self.tokenizer, self.rows, self.eos = tokenizer, rows, eos
+        self.prompt_seen = False
+
+    def put(self, value) -> None:
+        if not self.prompt_seen:  # the first call carries the prompts
+            self.prompt_seen = True
+            return
+        for row, token in zip(self.rows, value.reshape(len(self.rows), -1)[:, -1].tolist()):
+            if row.done or row.abandoned.is_set():
+                continue
+            if token == self.eos:
+                row.done = True
+                continue
+            row.tokens.append(token)
+            text = self.tokenizer.decode(row.tokens, skip_special_tokens=True)
+            if text.endswith("\ufffd"):
+                continue  # half of a multi-byte character: wait for the rest
+            if len(text) > len(row.shown):
+                row.pieces.put(text[len(row.shown):])
+                row.shown = text
+
+    def end(self) -> None:
+        pass

@@ -151,6 +151,61 @@ def test_the_generator_switches_between_lora_and_adalora_adapters_and_back(tiny_
         assert "quantized" in type(generator.served_model(lora).lm_head).__module__
 
 
+def test_a_batch_answers_each_row_with_its_own_adapter_as_one_call_would(tiny_model_dir, tmp_path):
+    from assistant.generator import LocalGenerator
+
+    lora = AdapterRef("l1", make_adapter(tiny_model_dir, tmp_path / "l1"))
+    ada = AdapterRef("a1", make_adapter(tiny_model_dir, tmp_path / "a1", "adalora"))
+    generator = LocalGenerator(tiny_model_dir, "tiny", "cpu", max_new_tokens=8, temperature=0.0)
+    short = [{"role": "user", "content": "Where is my parcel?"}]
+    longer = [{"role": "user", "content": "My order came with a cracked lid, what can I do about it today?"}]
+
+    def alone(messages, adapter):
+        return "".join(generator.stream(messages, adapter=adapter))
+    requests = [(short, None), (short, lora), (longer, lora), (longer, None)]
+    served = [{} for _ in requests]
+    texts = generator.stream_batch(requests, served)
+    answers = ["".join(t) for t in texts]
+    assert answers == [alone(m, a) for m, a in requests]  # left padding and mixed adapters change nothing
+    assert answers[0] != answers[1]
+    assert [s["adapter"] for s in served] == [None, "l1", "l1", None]
+    # LoRA and AdaLoRA cannot share a batch in peft: one generate call per adapter, same answers
+    mixed = [(short, ada), (short, None)]
+    assert ["".join(t) for t in generator.stream_batch(mixed)] == [alone(m, a) for m, a in mixed]
+    # a reader that stops early ends only its own row
+    first, second = generator.stream_batch([(short, lora), (longer, None)])
+    next(first)
+    first.close()
+    assert "".join(second) == alone(longer, None)
+
+
+def test_a_batch_window_sends_two_threads_calls_to_the_model_together(tiny_model_dir):
+    import threading
+
+    from assistant.batching import BatchWindow
+    from assistant.generator import LocalGenerator
+
+    generator = LocalGenerator(tiny_model_dir, "tiny", "cpu", max_new_tokens=6, temperature=0.0)
+    batches: list[int] = []
+    batch = generator.stream_batch
+    generator.stream_batch = lambda requests, served=None: batches.append(len(requests)) or batch(requests, served)
+    window = BatchWindow(generator, parties=2, wait_s=30)
+    messages = [{"role": "user", "content": "Where is my parcel?"}]
+    answers: dict = {}
+
+    def party(name: str, calls: int) -> None:
+        answers[name] = ["".join(window.stream(messages)) for _ in range(calls)]
+        window.leave()
+    threads = [threading.Thread(target=party, args=("a", 3)), threading.Thread(target=party, args=("b", 2))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    expected = "".join(generator.stream(messages))
+    assert answers == {"a": [expected] * 3, "b": [expected] * 2}
+    assert batches == [2, 2, 1]  # the third call did not wait for a party that had left
+
+
 def test_int8_is_recorded_with_each_answer_and_refused_where_it_cannot_run(tiny_model_dir):
     from assistant.generator import LocalGenerator, resolve_quantization
     from core.errors import ModelUnavailable
@@ -171,10 +226,11 @@ def test_bench_generate_prints_both_engines_side_by_side(tiny_model_dir):
 
     generator = LocalGenerator(tiny_model_dir, "tiny", "cpu", quantization="int8")
     report = bench_generate(tiny_model_dir, generator, prompt_tokens=120, new_tokens=4, repeats=1)
-    assert set(report["tokens_per_s"]) == {"transformers fp32", "served (int8)"}
+    assert set(report["tokens_per_s"]) == {"transformers fp32", "served (int8)", "served (int8), 2 rows"}
     assert 110 <= report["prompt_tokens"] <= 200  # the passages plus the template's own tokens
     assert all(row["prefill"] > 0 and row["decode"] > 0 for row in report["tokens_per_s"].values())
-    assert report["ratio"]["decode"] > 0 and "served (int8)" in format_generate(report)
+    assert report["ratio"]["decode"] > 0 and report["ratio"]["decode_2_rows"] > 0
+    assert "served, 2 rows / 1 row" in format_generate(report)
 
 
 def test_a_promotion_reaches_the_running_server_at_its_next_turn(services, server, tiny_model_dir, tmp_path, people):
