@@ -364,7 +364,9 @@ def cmd_eval_guardrails(args) -> int:
     from guardrails.evaluate import evaluate_guardrails
 
     services = _services(args)
-    report = evaluate_guardrails(services.guard, services.embedder, args.pii_sentences)
+    if args.every < 1:
+        raise BadInput("--every: 1 or more")
+    report = evaluate_guardrails(services.guard, services.embedder, args.pii_sentences, args.every)
     if args.json:
         _emit(report)
         return 0
@@ -829,6 +831,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     q = p.add_parser("guardrails", help="PII P/R/F2, injection TPR/FPR, groundedness accuracy, sentiment P/R/F1")
     q.add_argument("--pii-sentences", type=int, default=1200)
+    q.add_argument("--every", type=int, default=1, metavar="N",
+                   help="only every N-th message of each held-out and dev set (a quick look)")
     q.add_argument("--json", action="store_true")
     q.set_defaults(func=cmd_eval_guardrails)
 

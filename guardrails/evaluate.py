@@ -170,17 +170,19 @@ def _nanoguard_rates(rows: list[dict], attack: np.ndarray) -> dict | None:
     return {"auc": round(float(roc_auc_score(attack, scores)), 3), **_rates(scores > threshold, attack)}
 
 
-def injection_metrics(guard, embedder) -> dict:
+def injection_metrics(guard, embedder, every: int = 1) -> dict:
     """Injection detection on two labelled sets: the training set (the classifier scored
     out-of-fold) and a held-out set written separately, which nothing was tuned on."""
-    from guardrails.checks.injection_classifier import HELD_OUT, LABELLED, LORA_DIR, lora_classifier, training_rows
+    from guardrails.checks.injection_classifier import (HELD_OUT, LABELLED, LORA_DIR, InjectionClassifierCheck,
+                                                        lora_classifier, training_rows)
+    from guardrails.heads import data_hash
     from guardrails.checks.prompt_injection import PromptInjectionCheck
     from guardrails.registry import CheckContext
     from guardrails.text import normalise
     from guardrails.text_classifier import FOLDS, out_of_fold_scores, threshold_for_fpr
 
     labelled = load_labelled(LABELLED, ("attack", "benign"))
-    held_out = load_labelled(HELD_OUT, ("attack", "benign"))
+    held_out = load_labelled(HELD_OUT, ("attack", "benign"))[::every]
     rules = PromptInjectionCheck(PromptInjectionCheck.Params())
 
     def rule_hits(rows: list[dict]) -> np.ndarray:
@@ -195,8 +197,12 @@ def injection_metrics(guard, embedder) -> dict:
                        "held_out": _rates(rule_hits(held_out), is_attack(held_out))}
     # Out-of-fold scores of the classifier's own training rows, at the policy's operating points.
     train = training_rows()
-    texts = [normalise(r["text"]) for r in train]
-    oof = out_of_fold_scores(texts, np.asarray(embedder.embed(texts)), is_attack(train))
+    served = next((c.model for c in guard.input_checks if isinstance(c, InjectionClassifierCheck)), None)
+    if served is not None and served.trained_on == data_hash(train) and len(served.out_of_fold) == len(train):
+        oof = served.out_of_fold  # saved when the served model was trained on these rows
+    else:
+        texts = [normalise(r["text"]) for r in train]
+        oof = out_of_fold_scores(texts, np.asarray(embedder.embed(texts)), is_attack(train))
     benign = np.sort(oof[~is_attack(train)])
     cv = {}
     for fpr in (0.005, 0.01, 0.02, 0.03, 0.05):
@@ -279,20 +285,20 @@ SENTIMENT_SET = "sentiment_heldout.jsonl"
 _EXPECTED = {"angry": "flag", "distressed": "flag", "human_request": "handoff"}
 
 
-def false_alarm_metrics(guard) -> dict:
+def false_alarm_metrics(guard, every: int = 1) -> dict:
     """The whole input policy on held-out sets nothing was tuned on: ordinary support messages
     full of trigger words (the share flagged, handed off or blocked for any reason, and why),
     and angry, distressed and human-request messages (the share caught, and caught as meant:
     flagged, or handed off for a request)."""
     report: dict = {}
     for name in ORDINARY_SETS:
-        rows = [json.loads(line) for line in (HELD_OUT / name).read_text().splitlines() if line.strip()]
+        rows = [json.loads(line) for line in (HELD_OUT / name).read_text().splitlines() if line.strip()][::every]
         verdicts = [guard.inspect_input(r["text"]) for r in rows]
         alarms = [v for v in verdicts if v.action.value != "allow"]
         why = Counter(r.split(":")[0] if r.startswith("prompt_injection") else r for v in alarms for r in v.reasons)
         report[name] = {"messages": len(rows), "alarm_rate": round(len(alarms) / len(rows), 3),
                         "by_reason": dict(why.most_common())}
-    rows = [json.loads(line) for line in (HELD_OUT / SENTIMENT_SET).read_text().splitlines() if line.strip()]
+    rows = [json.loads(line) for line in (HELD_OUT / SENTIMENT_SET).read_text().splitlines() if line.strip()][::every]
     verdicts = [guard.inspect_input(r["text"]) for r in rows]
     for label, expected in _EXPECTED.items():
         mine = [v for r, v in zip(rows, verdicts) if r["label"] == label]
@@ -308,16 +314,18 @@ PII_DEV = Path(__file__).resolve().parent / "data" / "pii_dev.jsonl"
 PII_DEV_B = Path(__file__).resolve().parent / "data" / "pii_dev_b.jsonl"  # dates of birth, addresses, names
 
 
-def evaluate_guardrails(guard, embedder, pii_sentences: int = 1200) -> dict:
+def evaluate_guardrails(guard, embedder, pii_sentences: int = 1200, every: int = 1) -> dict:
+    """Every section; `every` > 1 reads only every n-th message of each labelled set that goes
+    through the checks (a quick look; the figures to quote are from the whole sets)."""
     return {
-        "false_alarms": false_alarm_metrics(guard),
+        "false_alarms": false_alarm_metrics(guard, every),
         "banned_topics": banned_topic_metrics(guard),
         "pii": pii_metrics(guard.redactor, generate_pii_set(pii_sentences)),
         # Written apart from the recognizers: the held-out set is reported, the dev set tuned on.
-        "pii_heldout": evaluate_pii(guard.redactor.analyze, HELDOUT),
-        "pii_dev": evaluate_pii(guard.redactor.analyze, PII_DEV),
-        "pii_dev_b": evaluate_pii(guard.redactor.analyze, PII_DEV_B),
-        "injection": injection_metrics(guard, embedder),
+        "pii_heldout": evaluate_pii(guard.redactor.analyze, HELDOUT, every),
+        "pii_dev": evaluate_pii(guard.redactor.analyze, PII_DEV, every),
+        "pii_dev_b": evaluate_pii(guard.redactor.analyze, PII_DEV_B, every),
+        "injection": injection_metrics(guard, embedder, every),
         "groundedness": groundedness_metrics(embedder),
         "sentiment": sentiment_metrics(embedder),
     }

@@ -89,6 +89,9 @@ class TextClassifier:
     trained_on: str
     # Out-of-fold scores of the benign training rows, sorted: the FPR of any threshold.
     benign_scores: np.ndarray = field(repr=False, default_factory=lambda: np.zeros(0))
+    # Every training row's out-of-fold score, in training order: what `eval guardrails` reports
+    # the cross-validation from, without training five models again.
+    out_of_fold: np.ndarray = field(repr=False, default_factory=lambda: np.zeros(0))
     _vectorizers: tuple = field(init=False, repr=False, default=())
 
     def __post_init__(self) -> None:
@@ -115,6 +118,7 @@ class TextClassifier:
             "positive": self.positive, "trained_on": self.trained_on, "intercept": self.intercept,
             "vocabularies": [{k: int(i) for k, i in v.items()} for v in self.vocabularies], "idf": [i.tolist() for i in self.idf],
             "coef": self.coef.tolist(), "benign_scores": self.benign_scores.tolist(),
+            "out_of_fold": self.out_of_fold.tolist(),
         }))
         tmp.replace(path)
 
@@ -122,7 +126,8 @@ class TextClassifier:
     def load(cls, path: Path) -> "TextClassifier":
         d = json.loads(path.read_text())
         return cls(d["positive"], tuple(d["vocabularies"]), tuple(np.asarray(i) for i in d["idf"]),
-                   np.asarray(d["coef"]), float(d["intercept"]), d["trained_on"], np.asarray(d["benign_scores"]))
+                   np.asarray(d["coef"]), float(d["intercept"]), d["trained_on"], np.asarray(d["benign_scores"]),
+                   np.asarray(d["out_of_fold"]))
 
 
 def folds(texts: Sequence[str], positive: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -150,7 +155,7 @@ def train(embedder, rows: list[dict], positive_label: str) -> TextClassifier:
     vectorizers, model = _fit(texts, vectors, positive)
     return TextClassifier(
         positive_label, tuple(v.vocabulary_ for v in vectorizers), tuple(v.idf_ for v in vectorizers),
-        model.coef_[0], float(model.intercept_[0]), data_hash(rows), np.sort(oof[~positive]),
+        model.coef_[0], float(model.intercept_[0]), data_hash(rows), np.sort(oof[~positive]), oof,
     )
 
 

@@ -1,6 +1,14 @@
-"""The `helpdesk` CLI contract: real processes, JSON on stdout only, errors on stderr."""
+"""The `helpdesk` CLI contract: JSON on stdout only, errors on stderr, exit codes.
+
+Most commands run in this process (`assistant.cli.main`, with the environment, stdin, stdout
+and stderr it would have): starting Python and importing torch, transformers and Presidio
+costs each real process about ten seconds on 2 cores, which across this file's commands was
+most of the suite's time. The contract's own test, the errors test, `train` (its worker
+writes to the CLI's own stderr) and `serve` run as real processes."""
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import subprocess
@@ -10,6 +18,26 @@ import pytest
 
 from tests.conftest import SAMPLE_KB, settings_env
 
+REAL_PROCESS = {"train", "serve"}
+
+
+def in_process(args: tuple[str, ...], stdin: str | None, env: dict) -> subprocess.CompletedProcess:
+    """`helpdesk ARGS` run by `main` here, as a process would see it; the environment restored."""
+    from assistant.cli import main
+
+    out, err, saved, saved_stdin = io.StringIO(), io.StringIO(), dict(os.environ), sys.stdin
+    os.environ.clear()
+    os.environ.update(env)
+    sys.stdin = io.StringIO(stdin or "")
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            code = main(list(args))
+    finally:
+        sys.stdin = saved_stdin
+        os.environ.clear()
+        os.environ.update(saved)
+    return subprocess.CompletedProcess(args, code, out.getvalue(), err.getvalue())
+
 
 @pytest.fixture(scope="module")
 def cli(tmp_path_factory, tiny_model_dir):
@@ -17,11 +45,14 @@ def cli(tmp_path_factory, tiny_model_dir):
     env = {**os.environ, **settings_env(home, tiny_model_dir), "HELPDESK_INGEST_SAMPLES": "false"}
 
     def run(*args: str, stdin: str | None = None, check: bool = True, extra_env: dict | None = None,
-            timeout: float = 300):
-        proc = subprocess.run(
-            [sys.executable, "-m", "assistant.cli", *args], input=stdin, capture_output=True, text=True,
-            env={**env, **(extra_env or {})}, timeout=timeout,
-        )
+            timeout: float = 300, real: bool = False):
+        if real or args[0] in REAL_PROCESS:
+            proc = subprocess.run(
+                [sys.executable, "-m", "assistant.cli", *args], input=stdin, capture_output=True, text=True,
+                env={**env, **(extra_env or {})}, timeout=timeout,
+            )
+        else:
+            proc = in_process(args, stdin, {**env, **(extra_env or {})})
         if check:
             assert proc.returncode == 0, proc.stderr
         return proc
@@ -44,7 +75,7 @@ def test_ingest_search_ask_log_contract(cli, tmp_path):
     assert len(hits) == 3 and set(hits[0]) == {"source", "chunk_id", "score", "text"}
     assert hits[0]["source"] == "order-tracking.md"
 
-    proc = cli("ask", "My email is jane.doe@example.com, where is my order?", "--json")
+    proc = cli("ask", "My email is jane.doe@example.com, where is my order?", "--json", real=True)
     lines = proc.stdout.strip().splitlines()
     assert len(lines) == 1, "stdout must hold exactly one JSON object"
     turn = json.loads(lines[0])
@@ -215,7 +246,7 @@ def test_guard_batch_verdicts(cli):
 
 
 def test_errors_are_one_line_on_stderr_with_non_zero_exit(cli):
-    proc = cli("log", "--json", check=False, extra_env={"HELPDESK_MODEL__DEVIC": "cpu"})
+    proc = cli("log", "--json", check=False, extra_env={"HELPDESK_MODEL__DEVIC": "cpu"}, real=True)
     assert proc.returncode != 0 and proc.stdout == ""
     assert proc.stderr.strip().count("\n") == 0 and "model.devic: unknown key" in proc.stderr
 
@@ -259,27 +290,28 @@ def test_named_collections_and_filters(cli, tmp_path):
 
 
 def test_eval_guardrails_reports_every_section(cli):
-    # Every held-out set through the real checks: minutes on 2 cores, more on a loaded machine.
-    report = json.loads(cli("eval", "guardrails", "--pii-sentences", "60", "--json", timeout=1200).stdout)
+    # Every fourth message of each held-out set through the real checks (all of them take minutes).
+    report = json.loads(cli("eval", "guardrails", "--pii-sentences", "60", "--every", "4", "--json",
+                            timeout=1200).stdout)
     assert set(report) == {"false_alarms", "pii", "injection", "groundedness", "sentiment", "banned_topics",
                            "pii_heldout", "pii_dev", "pii_dev_b"}
     held = report["pii_heldout"]
-    assert held["file"] == "pii_heldout.jsonl" and held["spans"] > 2000 and held["clean_messages"] > 300
+    assert held["file"] == "pii_heldout.jsonl" and held["spans"] > 500 and held["clean_messages"] > 75
     assert {"PERSON", "PHONE_NUMBER", "LOCATION", "DATE_OF_BIRTH"} <= set(held["per_type"])
     assert held["recall"] >= 0.9 and held["per_type"]["PHONE_NUMBER"]["recall"] >= 0.99  # no slipping back
     fa = report["false_alarms"]
-    assert fa["ordinary_heldout.jsonl"]["messages"] > 300 and fa["ordinary_heldout_b.jsonl"]["messages"] > 300
+    assert fa["ordinary_heldout.jsonl"]["messages"] > 100 and fa["ordinary_heldout_b.jsonl"]["messages"] > 100
     assert 0 <= fa["ordinary_heldout.jsonl"]["alarm_rate"] < 0.2
-    assert fa["human_request_recall"]["messages"] > 50 and fa["human_request_recall"]["as_meant"] > 0.5
+    assert fa["human_request_recall"]["messages"] > 12 and fa["human_request_recall"]["as_meant"] > 0.5
     assert report["pii"]["overall"]["sentences"] == 60
     inj = report["injection"]
-    assert inj["labelled"]["attacks"] > 400 and inj["held_out"]["attacks"] > 200
+    assert inj["labelled"]["attacks"] > 400 and inj["held_out"]["attacks"] == 80
     assert set(inj["classifier_cv_5fold"]) == {"0.005", "0.01", "0.02", "0.03", "0.05"}
     assert inj["pair_cv_5fold"]["0.02"]["tpr"] > inj["classifier_cv_5fold"]["0.02"]["tpr"]
     # The whole input policy on the held-out set nothing was tuned on: the target, kept.
     assert inj["policy_held_out"]["detected"]["tpr"] >= 0.9 and inj["policy_held_out"]["detected"]["fpr"] <= 0.02
     assert inj["rules"]["held_out"]["fpr"] <= 0.02
-    assert inj["policy_held_out"]["trigger_word_benign"]["n"] > 100
+    assert inj["policy_held_out"]["trigger_word_benign"]["n"] > 50
     assert inj["nanoguard_held_out"]["auc"] > 0.5  # the packaged model, installed with the dev extra
     assert 0.5 < report["groundedness"]["accuracy"] <= 1
     assert report["sentiment"]["macro_f1"] > 0.7
