@@ -85,13 +85,14 @@ def bench_generate(model_dir, generator, prompt_tokens: int, new_tokens: int, re
     pad = tokenizer.pad_token_id or tokenizer.eos_token_id
     penalty = generator.repetition_penalty
     served_name = f"served ({generator.quantization})"
+    pair_name = f"{served_name}, 2 rows"
     pair = {k: v.repeat(2, 1) for k, v in inputs.items()}
     # Each network runs where it would: plain transformers on this thread, the served one on the
     # generator's model thread. The pair is the served network on two prompts at once, as the
     # evaluation gate decodes its two arms (tokens/s counts both rows).
     arms = {"transformers fp32": (plain, lambda fn: fn(), inputs),
             served_name: (served, generator.on_model_thread, inputs),
-            f"{served_name}, 2 rows": (served, generator.on_model_thread, pair)}
+            pair_name: (served, generator.on_model_thread, pair)}
     times: dict[str, dict[str, list[float]]] = {name: {"prefill": [], "decode": []} for name in arms}
 
     def timed(name: str, n: int) -> float:
@@ -107,7 +108,7 @@ def bench_generate(model_dir, generator, prompt_tokens: int, new_tokens: int, re
             times[name]["prefill"].append(batch * length / one)
             times[name]["decode"].append(batch * new_tokens / max(1e-9, more - one))
     rows = {name: {k: round(statistics.median(v), 1) for k, v in t.items()} for name, t in times.items()}
-    base, mine, pair_row = rows["transformers fp32"], rows[served_name], rows[f"{served_name}, 2 rows"]
+    base, mine, pair_row = rows["transformers fp32"], rows[served_name], rows[pair_name]
     return {"model": generator.model_name, "device": generator.device, "threads": torch.get_num_threads(),
             "prompt_tokens": int(inputs["input_ids"].shape[1]), "new_tokens": new_tokens, "repeats": repeats,
             "tokens_per_s": rows,

@@ -65,7 +65,6 @@ class Gate:
         self.services = services
         self.leak = PromptLeakCheck(PromptLeakParams())
 
-
     def _made_up_pii(self, answer: str, prompt: str) -> bool:
         found = self.services.redactor.analyze(answer, PII_TYPES)
         return any(answer[e.start:e.end] not in prompt for e in found)

@@ -263,6 +263,20 @@ class LocalGenerator:
         """Another turn is generating or waiting: a new one waits its turn."""
         return self.line.busy()
 
+    def _served(self, adapter: AdapterRef | None) -> dict:
+        """What the exchange log records of the call that serves with `adapter`."""
+        return {"model": self.model_name, "adapter": adapter.version if adapter else None,
+                "settings": self.generation_settings()}
+
+    def _decoding(self) -> dict:
+        """`generate`'s decoding arguments, from the settings."""
+        kwargs = dict(max_new_tokens=self.max_new_tokens, do_sample=self.temperature > 0,
+                      repetition_penalty=self.repetition_penalty,
+                      pad_token_id=self.tokenizer.pad_token_id or self.tokenizer.eos_token_id)
+        if self.temperature > 0:
+            kwargs["temperature"] = self.temperature
+        return kwargs
+
     def generation_settings(self) -> dict:
         return {"max_new_tokens": self.max_new_tokens, "temperature": self.temperature,
                 "repetition_penalty": self.repetition_penalty, "do_sample": self.temperature > 0,
@@ -287,17 +301,8 @@ class LocalGenerator:
             list(messages), add_generation_prompt=True, return_tensors="pt", return_dict=True
         ).to(self.device)
         streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True, timeout=120)
-        kwargs = dict(
-            **inputs,
-            streamer=streamer,
-            max_new_tokens=self.max_new_tokens,
-            do_sample=self.temperature > 0,
-            repetition_penalty=self.repetition_penalty,
-            pad_token_id=self.tokenizer.pad_token_id or self.tokenizer.eos_token_id,
-            stopping_criteria=StoppingCriteriaList([StopWhenAbandoned()]),
-        )
-        if self.temperature > 0:
-            kwargs["temperature"] = self.temperature
+        kwargs = dict(**inputs, **self._decoding(), streamer=streamer,
+                      stopping_criteria=StoppingCriteriaList([StopWhenAbandoned()]))
         errors: list[BaseException] = []
 
         def run(model, active) -> None:
@@ -311,8 +316,7 @@ class LocalGenerator:
         with contextlib.nullcontext() if place is not None else self.line.turn():
             model, active = self.on_model_thread(lambda: self._select(adapter))
             if served is not None:
-                served.update(model=self.model_name, adapter=adapter.version if adapter else None,
-                              settings=self.generation_settings())
+                served.update(self._served(adapter))
             finished = self._submit(lambda: run(model, active))
             try:
                 yield from streamer
@@ -333,10 +337,8 @@ class LocalGenerator:
         by reading the weights, so two rows cost little more than one (`helpdesk bench
         generate` measures it)."""
         rows = [_Row() for _ in requests]
-        for i, (_, adapter) in enumerate(requests):
-            if served is not None:
-                served[i].update(model=self.model_name, adapter=adapter.version if adapter else None,
-                                 settings=self.generation_settings())
+        for record, (_, adapter) in zip(served or (), requests):
+            record.update(self._served(adapter))
         place = self.line.join()
         place.wait()  # here, not on the model thread, which the turn ahead needs
 
@@ -359,9 +361,8 @@ class LocalGenerator:
         """Request indices that can share one generate call: all of them where peft can mix
         LoRA adapters in a batch, else one group per adapter."""
         adapters = {(a.version if a else None) for _, a in requests}
-        mixable = self.quantization != "int8" and all(
-            a is None or self._adapter_kind(a) == "LORA" for _, a in requests)
-        if len(adapters) == 1 or mixable:
+        if len(adapters) == 1 or (self.quantization != "int8" and all(
+                a is None or self._adapter_kind(a) == "LORA" for _, a in requests)):
             return [list(range(len(requests)))]
         groups: dict = {}
         for i, (_, adapter) in enumerate(requests):
@@ -403,13 +404,8 @@ class LocalGenerator:
             def __call__(self, input_ids, scores, **kw):
                 return torch.tensor([row.abandoned.is_set() for row in rows], device=input_ids.device)
 
-        eos = self.tokenizer.eos_token_id
-        kwargs |= dict(max_new_tokens=self.max_new_tokens, do_sample=self.temperature > 0,
-                       repetition_penalty=self.repetition_penalty, pad_token_id=self.tokenizer.pad_token_id or eos,
-                       stopping_criteria=StoppingCriteriaList([StopAbandoned()]),
-                       streamer=_RowsStreamer(self.tokenizer, rows, eos))
-        if self.temperature > 0:
-            kwargs["temperature"] = self.temperature
+        kwargs |= dict(**self._decoding(), stopping_criteria=StoppingCriteriaList([StopAbandoned()]),
+                       streamer=_RowsStreamer(self.tokenizer, rows, self.tokenizer.eos_token_id))
         with torch.inference_mode(), active:
             model.generate(**inputs, **kwargs)
 
