@@ -153,6 +153,7 @@ def test_the_generator_switches_between_lora_and_adalora_adapters_and_back(tiny_
 
 def test_a_batch_answers_each_row_with_its_own_adapter_as_one_call_would(tiny_model_dir, tmp_path):
     from assistant.generator import LocalGenerator
+    from core.errors import ModelUnavailable
 
     lora = AdapterRef("l1", make_adapter(tiny_model_dir, tmp_path / "l1"))
     ada = AdapterRef("a1", make_adapter(tiny_model_dir, tmp_path / "a1", "adalora"))
@@ -177,6 +178,11 @@ def test_a_batch_answers_each_row_with_its_own_adapter_as_one_call_would(tiny_mo
     next(first)
     first.close()
     assert "".join(second) == alone(longer, None)
+    # an adapter that cannot load fails every row of its batch, never a silent base-model answer
+    gone = AdapterRef("gone", tmp_path / "no-such-adapter")
+    for text in generator.stream_batch([(short, gone), (short, None)]):
+        with pytest.raises(ModelUnavailable, match="gone"):
+            "".join(text)
 
 
 def test_a_batch_window_sends_two_threads_calls_to_the_model_together(tiny_model_dir):
