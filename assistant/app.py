@@ -33,6 +33,7 @@ from guardrails.vault import Vault, load_key
 from retrieval.embed_process import pool_for
 from core.embeddings import Embedder, get_embedder
 from retrieval.extract import ExtractiveAnswerer
+from retrieval.nouns import NounFinder
 from retrieval.catalog import Catalog
 from retrieval.ingest import IngestSummary, Ingestor, redact_file_name
 from retrieval.ranker import load_ranker
@@ -178,8 +179,11 @@ class Services:
     @cached_property
     def extractor(self) -> ExtractiveAnswerer:
         m = self.settings.model
+        penalty = m.extractive_unknown_penalty
         return ExtractiveAnswerer(self.reranker, m.extractive_min_support, m.extractive_sentences,
-                                  ranker=load_ranker(m.extractive_ranker), term_weights=self.retriever.term_weights)
+                                  ranker=load_ranker(m.extractive_ranker), term_weights=self.retriever.term_weights,
+                                  nouns=NounFinder() if penalty else None,
+                                  unknown_words=self.retriever.unknown_words, unknown_penalty=penalty)
 
     @cached_property
     def assistant(self) -> Assistant:

@@ -57,8 +57,12 @@ class ModelSettings(_Strict):
         "else the extractive one.")
     extractive_sentences: int = Field(3, ge=1, le=5, description="Most sentences in an extractive answer.")
     extractive_min_support: float = Field(
-        0.75, ge=-1.0, le=3.0, description="Under this best-sentence score the passages do not answer the "
+        0.625, ge=-1.0, le=3.0, description="Under this best-sentence score the passages do not answer the "
         "question: the assistant says it does not know and offers a human.")
+    extractive_unknown_penalty: float = Field(
+        0.2, ge=0.0, le=3.0, description="Taken off that score for each noun or adjective of the question "
+        "that no document of the knowledge base holds: a question about something the articles never "
+        "name is not answered from them. 0 turns it off.")
     extractive_ranker: str = Field(
         "default", description="The sentence ranker's weights: default (the shipped ones, trained on "
         "questions about the sample knowledge base), a path to a file that `python -m "

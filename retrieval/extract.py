@@ -11,8 +11,11 @@ the marker of its passage ([1] is the first source shown).
 
 Whether the passages answer at all is a separate figure, the support: the
 best sentence's cosine + `lexical_weight` x its share of the question's rarer
-words + `rank_weight` x its passage's score. Under `min_support` there is no
-extract and the caller says it does not know.
+words + `rank_weight` x its passage's score, less `unknown_penalty` for each
+noun or adjective of the question that no chunk of the knowledge base holds
+(a question about a "podcast" or "fabric swatches" is not answered by articles
+that never name them, however close their sentences sound). Under
+`min_support` there is no extract and the caller says it does not know.
 """
 from __future__ import annotations
 
@@ -37,7 +40,7 @@ _EMPHASIS = re.compile(r"\*\*|__|`")
 class Extract:
     text: str  # the answer, with citation markers
     sentences: tuple[tuple[str, int], ...]  # (sentence, 1-based passage number)
-    support: float  # the best sentence's score
+    support: float  # the best sentence's score, less the unknown-word penalty
 
 
 @dataclass(frozen=True)
@@ -63,12 +66,18 @@ class ExtractiveAnswerer:
     ranker: SentenceRanker | None = None
     # Weights for the question's words in the overlap share (the retriever's idf); None: all equal.
     term_weights: Callable[[Sequence[str]], dict[str, float]] | None = None
+    # The question's nouns and adjectives, and which words no chunk holds; None: no penalty.
+    nouns: Callable[[str], list[str]] | None = None
+    unknown_words: Callable[[Sequence[str]], list[str]] | None = None
+    unknown_penalty: float = 0.0
 
     def answer(self, question: str, hits: Sequence[Hit], earlier: Sequence[str] = ()) -> Extract | None:
         """`earlier`: the conversation's previous questions, oldest first. A follow-up ("and next
         day?") is read together with the question before it, as retrieval searches it."""
-        scored = self.score(f"{earlier[-1]} {question}" if earlier else question, hits)
-        support = max((s.support for s in scored), default=0.0)
+        asked = f"{earlier[-1]} {question}" if earlier else question
+        scored = self.score(asked, hits)
+        # Only the new question's words: the earlier one's were judged on its own turn.
+        support = max((s.support for s in scored), default=0.0) - self.unknown_penalty * len(self.unknown(question))
         if not scored or support < self.min_support:
             return None
         texts = [sentences(hit.text) for hit in hits]
@@ -89,6 +98,12 @@ class ExtractiveAnswerer:
                 picked = [(lead.passage, intro), *picked]
         parts = [(_clean(texts[p][i]), p + 1) for p, i in picked]
         return Extract(" ".join(f"{text} [{n}]" for text, n in parts), tuple(parts), round(support, 4))
+
+    def unknown(self, question: str) -> list[str]:
+        """The question's nouns and adjectives that no chunk of the knowledge base holds."""
+        if self.nouns is None or self.unknown_words is None or not self.unknown_penalty:
+            return []
+        return self.unknown_words(self.nouns(question))
 
     def score(self, question: str, hits: Sequence[Hit]) -> list[Scored]:
         """Every sentence of the passages but headings, best first."""

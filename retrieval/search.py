@@ -85,6 +85,13 @@ class _Bm25Index:
         top = float(idf.max(initial=1.0))
         return {w: float(idf[vocab[w]]) if w in vocab else top for w in words}
 
+    def unknown(self, store: VectorStore, words: Sequence[str]) -> list[str]:
+        """The words that no chunk holds, in any of their plain forms ("rug" for "rugs")."""
+        self._refresh(store)
+        with self._lock:
+            vocab = self._vocab
+        return [w for w in words if not any(form in vocab for form in _forms(w))]
+
     def _build(self, docs: list[list[str]]):
         from scipy.sparse import csc_matrix
 
@@ -107,6 +114,16 @@ class _Bm25Index:
         norm = self.K1 * (1 - self.B + self.B * lengths[rows_a] / max(lengths.mean(), 1e-9))
         weights = idf[cols_a] * tf * (self.K1 + 1) / (tf + norm)
         return csc_matrix((weights, (rows_a, cols_a)), shape=(len(docs), len(vocab))), vocab, idf
+
+
+_SUFFIXES = ("s", "es", "ed", "ing", "er", "ers")
+
+
+def _forms(word: str) -> list[str]:
+    """The word, with a plural ending and without a common ending ("rugs" finds "rug")."""
+    forms = [word, word + "s", word + "es"]
+    forms += [word[: -len(end)] for end in _SUFFIXES if word.endswith(end) and len(word) > len(end) + 2]
+    return forms
 
 
 def _top(scores: np.ndarray, n: int) -> np.ndarray:
@@ -197,6 +214,10 @@ class Retriever:
         """How much each word tells chunks apart (its idf over the collection): "larkspur" is in
         most chunks and says little; "braille" is in one."""
         return self._bm25.idf(self.store, words)
+
+    def unknown_words(self, words: Sequence[str]) -> list[str]:
+        """The words that no chunk of the knowledge base holds."""
+        return self._bm25.unknown(self.store, words)
 
     def context_for(self, query: str, earlier: Sequence[str] = ()) -> list[Hit]:
         """Chunks good enough to ground an answer: at or above the relevance threshold.

@@ -111,3 +111,40 @@ def test_a_follow_up_is_read_with_the_question_before_it(services):
     read_together = extractor.answer("and what does that cost?", hits, ["how fast is express shipping"])
     assert read_together is not None and read_together.text.startswith("Express shipping costs $14.95")
     assert alone is not None and alone.text != read_together.text
+
+
+def test_the_nouns_of_a_question_leave_out_pronouns_verbs_and_chat_words():
+    from retrieval.nouns import NounFinder
+
+    assert NounFinder()("do u guys have a podcast? she got the oeko-tex towels") == [
+        "guys", "podcast", "oeko", "tex", "towels"]
+
+
+def test_words_no_chunk_holds_are_unknown_in_every_plain_form(services):
+    retriever = services.retriever
+    services.ensure_samples()
+    # "warranty" and "refunds" (for "refund") are in the sample articles; "podcast" is in none.
+    assert retriever.unknown_words(["warranty", "refunds", "podcast", "zzyzx"]) == ["podcast", "zzyzx"]
+
+
+def test_each_noun_the_articles_never_name_lowers_the_support(services):
+    from retrieval.extract import ExtractiveAnswerer
+    from retrieval.nouns import NounFinder
+
+    hits = [Hit("military", "shipping.md", "Shipping > Military addresses\n\n"
+                "We ship to APO, FPO and DPO military addresses by USPS at the standard rate.", 0.6)]
+    services.ensure_samples()
+    plain = ExtractiveAnswerer(services.reranker, min_support=0.0, max_sentences=1)
+    checked = ExtractiveAnswerer(services.reranker, min_support=0.0, max_sentences=1, nouns=NounFinder(),
+                                 unknown_words=services.retriever.unknown_words, unknown_penalty=0.2)
+    question = "do you give a veterans discount or a podcast"  # the articles name neither
+    assert checked.unknown(question) == ["veterans", "podcast"]
+    before, after = plain.answer(question, hits), checked.answer(question, hits)
+    assert before is not None and after is not None
+    assert after.support == pytest.approx(before.support - 0.4, abs=1e-3)
+    strict = ExtractiveAnswerer(services.reranker, min_support=before.support - 0.1, max_sentences=1,
+                                nouns=NounFinder(), unknown_words=services.retriever.unknown_words,
+                                unknown_penalty=0.2)
+    assert strict.answer(question, hits) is None  # passed on its support alone; not with the penalty
+    assert strict.answer("how do you ship to military addresses", hits) is not None
+    assert services.extractor.unknown(question) == ["veterans", "podcast"]  # on by default
