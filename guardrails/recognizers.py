@@ -58,15 +58,15 @@ class _DigitCountRecognizer(PatternRecognizer):
 
 
 # --- names ---------------------------------------------------------------------------------------
-TITLES = r"(?:(?:Mr|Mrs|Ms|Miss|Mx|Dr|Prof|Sir|Dame|Mme|Mlle|M|Herr|Frau)\.?\s+)"
+TITLES = r"(?:(?:Mr|Mrs|Ms|Miss|Mx|Dr|Prof|Sir|Dame|Mme|Mlle|M|Herr|Frau|Sr|Sra|Srta|Sig|Dott|Mevr|Dhr)\.?\s+)"
 PARTICLES = frozenset("van von der den de del della di da das dos du la le ter ten te bin binti ibn al el ní "
                       "nic mac ap".split())
 RELATIONS = (r"husband|wife|mother|mum|mom|father|dad|son|daughter|partner|colleague|boss|manager|friend|sister|"
              r"brother|grandmother|grandfather|grandma|grandpa|gran|nan|client|aunt|uncle|niece|nephew|neighbour|"
              r"neighbor|flatmate|roommate|assistant|tenant|landlord|carer|fiancé|fiancée|fiance|fiancee")
 CUES = [
-    r"\b(?:full\s+|customer\s+|account\s+|contact\s+|first\s+|last\s+|sur|card\s?holder\s+|recipient\s+)?"
-    r"name(?:\s+on\s+(?:the\s+)?card)?\s*[:=\-–—]\s*",
+    r"\b(?:full\s+|customer\s+|account\s+|contact\s+|first\s+|last\s+|sur|fore|card\s?holder\s+|recipient\s+)?"
+    r"name(?:\(s\))?(?:\s+on\s+(?:the\s+)?card)?\s*[:=\-–—]\s*",
     r"\"(?:name|full_name|fullname|customer|recipient|customer_name)\"\s*:\s*\"",
     r"\b(?:customer|recipient|attn|attention|contact|caller|from|to|cc|applicant|holder|payee|beneficiary|"
     r"signed|agent)\s*[:=]\s*\"?",
@@ -101,7 +101,7 @@ _TOKEN = re.compile(r"(?:[^\W\d_]\.\s?)+(?=[\s,;|<>()\"'!?]|$)|[^\W\d_]+(?:['’
 _GAP = re.compile(r"[ \t]{1,3}")
 _IN_PARENS = re.compile(r"\((?P<at>)(?=[^\W\d_][^()\n]{2,60}\))")
 _BEFORE_EMAIL = re.compile(r"(?:^|[\s:\"(,])(?P<name>[^\W\d_][^\n<>@,;:\"]{1,60}?)\"?\s*<[^<>\s]+@")
-_HERE = re.compile(r"(?:^|[.!?\n]\s*|\b(?:hey|hi|hello|yo|ok|okay),?\s+)(?P<at>)(?=\S+(?:\s+\S+){0,3}\s+(?:here|again)\b)",
+_HERE = re.compile(r"(?:^|[.!?\n]\s*|\b(?:hey|hi|hello|yo|ok|okay|sup|hiya|heya),?\s+)(?P<at>)(?=\S+(?:\s+\S+){0,3}\s+(?:here|again)\b)",
                    re.IGNORECASE)
 # "yo tomasz kowalczyk here": a self-introduction, where a lower-case name is still a name.
 _INTRODUCED = re.compile(r"[ \t]+(?:here|again)\b", re.IGNORECASE)
@@ -220,7 +220,8 @@ def name_at(text: str, at: int, lower_ok: bool = True) -> int | None:
         word = token.lower().strip(".")
         if lower is None:
             lower = token[0].islower()
-            if lower and not (lower_ok and (word in first_names() or _initial(token))):
+            if lower and not (lower_ok and (word in first_names() or word.split("-")[0] in first_names()
+                                            or _initial(token))):
                 return None
         if not lower:
             if token[0].isupper():
@@ -231,7 +232,8 @@ def name_at(text: str, at: int, lower_ok: bool = True) -> int | None:
             elif word not in PARTICLES:
                 break
         else:
-            if (word in NOT_NAMES or word in _STOP_AFTER or len(tokens) >= 4) and word not in PARTICLES:
+            named = sum(t.lower().strip(".") not in PARTICLES for t in tokens)
+            if (word in NOT_NAMES or word in _STOP_AFTER or named >= 4) and word not in PARTICLES:
                 break
         tokens.append(token)
         if word not in PARTICLES:
@@ -243,6 +245,29 @@ def name_at(text: str, at: int, lower_ok: bool = True) -> int | None:
     if not ends or all(_initial(t) for t in tokens if t.lower().strip(".") not in PARTICLES):
         return None
     return ends[-1]
+
+
+# A title in lower-case chat ("reply to mrs harrison", "dear ms martinez-hawkins"): what follows is a
+# name even when it is no first name we know. "dr" and "prof" need their full stop ("41 meadow dr").
+_LOWER_TITLE = re.compile(r"\b(?:mr|mrs|ms|mx|mme|herr|frau|sra|srta)\.?\s+(?=[a-z])|\b(?:dr|prof|sr)\.\s*(?=[a-z])")
+_LOWER_WORD = re.compile(r"[a-z][^\W\d_]*(?:['’\-][^\W\d_]+)*")
+
+
+def _titled_name_end(text: str, at: int) -> int | None:
+    """Where a lower-case name after a title ends: up to three words (particles aside)."""
+    end, named, pos = None, 0, at
+    while named < 3:
+        m = _LOWER_WORD.match(text, pos)
+        word = m.group(0) if m else ""
+        if not m or (word not in PARTICLES and (word in STOP_WORDS or word in NOT_NAMES or word in _STOP_AFTER)):
+            break
+        if word not in PARTICLES:
+            named, end = named + 1, m.end()
+        gap = _GAP.match(text, m.end())
+        if not gap:
+            break
+        pos = gap.end()
+    return end
 
 
 class CueNameRecognizer(EntityRecognizer):
@@ -273,9 +298,18 @@ class CueNameRecognizer(EntityRecognizer):
             at += title.end() if title else 0
             end = name_at(text, at)
             if end and text[at:end].lower() not in places():
-                found.append((at, end, bool(_STRONG.search(m.group(0)))))
+                found.append((at, extend_name(text, end), bool(_STRONG.search(m.group(0)))))
+        for m in _LOWER_TITLE.finditer(text):
+            end = _titled_name_end(text, m.end())
+            if end:
+                found.append((m.end(), end, True))
+        for m in _HERE.finditer(text):
+            # "TUNDE ADEYEMI HERE", "Marcus Webb here": two capitalised words introducing themselves.
+            end = name_at(text, m.end("at"), lower_ok=False)
+            if end and _INTRODUCED.match(text, end) and len(text[m.end("at"):end].split()) >= 2:
+                found.append((m.end("at"), end, True))
         weak = self._weak(text)
-        return found + [(a, b, False) for a, b in weak]
+        return found + [(a, extend_name(text, b), False) for a, b in weak]
 
     def _weak(self, text: str) -> list[tuple[int, int]]:
         found = []
@@ -319,7 +353,7 @@ ADDRESS_PATTERNS = [
             r")\b\.?" + _UNIT_AFTER + _CITY + _REGION + _POSTCODE, 0.7),
     # A street, its number, a postcode and a town: "Am Markt 44, 80220 München", "Prinsengracht 96, 5413 PH Utrecht".
     Pattern("street_number_postcode", r"\b(?:(?:Am|An der|Auf dem|Im|In der|Zum|Zur|Op de|Aan de)\s+)?" + _WORD +
-            r"(?:\s" + _WORD + r")?\s+\d{1,4}[a-z]?,\s+\d{4,5}(?:\s?[A-Z]{2})?\s+" + _WORD, 0.7),
+            r"(?:\s" + _WORD + r")?\s+\d{1,4}(?:\s?[a-z])?,\s+\d{4,5}(?:\s?[A-Z]{2})?\s+" + _WORD, 0.7),
     Pattern("street_first", r"\b[A-ZÄÖÜ][\wäöüß\-]*(?:straße|strasse|str\.|weg|allee|gasse|platz|ring|damm|"
             r"gracht|laan|plein|kade|dijk|singel|straat|steeg)\s+\d{1,4}[a-z]?,?\s+\d{4,5}\s?(?:[A-Z]{2}\s+)?"
             r"[A-ZÄÖÜ][\wäöüß\-]+", 0.7),
@@ -341,8 +375,20 @@ _CLAUSE_END = re.compile(r"\n\s*\n|;|\s?\[\d+\]|\s\|\s|\s->|\s-\s(?!\d)|[.!?](?=
                          r"thanks|the house|it's|its|is that)\b|\s+(?:but|not|please|pls|thanks|instead|"
                          r"last|next|since|from now)\b")
 _HOMETOWN = re.compile(r"(?i)\b(?:i\s+live\s+in|i'm\s+(?:based|currently)\s+in|im\s+(?:based\s+)?in|based\s+in|"
-                       r"(?:currently|living|staying|located|out)\s+in|just\s+outside|near|moved\s+to|"
-                       r"i'm\s+in|i\s+am\s+in|from)\s+(?=[A-Z])")
+                       r"(?:currently|living|staying|located|out|now)\s+in|just\s+outside|near|moved\s+to|"
+                       r"i'm\s+in|i\s+am\s+in|from|resident\s+of|grew\s+up\s+in|home\s+is(?:\s+in)?|"
+                       r"(?:we're|we\s+are)\s+(?:based\s+)?in|family\s+of\s+\w+\s+in)\s+(?=[A-Z])")
+# Where a customer says they live, a town in lower case is still a town ("i live in ashby-de-la-zouch").
+_LIVE_IN = re.compile(r"(?i)\b(?:i\s+live\s+in|i'm\s+based\s+in|im\s+based\s+in|grew\s+up\s+in|"
+                      r"resident\s+of)\s+(?=[a-z])")
+_PLACE = re.compile(r"[A-Z][^\W\d_]+(?:-[^\W\d_]+){0,4}(?:[ -][A-Z][^\W\d_]+){0,2}(?:,\s+[A-Z]{2}\b)?")
+_LOWER_PLACE = re.compile(r"[a-z][^\W\d_]+(?:-[^\W\d_]+){0,4}")
+
+
+def _not_a_place(text: str, value: str, end: int) -> bool:
+    """"from Thursday", "from May 16", "from ORD-2024-65001": a day, a month, an identifier."""
+    words = [w.strip(".,").lower() for w in value.split()]
+    return all(w in NOT_NAMES for w in words) or bool(re.match(r"-\d", text[end:end + 2])) or value.isupper()
 
 
 class CuedAddressRecognizer(EntityRecognizer):
@@ -371,39 +417,79 @@ class CuedAddressRecognizer(EntityRecognizer):
                     and "@" not in value and len(value) <= 160:
                 out.append(RecognizerResult("LOCATION", start, start + len(value), 0.65))
         for m in _HOMETOWN.finditer(text):
-            place = re.match(r"[A-Z][^\W\d_]+(?:[ -][A-Z][^\W\d_]+){0,2}(?:,\s+[A-Z]{2}\b)?", text[m.end():])
-            if place:
-                out.append(RecognizerResult("LOCATION", m.end(), m.end() + place.end(), 0.6))
+            place = _PLACE.match(text, m.end())
+            if place and not _not_a_place(text, place.group(0), place.end()):
+                out.append(RecognizerResult("LOCATION", m.end(), place.end(), 0.6))
+        for m in _LIVE_IN.finditer(text):
+            place = _LOWER_PLACE.match(text, m.end())
+            if place and place.group(0).split("-")[0] not in STOP_WORDS:
+                out.append(RecognizerResult("LOCATION", m.end(), place.end(), 0.6))
         return out
 
 
+_US_STATES = ("al|ak|az|ar|ca|co|ct|de|dc|fl|ga|hi|id|il|in|ia|ks|ky|la|me|md|ma|mi|mn|ms|mo|mt|ne|nv|nh|nj|nm|"
+              "ny|nc|nd|oh|ok|or|pa|ri|sc|sd|tn|tx|ut|vt|va|wa|wv|wi|wy")
 # Postcodes, each in its country's shape, and PO boxes: where an address ends (or is), so the
 # lines before it are the rest of it.
 _POSTCODES = re.compile("|".join([
     r"\b[A-Z]{2}\s+\d{5}(?:-\d{4})?\b",                          # US: state and ZIP
     r"(?i:\b[A-Z]\d[A-Z]\s?\d[A-Z]\d\b)",                         # Canada
     r"(?i:\b[A-Z]{1,2}\d[A-Z\d]?\s+\d[A-Z]{2}\b)",                  # UK
-    r"\b[AC-FHKNPRTV-Y]\d{2}\s?(?=[A-Z\d]{0,3}[A-Z])[A-Z\d]{4}\b",    # Ireland (Eircode)
-    r"\b(?:NSW|VIC|QLD|WA|SA|TAS|ACT|NT)\s+\d{4}\b",                 # Australia
-    r"(?<![\w-])(?:[A-Z]-)?\d{5}\s+[A-ZÀ-Þ][^\W\d_]+(?:\s+\([A-Z]{2}\))?",  # 5 digits and the town
+    r"(?i:\b[AC-FHKNPRTV-Y]\d{2}\s?(?=[A-Z\d]{0,3}[A-Z])[A-Z\d]{4}\b)",    # Ireland (Eircode)
+    r"(?i:\b(?:NSW|VIC|QLD|TAS)\s+\d{4}\b)|\b(?:WA|SA|ACT|NT)\s+\d{4}\b",  # Australia
+    r"(?<![\w-])(?:[A-Z]-)?\d{5}\s+[A-ZÀ-Þ][^\W\d_]+(?:\s+(?:am|an\s+der|upon|on|sur|en|im|bei)\s+[A-ZÀ-Þ][^\W\d_]+)?"
+    r"(?:\s+\([A-Z]{2}\))?",                                         # 5 digits and the town
+    rf"(?:(?<=[a-z]\s)|(?<=[a-z],\s))(?:{_US_STATES})\s+\d{{5}}(?:-\d{{4}})?\b",  # US, in lower case
+    r"(?:(?<=\d\s)|(?<=\d[a-z]\s)|(?<=\s[a-z]\s))\d{5}\s+[a-zà-ÿ][a-zà-ÿ\-]+",  # "91a 50824 köln"
     r"(?<=,\s)\d{5}\s+[a-zà-ÿ]+\b",                                   # ... in lower case, after a comma
     r"(?<![\w-])\d{4}\s?[A-Z]{2}\s+[A-ZÀ-Þ][^\W\d_]+",                # Netherlands
-    r"\s[-–]\s?\d{6}\b|(?<=,\s)[A-Z][a-z]+\s\d{6}\b",                 # India: "Noida - 201070"
+    r"\s[-–]\s?\d{6}\b|(?<=,\s)[A-Z][a-z]+(?:\s[A-Z][a-z]+)?\s\d{6}\b",  # India: "Noida - 201070"
     r"\bP\.?\s?O\.?\s+Box\s+\d+",                                   # PO boxes
 ]))
 # Words an address line has beside names and numbers.
 _ADDRESS_WORDS = frozenset("""apt apt. apartment flat unit suite ste ste. house no no. near po p.o. box
 bât bât. appt appt. app app. int int. scala bajo og wohnung links rechts lot plot sector cross main
 stn co co. c/ calle via piazza rue place quai chemin avenue av. bd boulevard lieu-dit de del della di da
-des du la le les y na the of am an der im op und dei degli delle van von st st.""".split())
+des du la le les y na the of am an der im op und dei degli delle van von st st. upon sur sous en bei""".split())
 _SEGMENT = re.compile(r",\s*|\n")
 
 
-def _address_like(segment: str) -> bool:
-    """A line or comma-separated part of an address: names, numbers and address words, no prose."""
+def _address_like(segment: str, lower: bool = False) -> bool:
+    """A line or comma-separated part of an address: names, numbers and address words, no prose.
+    `lower`: the address is written in lower case, so a word may be too, but not an ordinary one
+    ("to", "is"), and a part of more than four words starts with its number."""
     words = segment.split()
-    return bool(words) and len(segment) <= 48 and all(
-        w[0].isupper() or w[0].isdigit() or w.lower() in _ADDRESS_WORDS or w in "-–/" for w in words)
+    if not words or len(segment) > 48:
+        return False
+    if lower:
+        return (words[0][0].isdigit() or len(words) <= 4) and all(
+            w.lower() in _ADDRESS_WORDS or w.strip(".,").lower() not in STOP_WORDS or len(w) == 1 for w in words)
+    # A single letter is a house number's ("58 a").
+    return all(w[0].isupper() or w[0].isdigit() or w.lower() in _ADDRESS_WORDS or w in "-–/" or
+               (len(w) == 1 and w.isalpha()) for w in words)
+
+
+def _country_after(text: str, end: int) -> int:
+    """Where an address that ends at `end` really ends: a country after it is part of it."""
+    m = re.match(r"(?:,\s*|[ \t]*\n[ \t]*|[ \t]+)([^\W\d_]+(?:[ \t][^\W\d_]+){0,2})\b", text[end:])
+    if not m:
+        return end
+    words = m.group(1).split()
+    for n in range(len(words), 0, -1):  # the longest run of words that names a country
+        if " ".join(words[:n]).lower() in countries():
+            return end + m.start(1) + len(" ".join(words[:n]))
+    return end
+
+
+@lru_cache(maxsize=1)
+def countries() -> frozenset[str]:
+    """Country names as an address ends with them, lower-cased."""
+    from faker.providers.address.en_US import Provider
+
+    names = {*Provider.countries, "UK", "USA", "US", "U.S.A", "United States", "United Kingdom", "Deutschland",
+             "Nederland", "España", "Italia", "Österreich", "Schweiz", "Suisse", "Éire", "Belgique", "België",
+             "England", "Scotland", "Wales", "Northern Ireland", "Ireland", "Canada", "Australia", "India"}
+    return frozenset(n.lower() for n in names)
 
 
 class PostcodeAddressRecognizer(EntityRecognizer):
@@ -422,12 +508,12 @@ class PostcodeAddressRecognizer(EntityRecognizer):
         out = []
         for m in _POSTCODES.finditer(text):
             start = m.start() + len(m.group(0)) - len(m.group(0).lstrip(" -–"))
-            start = self._back(text, start)
-            out.append(RecognizerResult("LOCATION", start, m.end(), 0.7))
+            start = self._back(text, start, lower=not any(ch.isupper() for ch in m.group(0)))
+            out.append(RecognizerResult("LOCATION", start, _country_after(text, m.end()), 0.7))
         return out
 
     @staticmethod
-    def _back(text: str, start: int) -> int:
+    def _back(text: str, start: int, lower: bool = False) -> int:
         """Where the address that ends at `start` begins, going back part by part."""
         begin, end = start, start
         separators = list(_SEGMENT.finditer(text, 0, start))
@@ -437,12 +523,12 @@ class PostcodeAddressRecognizer(EntityRecognizer):
             if not segment.strip():
                 if end != start:
                     break  # an empty part, a blank line: the address ended there
-            elif _address_like(segment):
+            elif _address_like(segment, lower):
                 begin = seg_begin + len(segment) - len(segment.lstrip())
             else:
                 words = segment.rstrip().split(" ")
                 tails = (" ".join(words[k:]) for k in range(len(words)))
-                tail = next((t for t in tails if _address_like(t)), "")
+                tail = next((t for t in tails if _address_like(t, lower)), "")
                 if tail:
                     begin = text.rindex(tail, seg_begin, end)
                 break
@@ -459,7 +545,8 @@ def address_recognizer() -> PatternRecognizer:
 
 # --- what is not personal data by default ---------------------------------------------------------
 RESIDENCE = re.compile(r"(?i)\b(?:live|lives|living|reside|resides|moved|moving|based|located|from|i'm in|"
-                       r"im in|address|home|house|flat|apartment|postcode|zip)\b[\w\s,']{0,20}$")
+                       r"im in|address|(?-i:home|house|Home(?=\s+is\b))|flat|apartment|postcode|zip|resident|grew up|"
+                       r"family of \w+ in|now in)\b[\w\s,']{0,20}$")
 # ... but not "can I order from Iceland" or "shipping from your warehouse in Lisbon": goods come from there.
 GOODS_FROM = re.compile(r"(?i)\b(?:order|ordered|ordering|ship|ships|shipped|shipping|buy|buying|bought|import|"
                         r"imported|deliver|delivered|delivery|send|sent|dispatch|dispatched|made|warehouse|store|"
@@ -492,15 +579,48 @@ def _ordinary(word: str) -> bool:
 
 
 def extend_name(text: str, end: int) -> int:
-    """Where a name the NER found really ends: it sometimes stops after the first name
-    ("[Jane] Doe wrote"), and a surname we know, capitalised, right after it is part of it."""
+    """Where a name really ends: the NER (or a cue's rule) sometimes stops after the first name
+    ("[Jane] Doe wrote"), and a surname we know, capitalised, right after it is part of it; so is
+    the rest of a hyphenated surname ("oliveira[-sales]"), the word after a trailing particle
+    ("leonardo de la [fuente]"), and, after a surname written first, its first name
+    ("SMITH-BRYANT[, Stacey]", "Kramer[, Vittorio]")."""
+    hyphen = re.match(r"-[^\W\d_]{2,}", text[end:])
+    if hyphen:
+        end += hyphen.end()
+    last = re.search(r"(\S+)$", text[:end])
+    if last and last.group(1).lower() in PARTICLES:
+        m = _ANY_WORD.match(text, end)
+        if m and m.group(1).lower() not in STOP_WORDS:
+            end = m.end()
     for _ in range(2):
         m = _NEXT_WORD.match(text, end)
         word = m.group(1).lower() if m else ""
         if not m or word in NOT_NAMES or word in STOP_WORDS or word not in last_names():
             break
         end = m.end()
+    first = _FIRST_AFTER_COMMA.match(text, end)
+    if first and first.group(1).lower() in first_names() and last and not last.group(1)[0].islower():
+        end = first.end()
     return end
+
+
+def extend_name_start(text: str, start: int) -> int:
+    """Where a name really starts: initials right before it are part of it ("[A.] Ó Hearáin")."""
+    m = re.search(r"(?:(?<=\s)|^)(?:[A-Z]\.\s?){1,3}$", text[:start])
+    return m.start() if m else start
+
+
+_ANY_WORD = re.compile(r"[ \t]+([^\W\d_]+(?:['’\-][^\W\d_]+)*)")
+_FIRST_AFTER_COMMA = re.compile(r",[ \t]*([A-ZÀ-Þ][^\W\d_]+(?:-[^\W\d_]+)?)\b(?![ \t]*[A-Z][a-z])")
+
+
+HOLIDAYS = frozenset("""easter christmas xmas thanksgiving halloween hanukkah chanukah diwali eid passover
+ramadan lent advent valentine valentine's pentecost whitsun""".split())
+_DAY_AFTER = re.compile(r"(?:['’]s)?[ \t]+(?:Day|Eve|Sunday|Monday|weekend)\b")
+_STREET_WORDS = frozenset(w.lower() for w in _STREET_TYPES.split("|")) | {"circus", "quay", "wharf", "market"}
+# An imperative's verb at the start of a sentence, which the NER takes for a name: "Bill me later", "Pat the
+# cushions flat". A name there is rarely followed by an object pronoun or a determiner.
+_OBJECT_AFTER = re.compile(r"[ \t]+(?:me|us|them|it|him|her|the|my|our|your|this|that|these|those)\b", re.I)
 
 
 def keep_entity(text: str, kind: str, start: int, end: int, recognizer: str,
@@ -512,9 +632,20 @@ def keep_entity(text: str, kind: str, start: int, end: int, recognizer: str,
     if kind == "PHONE_NUMBER" and (_DATE_LIKE.match(value.strip()) or
                                    (value.isdigit() and _ID_BEFORE.search(text[max(0, start - 30):start]))):
         return False  # "delivered on 08.09.2026", "Tracking number 169815008239", "order no. 373487"
+    if kind == "PHONE_NUMBER" and re.search(r"[A-Za-z]{1,4}-$", text[max(0, start - 5):start]):
+        return False  # the rest of an identifier: "LW-3002-0219"
     if recognizer != "SpacyRecognizer":
         return True
+    words = [w.strip(".,'’").lower() for w in value.split()]
+    if words[-1] in HOLIDAYS or (len(words) > 1 and words[-1] == "day") or _DAY_AFTER.match(text, end):
+        return False  # "St Patrick's Day", "Easter Sunday", "Victoria Day"
+    if re.match(r"-\d", text[end:end + 2]):
+        return False  # the prefix of an identifier: "ORD-2024-65001"
     if kind == "PERSON":
+        if len(words) > 1 and words[-1] in _STREET_WORDS:
+            return False  # a street the shop is on: "Michigan Avenue", "george street"
+        if len(words) == 1 and _OBJECT_AFTER.match(text, end) and re.search(r"(?:^|[.!?]\s+)$", text[:start]):
+            return False  # "Bill me later please."
         if any(ch.isdigit() for ch in value):
             return False  # SKUs and order numbers
         if DETERMINER.search(text[max(0, start - 12):start]):
@@ -526,6 +657,8 @@ def keep_entity(text: str, kind: str, start: int, end: int, recognizer: str,
             return False  # lower-case chat: "invalid at checkout" is no one; "chase barnes" is someone
         return True
     if kind == "LOCATION":
+        if all(w in NOT_NAMES for w in words):
+            return False  # "away from Thursday", "from May 16"
         # A place on its own is personal only where the customer lives or is.
         before = text[max(0, start - 40):start]
         return bool(RESIDENCE.search(before)) and not GOODS_FROM.search(before)

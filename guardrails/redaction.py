@@ -9,7 +9,7 @@ from typing import Iterable, Sequence
 
 from core.errors import ConfigError, ModelUnavailable
 from guardrails.ner_training import HELPDESK_NER, NER_DIR
-from guardrails.recognizers import extend_name, keep_entity, trim_name
+from guardrails.recognizers import extend_name, extend_name_start, keep_entity, trim_name
 from guardrails.verdict import Entity
 
 log = logging.getLogger(__name__)
@@ -156,7 +156,7 @@ class Redactor:
             start = r.start
             if by == "SpacyRecognizer" and r.entity_type == "PERSON":
                 start, end = trim_name(text, start, end)
-                end = extend_name(text, end)
+                start, end = extend_name_start(text, start), extend_name(text, end)
             if end > start and keep_entity(text, r.entity_type, start, end, by, self._allowed_words):
                 kept.append(Entity(r.entity_type, start, end, r.score))
         return _merge_overlaps(kept)
