@@ -25,7 +25,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from retrieval.ranker import FEATURES, SentenceRanker, features
+from retrieval.ranker import FEATURES, Ranker, features
 from retrieval.rerank import SentenceReranker, sentences
 from retrieval.store import Hit
 
@@ -63,7 +63,7 @@ class ExtractiveAnswerer:
     lexical_weight: float = 0.5
     rank_weight: float = 0.5
     type_weight: float = 0.1  # without a ranker: for a sentence holding the kind of answer asked for
-    ranker: SentenceRanker | None = None
+    ranker: Ranker | None = None
     # Weights for the question's words in the overlap share (the retriever's idf); None: all equal.
     term_weights: Callable[[Sequence[str]], dict[str, float]] | None = None
     # The question's nouns and adjectives, and which words no chunk holds; None: no penalty.

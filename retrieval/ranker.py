@@ -4,12 +4,16 @@ Each sentence of the retrieved passages gets a row of features (how close its
 embedding is to the question's, how much of the question's rarer words it
 holds, its passage's rank and score, whether it holds the kind of answer asked
 for, whether it is a heading, a list's lead-in or a sentence that leans on the
-one before). A logistic regression, trained on questions about the sample
-knowledge base written for training (`retrieval/data/answers_train.jsonl`;
-`python -m retrieval.ranker_training` rebuilds it), weighs them; a sentence is
-a positive when it holds one of its question's key facts. The features say
-nothing of any one knowledge base's words, so the weights carry over to
-another.
+one before). Boosted trees (scikit-learn's histogram gradient boosting,
+exported to JSON and evaluated here with numpy), trained on questions about
+the sample knowledge base written for training
+(`retrieval/data/answers_train.jsonl`; `python -m retrieval.ranker_training`
+rebuilds it), weigh them; a sentence is a positive when it holds one of its
+question's key facts. The trees read feature interactions a line cannot
+("holds a duration" counts for more when the question asks "how long"). A
+logistic regression over the same features is the other kind
+(`--kind linear`). The features say nothing of any one knowledge base's
+words, so the weights carry over to another.
 """
 from __future__ import annotations
 
@@ -132,7 +136,7 @@ class SentenceRanker:
 
     def save(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        body = {"features": list(FEATURES), "coef": self.coef.round(6).tolist(),
+        body = {"kind": "linear", "features": list(FEATURES), "coef": self.coef.round(6).tolist(),
                 "intercept": round(float(self.intercept), 6), "mean": self.mean.round(6).tolist(),
                 "scale": self.scale.round(6).tolist(), "meta": self.meta}
         path.write_text(json.dumps(body, indent=1) + "\n", encoding="utf-8")
@@ -149,13 +153,79 @@ class SentenceRanker:
                    body.get("meta", {}))
 
 
-def load_ranker(setting: str) -> SentenceRanker | None:
+@dataclass(frozen=True)
+class TreeRanker:
+    """Boosted regression trees over the features: the score is the baseline plus each tree's
+    leaf value (a sentence goes left where its feature is at most the node's threshold)."""
+
+    baseline: float
+    trees: tuple[dict[str, np.ndarray], ...]  # per tree: feature, threshold, left, right, leaf, value
+    meta: dict
+
+    def score(self, x: np.ndarray) -> np.ndarray:
+        rows = np.arange(len(x))
+        total = np.full(len(x), self.baseline, dtype=np.float64)
+        for tree in self.trees:
+            node = np.zeros(len(x), dtype=np.int64)
+            while not (leaf := tree["leaf"][node]).all():
+                left = x[rows, tree["feature"][node]] <= tree["threshold"][node]
+                node = np.where(leaf, node, np.where(left, tree["left"][node], tree["right"][node]))
+            total += tree["value"][node]
+        return total
+
+    @classmethod
+    def from_sklearn(cls, model, meta: dict) -> "TreeRanker":
+        """From a fitted `HistGradientBoostingClassifier` (binary, numeric features, no missing values)."""
+        trees = []
+        for [predictor] in model._predictors:
+            nodes = predictor.nodes
+            trees.append({"feature": nodes["feature_idx"].astype(np.int64),
+                          "threshold": nodes["num_threshold"].astype(np.float64),
+                          "left": nodes["left"].astype(np.int64), "right": nodes["right"].astype(np.int64),
+                          "leaf": nodes["is_leaf"].astype(bool), "value": nodes["value"].astype(np.float64)})
+        return cls(float(np.ravel(model._baseline_prediction)[0]), tuple(trees), meta)
+
+    def save(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        trees = [{"feature": t["feature"].tolist(), "threshold": [round(float(v), 6) for v in t["threshold"]],
+                  "left": t["left"].tolist(), "right": t["right"].tolist(), "leaf": t["leaf"].astype(int).tolist(),
+                  "value": [round(float(v), 6) for v in t["value"]]} for t in self.trees]
+        body = {"kind": "trees", "features": list(FEATURES), "baseline": round(self.baseline, 6), "trees": trees,
+                "meta": self.meta}
+        path.write_text(json.dumps(body, separators=(",", ":")) + "\n", encoding="utf-8")
+
+    @classmethod
+    def load(cls, path: Path) -> "TreeRanker":
+        body = json.loads(Path(path).read_text(encoding="utf-8"))
+        if body.get("features") != list(FEATURES):
+            raise ValueError(f"{path}: trained on other features; rebuild it with "
+                             "`python -m retrieval.ranker_training`")
+        trees = tuple({"feature": np.asarray(t["feature"], dtype=np.int64),
+                       "threshold": np.asarray(t["threshold"], dtype=np.float64),
+                       "left": np.asarray(t["left"], dtype=np.int64), "right": np.asarray(t["right"], dtype=np.int64),
+                       "leaf": np.asarray(t["leaf"], dtype=bool), "value": np.asarray(t["value"], dtype=np.float64)}
+                      for t in body["trees"])
+        return cls(float(body["baseline"]), trees, body.get("meta", {}))
+
+
+Ranker = SentenceRanker | TreeRanker
+
+
+def read_ranker(path: Path) -> Ranker:
+    """Either kind, as its file says."""
+    kind = json.loads(Path(path).read_text(encoding="utf-8")).get("kind", "linear")
+    if kind not in ("linear", "trees"):
+        raise ValueError(f"{path}: unknown ranker kind {kind!r}")
+    return TreeRanker.load(path) if kind == "trees" else SentenceRanker.load(path)
+
+
+def load_ranker(setting: str) -> Ranker | None:
     """`model.extractive_ranker`: "default", a path, or "none". A file that is missing or unreadable
     stops start-up (ConfigError) rather than answering with another ranking than the one set."""
     if setting.strip().lower() == "none":
         return None
     path = DEFAULT_RANKER if setting.strip().lower() == "default" else Path(setting)
     try:
-        return SentenceRanker.load(path)
+        return read_ranker(path)
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise ConfigError(f"model.extractive_ranker: cannot load {path}: {exc}") from None

@@ -1,11 +1,13 @@
-"""Train the sentence ranker: `python -m retrieval.ranker_training [--questions F] [--out F]`.
+"""Train the sentence ranker: `python -m retrieval.ranker_training [--questions F] [--out F] [--kind K]`.
 
 The questions (`retrieval/data/answers_train.jsonl`) were written for training,
 apart from the answer evaluation's dev and held-out splits, about the sample
 knowledge base. Each is searched as at serving time (a follow-up with the
 question before it); every sentence of its passages is a row of
 `retrieval.ranker.FEATURES`, a positive when it holds one of the question's key
-facts. A balanced logistic regression on standardised features is the model.
+facts. The model: boosted trees (scikit-learn's histogram gradient boosting,
+100 trees of depth 3, classes balanced; exported as `TreeRanker`), or a
+balanced logistic regression on standardised features (`--kind linear`).
 Deterministic: the same questions and knowledge base give the same weights.
 """
 from __future__ import annotations
@@ -21,7 +23,7 @@ from typing import Iterable
 import numpy as np
 
 from retrieval.evaluate import has_fact
-from retrieval.ranker import DEFAULT_RANKER, FEATURES, SentenceRanker, features
+from retrieval.ranker import DEFAULT_RANKER, FEATURES, Ranker, SentenceRanker, TreeRanker, features
 from retrieval.rerank import SentenceReranker
 from retrieval.search import Retriever
 
@@ -46,7 +48,9 @@ def training_rows(items: Iterable[dict], retriever: Retriever, reranker: Sentenc
     xs, ys, questions = [], [], 0
     for question, earlier, facts in _turns(items):
         hits = retriever.context_for(question, earlier)
-        x, candidates = features(question, hits, reranker, retriever.term_weights)
+        # Scored as the extractive answerer scores it: a follow-up with the question before it.
+        asked = f"{earlier[-1]} {question}" if earlier else question
+        x, candidates = features(asked, hits, reranker, retriever.term_weights)
         if not candidates:
             continue
         questions += 1
@@ -58,12 +62,24 @@ def training_rows(items: Iterable[dict], retriever: Retriever, reranker: Sentenc
 
 
 def train_ranker(items: list[dict], retriever: Retriever, reranker: SentenceReranker, c: float = 1.0,
-                 source: str = "") -> SentenceRanker:
-    from sklearn.linear_model import LogisticRegression
-
+                 source: str = "", kind: str = "trees") -> Ranker:
     x, y, questions = training_rows(items, retriever, reranker)
     if y.all() or not y.any():
         raise ValueError("the training sentences need both positives and negatives")
+    if kind == "trees":
+        from sklearn.ensemble import HistGradientBoostingClassifier
+
+        # On the dev split the three best sentences held every key fact for 0.686 of the
+        # questions with these trees, 0.641 with the logistic regression.
+        model = HistGradientBoostingClassifier(max_iter=100, learning_rate=0.1, max_depth=3, early_stopping=False,
+                                               class_weight="balanced", random_state=0).fit(x, y)
+        meta = {"kind": "trees", "questions": questions, "sentences": int(len(y)), "positives": int(y.sum()),
+                "source": source}
+        return TreeRanker.from_sklearn(model, meta)
+    if kind != "linear":
+        raise ValueError(f"unknown ranker kind {kind!r} (trees, linear)")
+    from sklearn.linear_model import LogisticRegression
+
     mean, scale = x.mean(axis=0), x.std(axis=0)
     scale[scale == 0] = 1.0
     model = LogisticRegression(C=c, max_iter=5000, class_weight="balanced").fit((x - mean) / scale, y)
@@ -81,7 +97,8 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Train the extractive answerer's sentence ranker.")
     parser.add_argument("--questions", type=Path, default=TRAIN_QUESTIONS)
     parser.add_argument("--out", type=Path, default=DEFAULT_RANKER)
-    parser.add_argument("--c", type=float, default=1.0, help="inverse regularisation strength")
+    parser.add_argument("--c", type=float, default=1.0, help="inverse regularisation strength (linear)")
+    parser.add_argument("--kind", choices=("trees", "linear"), default="trees")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     items = load_items(args.questions)
@@ -92,10 +109,11 @@ def main(argv: list[str] | None = None) -> None:
         services = Services(load_settings(environ=environ))
         services.ensure_samples()
         ranker = train_ranker(items, services.retriever, services.reranker, args.c,
-                              f"{args.questions.name} sha256:{digest}")
+                              f"{args.questions.name} sha256:{digest}", args.kind)
     ranker.save(args.out)
     log.info("sentence ranker written to %s: %s", args.out, ranker.meta)
-    log.info("weights: %s", {f: round(float(w), 2) for f, w in zip(FEATURES, ranker.coef)})
+    if isinstance(ranker, SentenceRanker):
+        log.info("weights: %s", {f: round(float(w), 2) for f, w in zip(FEATURES, ranker.coef)})
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from core.errors import ConfigError
-from retrieval.ranker import DEFAULT_RANKER, FEATURES, SentenceRanker, features, load_ranker
+from retrieval.ranker import DEFAULT_RANKER, FEATURES, SentenceRanker, TreeRanker, features, load_ranker, read_ranker
 from retrieval.rerank import sentences
 from retrieval.store import Hit
 
@@ -47,7 +47,7 @@ def test_rare_words_weigh_more_than_the_companys_name(services):
 
 def test_the_shipped_ranker_loads_and_says_what_it_was_trained_on():
     ranker = load_ranker("default")
-    assert ranker is not None and ranker.coef.shape == (len(FEATURES),)
+    assert isinstance(ranker, TreeRanker) and len(ranker.trees) == 100
     assert ranker.meta["source"].startswith("answers_train.jsonl") and ranker.meta["positives"] > 100
     assert load_ranker("none") is None
 
@@ -63,7 +63,8 @@ def test_a_missing_or_mismatched_ranker_stops_start_up(tmp_path):
         load_ranker(str(other))
 
 
-def test_training_learns_which_sentences_hold_the_facts(services, tmp_path):
+@pytest.mark.parametrize("kind", ["trees", "linear"])
+def test_training_learns_which_sentences_hold_the_facts(services, tmp_path, kind):
     from retrieval.ranker_training import train_ranker
 
     items = [
@@ -74,10 +75,12 @@ def test_training_learns_which_sentences_hold_the_facts(services, tmp_path):
          "followup": {"question": "and how many for a reward?", "facts": ["200 points"]}},
         {"question": "is there a student discount", "source": None, "facts": [], "answerable": False},
     ]
-    ranker = train_ranker(items, services.retriever, services.reranker)
+    ranker = train_ranker(items, services.retriever, services.reranker, kind=kind)
+    assert isinstance(ranker, TreeRanker if kind == "trees" else SentenceRanker)
     assert ranker.meta["questions"] == 4 and 0 < ranker.meta["positives"] < ranker.meta["sentences"]
     ranker.save(tmp_path / "r.json")
-    again = SentenceRanker.load(tmp_path / "r.json")
+    again = read_ranker(tmp_path / "r.json")
+    assert type(again) is type(ranker)
     hits = services.retriever.context_for(items[0]["question"])
     x, candidates = features(items[0]["question"], hits, services.reranker, services.retriever.term_weights)
     best = candidates[int(np.argmax(again.score(x)))]
@@ -148,3 +151,13 @@ def test_each_noun_the_articles_never_name_lowers_the_support(services):
     assert strict.answer(question, hits) is None  # passed on its support alone; not with the penalty
     assert strict.answer("how do you ship to military addresses", hits) is not None
     assert services.extractor.unknown(question) == ["veterans", "podcast"]  # on by default
+
+
+def test_the_exported_trees_score_as_scikit_learn_does():
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    rng = np.random.default_rng(0)
+    x = rng.random((400, len(FEATURES))).astype(np.float32)
+    y = (x[:, 0] + x[:, 1] * x[:, 5] > 0.8)
+    model = HistGradientBoostingClassifier(max_iter=20, max_depth=3, random_state=0).fit(x, y)
+    np.testing.assert_allclose(TreeRanker.from_sklearn(model, {}).score(x), model.decision_function(x), atol=1e-9)
