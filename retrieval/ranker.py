@@ -121,6 +121,15 @@ def features(question: str, hits: Sequence[Hit], reranker: SentenceReranker,
     return x, candidates
 
 
+def _read(path: Path) -> dict:
+    body = json.loads(Path(path).read_text(encoding="utf-8"))
+    if body.get("features") != list(FEATURES):
+        # Weights for other features would rank silently wrong.
+        raise ValueError(f"{path}: trained on other features; rebuild it with "
+                         "`python -m retrieval.ranker_training`")
+    return body
+
+
 @dataclass(frozen=True)
 class SentenceRanker:
     """A linear model over standardised features: higher means likelier to hold the answer."""
@@ -143,11 +152,7 @@ class SentenceRanker:
 
     @classmethod
     def load(cls, path: Path) -> "SentenceRanker":
-        body = json.loads(Path(path).read_text(encoding="utf-8"))
-        if body.get("features") != list(FEATURES):
-            # Weights for other features would rank silently wrong.
-            raise ValueError(f"{path}: trained on other features; rebuild it with "
-                             "`python -m retrieval.ranker_training`")
+        body = _read(path)
         return cls(np.asarray(body["coef"], dtype=np.float32), float(body["intercept"]),
                    np.asarray(body["mean"], dtype=np.float32), np.asarray(body["scale"], dtype=np.float32),
                    body.get("meta", {}))
@@ -196,10 +201,7 @@ class TreeRanker:
 
     @classmethod
     def load(cls, path: Path) -> "TreeRanker":
-        body = json.loads(Path(path).read_text(encoding="utf-8"))
-        if body.get("features") != list(FEATURES):
-            raise ValueError(f"{path}: trained on other features; rebuild it with "
-                             "`python -m retrieval.ranker_training`")
+        body = _read(path)
         trees = tuple({"feature": np.asarray(t["feature"], dtype=np.int64),
                        "threshold": np.asarray(t["threshold"], dtype=np.float64),
                        "left": np.asarray(t["left"], dtype=np.int64), "right": np.asarray(t["right"], dtype=np.int64),
