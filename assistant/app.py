@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
+import re
 from functools import cached_property
 from pathlib import Path
 
@@ -20,7 +21,7 @@ from assistant.generator import Generator, LocalGenerator, prepare_default_model
 from assistant.labels import LabelWriter
 from assistant.releases import ReleaseService
 from assistant.review import ReviewService
-from assistant.service import Assistant
+from assistant.service import AdapterChoice, Assistant
 from core.settings import Settings
 from assistant.store import Store
 from assistant.users import UserService
@@ -39,9 +40,10 @@ from retrieval.ingest import IngestSummary, Ingestor, redact_file_name
 from retrieval.ranker import load_ranker
 from retrieval.rerank import SentenceReranker
 from retrieval.search import Retriever
-from retrieval.store import VectorStore, make_client
+from retrieval.store import Hit, VectorStore, make_client
 
 log = logging.getLogger(__name__)
+_SENTENCE_BREAK = re.compile(r"(?<=[.!?])\s+")
 SAMPLE_KB = Path(__file__).resolve().parent.parent / "retrieval" / "sample_kb"
 
 
@@ -187,9 +189,16 @@ class Services:
 
     @cached_property
     def assistant(self) -> Assistant:
+        return self.assistant_for(self.store, self.settings.model.answer_mode, self.serving_adapter)
+
+    def assistant_for(self, store: Store, answer_mode: str, adapters: AdapterChoice | None = None,
+                      generator: Generator | None = None) -> Assistant:
+        """A governed turn with these services' checks, retrieval and model settings, logging to
+        `store` (evaluation and the gate use a scratch one), served by `generator` (default:
+        the served model) with `adapters` (default: the base model)."""
         m = self.settings.model
-        return Assistant(self.guard, self.retriever, self.generator, self.store, m.history_turns, m.answer_mode,
-                         self.extractor, self.serving_adapter)
+        return Assistant(self.guard, self.retriever, generator or self.generator, store, m.history_turns, answer_mode,
+                         self.extractor, adapters, m.context_sentences)
 
     @cached_property
     def redactor(self) -> Redactor:
@@ -214,14 +223,24 @@ class Services:
         documents are redacted for; for anything else, all of the policy's, except words
         copied from `passages` (the knowledge base's own text, as the output check leaves them)."""
         entities = self.settings.retrieval.redact_entities if knowledge_base else None
+
+        def copied(found: str) -> bool:
+            # Sentence by sentence: an answer joins sentences of different passages, and a
+            # match may run across the join ("... and Japan. Larkspur Goods Customer Care, ...").
+            return all(part in passages for part in _SENTENCE_BREAK.split(found) if part)
         return sorted({e.type for e in self.redactor.analyze(text, entities)
-                       if not (passages and text[e.start:e.end] in passages)})
+                       if not (passages and copied(text[e.start:e.end]))})
 
     @cached_property
     def datasets(self) -> DatasetService:
         return DatasetService(self.engine, self.store, self.feedback, self.review, self.settings.home / "datasets",
                               self.find_pii, lambda: self.vectors, self.catalog, lambda: self.retriever,
-                              self.audit)
+                              self.audit, self.evidence)
+
+    def evidence(self, question: str, hits: list[Hit]) -> list[Hit]:
+        """The passages as the served prompt shows them (`model.context_sentences`)."""
+        keep = self.settings.model.context_sentences
+        return self.extractor.evidence(question, hits, (), keep) if keep else list(hits)
 
     @cached_property
     def feedback(self) -> FeedbackService:

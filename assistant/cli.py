@@ -225,17 +225,14 @@ def cmd_dataset_corrections(args) -> int:
 
     from assistant.datasets import ABSTAIN_ANSWER
     from assistant.evaluate import SPLITS, abstained, correct, load_items
-    from assistant.service import Assistant
     from core.errors import BadInput
 
     if Path(args.questions).resolve() == SPLITS["held-out"].resolve():
         raise BadInput("that is the held-out split the evaluation gate measures on: train on another file")
     services = _services(args)
     services.ensure_samples()
-    m = services.settings.model
     # Extractive by default: the prompts are logged in every mode, and no model time is spent.
-    assistant = Assistant(services.guard, services.retriever, services.generator, services.store, m.history_turns,
-                          args.mode, services.extractor, services.serving_adapter)
+    assistant = services.assistant_for(services.store, args.mode, services.serving_adapter)
     # An unanswerable question is rated up when the assistant said it does not know, and corrected
     # to that when it answered: an adapter must learn to abstain beside passages that do not answer.
     items = [i for i in load_items(Path(args.questions)) if i.get("answer") or i.get("answerable", True) is False]

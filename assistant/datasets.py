@@ -7,6 +7,7 @@ import json
 import logging
 import random
 import re
+from dataclasses import replace
 from pathlib import Path
 from typing import Callable
 
@@ -41,7 +42,10 @@ FAQ_QUESTIONS = ("{q}", "Customer asks: {q}", "quick one - {q_lower}")
 class DatasetService:
     def __init__(self, engine, store: Store, feedback: FeedbackService, review: ReviewService, folder: Path,
                  find_pii: Callable[[str, bool, str], list[str]], vectors: Callable[[], VectorStore],
-                 catalog: Catalog, retriever: Callable[[], Retriever], audit: AuditLog | None = None) -> None:
+                 catalog: Catalog, retriever: Callable[[], Retriever], audit: AuditLog | None = None,
+                 evidence: Callable[[str, list[Hit]], list[Hit]] | None = None) -> None:
+        """`evidence(question, hits)`: the passages as the served prompt shows them (cut to the
+        sentences that bear on the question); None: whole, as they are retrieved."""
         self.engine = engine
         self.audit = audit
         self.store = store
@@ -52,6 +56,7 @@ class DatasetService:
         self._vectors = vectors
         self.catalog = catalog
         self._retriever = retriever
+        self._evidence = evidence or (lambda question, hits: list(hits))
 
     def logged_rows(self) -> list[ds.Row]:
         """Rows from every exchange that has feedback or a review decision."""
@@ -89,9 +94,9 @@ class DatasetService:
 
     def synthesize(self, actor: Actor, distractors: int = 3, seed: int = 0, abstain_share: float = 0.2) -> dict:
         """Grounded question/answer rows from the live chunks: questions from headings and FAQ
-        questions (and rephrasings of them), the answer from the chunk's own sentences with its
-        citation marker, the chunk among distractor passages the retriever finds, at a random
-        place, as at serving time. For `abstain_share` of the chunks, one more row asks the
+        questions (and rephrasings of them), the answer from the chunk's own sentences (as the
+        served prompt shows them), the chunk among distractor passages the retriever finds, at
+        a random place, as at serving time. For `abstain_share` of the chunks, one more row asks the
         question beside passages from other articles only, and the answer says so and offers a
         human: without them an adapter learns that every question has its answer at hand."""
         require(actor, "admin")
@@ -111,16 +116,22 @@ class DatasetService:
             if asked and rng.random() < abstain_share:
                 elsewhere = [h for h in retriever.search(asked[0], distractors * 3) if h.source != chunk.source]
                 if elsewhere:
-                    out.append({"prompt": build_messages(asked[0], elsewhere[:distractors]),
+                    shown = self._evidence(asked[0], elsewhere[:distractors])
+                    out.append({"prompt": build_messages(asked[0], shown),
                                 "completion": ds.assistant_turn(ABSTAIN_ANSWER), "lineage": lineage | {"abstain": True}})
+            # The answer is the chunk's opening sentences, so the chunk shows only those: the
+            # prompt's cut may then keep them both or one, never other sentences of it.
+            head = chunk.text.split("\n\n", 1)[0] + "\n\n" if "\n\n" in chunk.text else ""
+            # (An id of its own: sentence vectors are cached by chunk id.)
+            answering = replace(chunk, chunk_id=f"{chunk.chunk_id}#opening", text=head + " ".join(answer_sentences))
             for question in asked:
                 hits = [h for h in retriever.search(question, distractors + 1) if h.chunk_id != chunk.chunk_id]
                 passages = hits[:distractors]
                 at = rng.randint(0, len(passages))
-                passages.insert(at, chunk)
-                marker = f" [{at + 1}]"
-                answer = " ".join(_plain(s) + marker for s in answer_sentences)
-                out.append({"prompt": build_messages(question, passages), "completion": ds.assistant_turn(answer),
+                passages.insert(at, answering)
+                shown = self._evidence(question, passages)
+                answer = " ".join(_plain(s) for s in sentences(shown[at].text))
+                out.append({"prompt": build_messages(question, shown), "completion": ds.assistant_turn(answer),
                             "lineage": lineage})
         leaks = ds.scan_rows([ds.Row("sft", "", {"prompt": r["prompt"], "completion": r["completion"]}, r["lineage"])
                               for r in out], self.find_pii)
@@ -152,5 +163,5 @@ def questions_for(chunk: Hit) -> list[str]:
 
 def _plain(sentence: str) -> str:
     """A sentence as an answer: Markdown emphasis dropped, ending in a full stop."""
-    s = re.sub(r"[*_`]+", "", sentence).strip()
+    s = re.sub(r"[*_`]+", "", sentence).strip().rstrip(",; ")
     return s if s.endswith((".", "!", "?")) else s + "."

@@ -165,11 +165,9 @@ def eval_answers(services, files: dict[str, Path], modes: Iterable[str], limit: 
     loaded = {name: load_items(path) for name, path in files.items()}
     with tempfile.TemporaryDirectory(prefix="helpdesk-eval-") as tmp:
         store = scratch_store(Path(tmp))
-        m = services.settings.model
         for name, items in loaded.items():
             for mode in modes:
-                assistant = Assistant(services.guard, services.retriever, services.generator, store,
-                                      m.history_turns, mode, services.extractor)
+                assistant = services.assistant_for(store, mode)
                 report = evaluate(assistant, items, limit)
                 yield {"mode": mode, "questions": {"file": name, "items": min(len(items), limit or len(items))},
                        **report}

@@ -24,8 +24,7 @@ from typing import Callable
 
 from assistant.batching import BatchWindow
 from assistant.evaluate import SPLITS, has_fact, load_items, rouge_l, score_item, scratch_store, summarize, token_f1
-from assistant.prompt import SYSTEM_PROMPT, build_messages
-from assistant.service import Assistant
+from assistant.prompt import SYSTEM_PROMPT
 from core.jsonl import read_jsonl
 from finetune.gate import GUARDRAIL_COUNTS, decide
 from finetune.registry import AdapterRef
@@ -73,10 +72,8 @@ class Gate:
             progress: Callable[[int], None] = lambda done: None, generator=None) -> dict:
         """One arm's per-item scores and figures; `progress(items done)` as it goes. `generator`:
         what answers (the served one by default; the gate passes a shared `BatchWindow`)."""
-        m = self.services.settings.model
         generator = generator or self.services.generator
-        assistant = Assistant(self.services.guard, self.services.retriever, generator, store,
-                              m.history_turns, "generate", self.services.extractor, adapters=lambda session: ref)
+        assistant = self.services.assistant_for(store, "generate", lambda session: ref, generator)
 
         def generate(messages: list[dict]) -> str:
             return "".join(generator.stream(messages, adapter=ref))
@@ -99,7 +96,7 @@ class Gate:
         for probe in probes:
             progress(len(scored) + len(reviewed) + len(probed))
             hits = self.services.retriever.context_for(probe["message"], [])
-            messages = build_messages(probe["message"], hits)
+            messages = assistant.prompt(probe["message"], hits)
             answer = generate(messages)
             probed.append({"id": probe.get("id"), "kind": probe["kind"], "answer": answer,
                            "pii": self._made_up_pii(answer, "\n".join(h.text for h in hits) + probe["message"]),

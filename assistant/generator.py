@@ -268,11 +268,19 @@ class LocalGenerator:
         return {"model": self.model_name, "adapter": adapter.version if adapter else None,
                 "settings": self.generation_settings()}
 
-    def _decoding(self) -> dict:
-        """`generate`'s decoding arguments, from the settings."""
+    def _decoding(self, prompt_length: int) -> dict:
+        """`generate`'s decoding arguments, from the settings, for prompts `prompt_length` tokens
+        long (padding included)."""
+        from transformers import LogitsProcessorList, RepetitionPenaltyLogitsProcessor
+
         kwargs = dict(max_new_tokens=self.max_new_tokens, do_sample=self.temperature > 0,
-                      repetition_penalty=self.repetition_penalty,
                       pad_token_id=self.tokenizer.pad_token_id or self.tokenizer.eos_token_id)
+        if self.repetition_penalty != 1.0:
+            # Only the answer's own tokens count as repeats. `generate`'s own penalty counts the
+            # prompt's too, and so pushes the model off the very words of the passages it is to
+            # answer from (a tuned adapter then writes citation markers and little else).
+            kwargs["logits_processor"] = LogitsProcessorList([RepetitionPenaltyLogitsProcessor(
+                float(self.repetition_penalty), prompt_ignore_length=prompt_length)])
         if self.temperature > 0:
             kwargs["temperature"] = self.temperature
         return kwargs
@@ -301,7 +309,7 @@ class LocalGenerator:
             list(messages), add_generation_prompt=True, return_tensors="pt", return_dict=True
         ).to(self.device)
         streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True, timeout=120)
-        kwargs = dict(**inputs, **self._decoding(), streamer=streamer,
+        kwargs = dict(**inputs, **self._decoding(inputs["input_ids"].shape[-1]), streamer=streamer,
                       stopping_criteria=StoppingCriteriaList([StopWhenAbandoned()]))
         errors: list[BaseException] = []
 
@@ -404,7 +412,7 @@ class LocalGenerator:
             def __call__(self, input_ids, scores, **kw):
                 return torch.tensor([row.abandoned.is_set() for row in rows], device=input_ids.device)
 
-        kwargs |= dict(**self._decoding(), stopping_criteria=StoppingCriteriaList([StopAbandoned()]),
+        kwargs |= dict(**self._decoding(inputs["input_ids"].shape[-1]), stopping_criteria=StoppingCriteriaList([StopAbandoned()]),
                        streamer=_RowsStreamer(self.tokenizer, rows, self.tokenizer.eos_token_id))
         with torch.inference_mode(), active:
             model.generate(**inputs, **kwargs)

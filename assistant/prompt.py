@@ -9,7 +9,7 @@ from typing import Sequence
 
 from retrieval.store import Hit
 
-PROMPT_VERSION = "v1"
+PROMPT_VERSION = "v2"
 
 SYSTEM_PROMPT = (
     "You are a customer-service assistant helping a support agent. "

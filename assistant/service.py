@@ -13,7 +13,7 @@ import time
 import uuid
 from collections.abc import Generator as GeneratorOf
 from dataclasses import dataclass, field, replace
-from typing import Callable, Iterator, Literal, Union
+from typing import Callable, Iterator, Literal, Sequence, Union
 
 from assistant.actor import Actor
 from assistant.generator import Generator
@@ -117,7 +117,9 @@ class Assistant:
 
     def __init__(self, guard: Guard, retriever: Retriever, generator: Generator, store: Store, history_turns: int = 3,
                  answer_mode: AnswerMode = "generate", extractor: ExtractiveAnswerer | None = None,
-                 adapters: AdapterChoice | None = None) -> None:
+                 adapters: AdapterChoice | None = None, context_sentences: int = 0) -> None:
+        """`context_sentences` > 0: the model sees the passages cut to that many best sentences
+        (and each passage's best; `ExtractiveAnswerer.evidence`), not whole."""
         if answer_mode != "generate" and extractor is None:
             raise ValueError(f"answer mode {answer_mode!r} needs an extractive answerer")
         self.guard = guard
@@ -128,6 +130,13 @@ class Assistant:
         self.answer_mode = answer_mode
         self.extractor = extractor
         self.adapters = adapters
+        self.context_sentences = context_sentences if extractor is not None else 0
+
+    def prompt(self, question: str, hits: Sequence[Hit], history: Sequence[tuple[str, str]] = ()) -> list[dict]:
+        """The model's messages for a question and its passages, as served."""
+        if self.context_sentences:
+            hits = self.extractor.evidence(question, hits, [q for q, _ in history], self.context_sentences)
+        return build_messages(question, hits, history)
 
     def _generate(self, messages: list[dict], ctx: CheckContext, latency: dict[str, float], started: float,
                   trace: dict, adapter: AdapterRef | None) -> GeneratorOf[TurnEvent, None, OutputVerdict | None]:
@@ -242,10 +251,10 @@ class Assistant:
                     reasons.append("no_context")
                 else:
                     # Logged in every mode: retraining rebuilds the prompt a model would have seen.
-                    messages = build_messages(verdict.redacted_text, hits, history)
+                    earlier = [q for q, _ in history]
+                    messages = self.prompt(verdict.redacted_text, hits, history)
                     chosen = self.adapters(session_id) if self.adapters else None
                     adapter = chosen.version if chosen else None
-                    earlier = [q for q, _ in history]
                     # Whether the passages answer at all is judged before any model is asked, in
                     # every mode: a model given passages that do not answer the question still
                     # writes something, and often something the passages make sound grounded.

@@ -55,6 +55,10 @@ class ModelSettings(_Strict):
         "auto", description="generate: the model's answer, as it passes the output checks; extractive: the "
         "passages' best sentences, cited; auto: the model's answer when every sentence of it is grounded, "
         "else the extractive one.")
+    context_sentences: int = Field(
+        6, ge=0, le=50, description="The model's prompt holds the passages cut to this many sentences that "
+        "bear most on the question (and each passage's best one); 0: the passages whole. Changing it changes "
+        "the prompt adapters were trained on.")
     extractive_sentences: int = Field(3, ge=1, le=5, description="Most sentences in an extractive answer.")
     extractive_min_support: float = Field(
         0.625, ge=-1.0, le=3.0, description="Under this best-sentence score the passages do not answer the "

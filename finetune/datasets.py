@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import re
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -61,8 +62,14 @@ class Built:
         return {"version": self.version, "rows": self.rows, "path": str(self.path), "splits": self.splits}
 
 
+_MARKER = re.compile(r"\s*\[\d+\]")
+
+
 def assistant_turn(content: str) -> list[dict]:
-    return [{"role": "assistant", "content": content}]
+    """An answer as the model is to write it: without citation markers, which the service adds
+    to what the model writes (`ExtractiveAnswerer.cite`). Taught the markers, a small model
+    learns them first, as the most frequent thing in every answer, and opens with one."""
+    return [{"role": "assistant", "content": _MARKER.sub("", content).strip()}]
 
 
 def rows_from_exchange(record: dict, feedback: Sequence[dict], decision: dict | None) -> list[Row]:

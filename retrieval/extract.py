@@ -20,7 +20,7 @@ that never name them, however close their sentences sound). Under
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable, Sequence
 
 import numpy as np
@@ -81,6 +81,11 @@ class ExtractiveAnswerer:
         if not scored or support < self.min_support:
             return None
         texts = [sentences(hit.text) for hit in hits]
+        parts = [(_clean(texts[p][i]), p + 1) for p, i in self._picked(scored, texts)]
+        return Extract(" ".join(f"{text} [{n}]" for text, n in parts), tuple(parts), round(support, 4))
+
+    def _picked(self, scored: Sequence[Scored], texts: list[list[str]]) -> list[tuple[int, int]]:
+        """(passage, sentence) of the answer's sentences, in the order it reads them."""
         chosen = scored[: self.max_sentences]
         # Keep the best first; sentences after it read in the order of their passages.
         lead, rest = chosen[0], sorted(chosen[1:], key=lambda s: (s.passage, s.index))
@@ -96,8 +101,35 @@ class ExtractiveAnswerer:
                           if texts[lead.passage][i].rstrip().endswith(":")), None)
             if intro is not None and (lead.passage, intro) not in picked:
                 picked = [(lead.passage, intro), *picked]
-        parts = [(_clean(texts[p][i]), p + 1) for p, i in picked]
-        return Extract(" ".join(f"{text} [{n}]" for text, n in parts), tuple(parts), round(support, 4))
+        return picked
+
+    def evidence(self, question: str, hits: Sequence[Hit], earlier: Sequence[str] = (), keep: int = 6) -> list[Hit]:
+        """The passages cut to the sentences that bear on the question, for the model's prompt:
+        the `keep` best of all, and each passage's best, in the order they stand, under the
+        passage's "Title > Heading" line. Same passages, same numbers, so the markers the
+        model writes still name the sources shown. A shorter prompt costs less prefill at
+        every turn and less compute at every training step, and a small model picks the
+        answer out of a few sentences more often than out of four whole chunks."""
+        asked = f"{earlier[-1]} {question}" if earlier else question
+        scored = self.score(asked, hits)
+        texts = [sentences(hit.text) for hit in hits]
+        chosen = {(s.passage, s.index) for s in scored[:keep]}
+        for p in range(len(hits)):
+            best = next((s for s in scored if s.passage == p), None)
+            if best is not None:
+                chosen.add((p, best.index))
+        # A chosen sentence that introduces a list brings its items.
+        chosen |= {(p, j) for p, i in list(chosen) if texts[p][i].rstrip().endswith(":")
+                   for j in range(i + 1, min(i + 1 + self.max_list_items, len(texts[p])))}
+        if scored:  # and whatever the extractive answer would quote, so the model can say it too
+            chosen |= set(self._picked(scored, texts))
+        out = []
+        for p, hit in enumerate(hits):
+            picked = [_clean(t) for i, t in enumerate(texts[p]) if (p, i) in chosen]
+            head = hit.text.split("\n\n", 1)[0] if "\n\n" in hit.text else ""
+            body = " ".join(picked) if picked else hit.text.split("\n\n", 1)[-1]
+            out.append(replace(hit, text=f"{head}\n\n{body}" if head else body))
+        return out
 
     def unknown(self, question: str) -> list[str]:
         """The question's nouns and adjectives that no chunk of the knowledge base holds."""
@@ -140,5 +172,5 @@ _MARKER = re.compile(r"\[\d+\]")
 
 def _clean(sentence: str) -> str:
     """A sentence as it reads in an answer: no list bullet, ends with punctuation."""
-    text = _LIST_MARK.sub("", _EMPHASIS.sub("", sentence).strip())
+    text = _LIST_MARK.sub("", _EMPHASIS.sub("", sentence).strip()).rstrip(",; ")
     return text if text[-1:] in ".!?:" else text + "."

@@ -189,3 +189,37 @@ def test_the_waiting_line_is_first_come_first_served_and_skips_places_given_up()
     assert served == ["second", "fourth"] and not line.busy()
     with line.turn():
         assert line.busy()
+
+
+def test_the_prompt_shows_each_passage_cut_to_the_sentences_that_bear_on_the_question(services):
+    question = "my return label expired, what now?"
+    hits = services.retriever.context_for(question)
+    cut = services.extractor.evidence(question, hits, (), 2)
+    # The same passages under the same numbers, so the markers the model writes name the sources.
+    assert [h.chunk_id for h in cut] == [h.chunk_id for h in hits]
+    assert all(len(c.text) <= len(h.text) for c, h in zip(cut, hits)) and sum(map(len, (c.text for c in cut))) < sum(
+        len(h.text) for h in hits)
+    assert any("expires" in c.text for c in cut)  # the sentence that answers stays
+    for c, h in zip(cut, hits):
+        assert c.text.split("\n\n")[0] == h.text.split("\n\n")[0]  # under its "Title > Heading" line
+        assert c.text.split("\n\n", 1)[-1].strip()  # every passage keeps its best sentence
+    seen = []
+    script = ScriptedGenerator(lambda messages: seen.append(messages) or ["Request a new label. "])
+    assistant = Assistant(services.guard, services.retriever, script, services.store, answer_mode="generate",
+                          extractor=services.extractor, context_sentences=2)
+    result = assistant.respond(None, question)
+    prompt = seen[0][-1]["content"]
+    assert all(c.text in prompt for c in cut)
+    assert services.store.exchange(result.exchange_id)["messages"][-1]["content"] == prompt  # for retraining
+
+
+def test_the_repetition_penalty_spares_the_words_of_the_prompt(services):
+    """A grounded answer repeats the passages' words: only the answer's own repeats are penalised."""
+    import torch
+
+    generator = services.generator
+    processor = generator._decoding(prompt_length=4)["logits_processor"][0]
+    prompt_and_answer = torch.tensor([[11, 12, 13, 14, 15, 15]])  # 4 prompt tokens, then 2 answered
+    scores = processor(prompt_and_answer, torch.ones(1, 20))
+    assert scores[0, 12] == 1.0 and scores[0, 14] == 1.0  # in the prompt only: untouched
+    assert scores[0, 15] < 1.0  # the answer's own repeat

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -10,7 +11,6 @@ from assistant.datasets import DatasetService
 from assistant.service import Assistant
 from assistant.store import ExchangeRecord
 from finetune.datasets import PiiInDataset
-from retrieval.rerank import sentences
 from tests.conftest import ScriptedGenerator, quote_first_passage
 
 AGENT = Actor("ui:agent-ds", "agent", "ui")
@@ -19,7 +19,8 @@ ADMIN = Actor("cli:admin", "admin", "cli")
 
 def _datasets(services, folder) -> DatasetService:
     return DatasetService(services.engine, services.store, services.feedback, services.review, folder,
-                          services.find_pii, lambda: services.vectors, services.catalog, lambda: services.retriever)
+                          services.find_pii, lambda: services.vectors, services.catalog, lambda: services.retriever,
+                          evidence=services.evidence)
 
 
 def _rows(path) -> list[dict]:
@@ -49,13 +50,15 @@ def test_build_turns_feedback_and_decisions_into_sft_dpo_and_kto_rows(services, 
     record = services.store.exchange(corrected.exchange_id)
     [sft] = of("sft", corrected.exchange_id)
     assert sft["prompt"] == record["messages"]  # the prompt exactly as the model saw it, passages included
-    assert sft["completion"] == [{"role": "assistant", "content": "Yes: within 30 days, if it is clean and complete [1]."}]
+    # The words, without the marker: the service marks what the model writes.
+    assert sft["completion"] == [{"role": "assistant", "content": "Yes: within 30 days, if it is clean and complete."}]
     [dpo] = of("dpo", corrected.exchange_id)
     assert dpo["chosen"] == sft["completion"] and dpo["rejected"][0]["content"] == record["raw_answer"].strip()
     assert [r["label"] for r in of("kto", corrected.exchange_id)] == [False]
     assert [r["label"] for r in of("kto", liked.exchange_id)] == [True] and not of("sft", liked.exchange_id)
     [reference] = of("sft", approved.exchange_id)  # approved: the answer shown is the reference
-    assert reference["completion"][0]["content"] == services.store.exchange(approved.exchange_id)["answer"]
+    shown = services.store.exchange(approved.exchange_id)["answer"]
+    assert re.search(r"\[\d\]", shown) and reference["completion"][0]["content"] == re.sub(r"\s*\[\d+\]", "", shown)
     assert {r["lineage"]["origin"] for r in of("sft", approved.exchange_id)} == {"review"}
 
     # Split by conversation: no conversation on both sides.
@@ -136,12 +139,11 @@ def test_synthesize_makes_grounded_rows_from_the_knowledge_base(services, tmp_pa
         context = row["prompt"][-1]["content"]
         assert context.startswith("Context:\n[1] ") and "[4] (" in context and "[5] (" not in context
         answer = row["completion"][0]["content"]
-        marker = answer.rsplit("[", 1)[1].rstrip("]")
-        cited = context.split(f"[{marker}] (", 1)[1].split("\n\n[", 1)[0]
-        first_sentence = answer.split(f" [{marker}]")[0]
-        # The passage as the answerer reads it: its sentences, table rows named by their columns.
-        read = " ".join(sentences("\n\n" + cited.split("\n", 1)[-1]))
-        assert first_sentence.rstrip(".")[:30].lower() in read.replace("*", "").lower()
+        assert not re.search(r"\[\d+\]", answer)  # the model learns the words; the service cites them
+        first_sentence = re.split(r"(?<=[.!?])\s+", answer)[0]
+        # The answer stands in a passage of its own article, as the served prompt shows it.
+        passages = [p for p in context.split("\n\n[") if f"({row['lineage']['source']})" in p]
+        assert any(first_sentence.rstrip(".")[:30].lower() in p.replace("*", "").lower() for p in passages), answer
         assert row["lineage"]["origin"] == "synthetic" and row["lineage"]["chunk_id"]
     faq_like = [r for r in rows if r["prompt"][-1]["content"].rsplit("Question: ", 1)[1].startswith("Customer asks")]
     assert faq_like  # FAQ pairs give questions too
@@ -156,3 +158,19 @@ def test_synthesize_makes_grounded_rows_from_the_knowledge_base(services, tmp_pa
     assert all(len(s) == 1 for s in by_chunk.values())  # a chunk's rephrasings never straddle the split
     assert {s for (s,) in [tuple(v) for v in by_chunk.values()]} == {"train", "eval"}
 
+
+
+def test_an_answer_joining_two_passages_quotes_them_even_where_a_match_runs_across_the_join(services):
+    from finetune.datasets import Row, scan_rows
+
+    first = "Larkspur Goods delivers to Canada, Australia, New Zealand and Japan."
+    second = "Larkspur Goods Customer Care, 4100 Bridgeway Avenue, Columbus, OH 43219, USA."
+    prompt = [{"role": "user", "content": f"Context:\n[1] (a.md)\n{first}\n\n[2] (b.md)\n{second}\n\n"
+                                          "Question: where do you ship from and to?"}]
+
+    def row(answer: str) -> Row:
+        return Row("kto", "c3", {"prompt": prompt, "completion": [{"role": "assistant", "content": answer}],
+                                 "label": True}, {"origin": "feedback"})
+
+    assert scan_rows([row(f"{first} {second}")], services.find_pii) == []
+    assert scan_rows([row(f"{first} Send it to 12 Elm Street, Springfield, IL 62704.")], services.find_pii)
