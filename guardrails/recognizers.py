@@ -639,6 +639,8 @@ def keep_entity(text: str, kind: str, start: int, end: int, recognizer: str,
     words = [w.strip(".,'’").lower() for w in value.split()]
     if words[-1] in HOLIDAYS or (len(words) > 1 and words[-1] == "day") or _DAY_AFTER.match(text, end):
         return False  # "St Patrick's Day", "Easter Sunday", "Victoria Day"
+    if words in (["day"], ["eve"]) and re.search(r"['’]s[ \t]+$", text[:start]):
+        return False  # the model's span can be the "Day" of "St Patrick's Day" alone
     if re.match(r"-\d", text[end:end + 2]):
         return False  # the prefix of an identifier: "ORD-2024-65001"
     if kind == "PERSON":
