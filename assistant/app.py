@@ -127,7 +127,7 @@ class Services:
 
             return from_settings(m)
         return LocalGenerator(self.model_dir, m.name, m.device, m.dtype, m.max_new_tokens, m.temperature,
-                              m.repetition_penalty, m.quantization)
+                              m.repetition_penalty, m.quantization, m.penalize_prompt)
 
     @cached_property
     def model_dir(self) -> Path:

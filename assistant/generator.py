@@ -151,6 +151,7 @@ class LocalGenerator:
         temperature: float = 0.0,
         repetition_penalty: float = 1.0,
         quantization: str = "none",
+        penalize_prompt: bool = True,
     ) -> None:
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -179,6 +180,7 @@ class LocalGenerator:
         self.max_new_tokens = max_new_tokens
         self.temperature = temperature
         self.repetition_penalty = repetition_penalty
+        self.penalize_prompt = penalize_prompt
         self.line = WaitingLine()  # one answer at a time, in the order the turns came
 
     def _select(self, adapter: AdapterRef | None):
@@ -275,10 +277,12 @@ class LocalGenerator:
 
         kwargs = dict(max_new_tokens=self.max_new_tokens, do_sample=self.temperature > 0,
                       pad_token_id=self.tokenizer.pad_token_id or self.tokenizer.eos_token_id)
-        if self.repetition_penalty != 1.0:
+        if self.repetition_penalty != 1.0 and self.penalize_prompt:
+            kwargs["repetition_penalty"] = self.repetition_penalty
+        elif self.repetition_penalty != 1.0:
             # Only the answer's own tokens count as repeats. `generate`'s own penalty counts the
             # prompt's too, and so pushes the model off the very words of the passages it is to
-            # answer from (a tuned adapter then writes citation markers and little else).
+            # answer from (an adapter taught to quote them then writes "[insert text here]").
             kwargs["logits_processor"] = LogitsProcessorList([RepetitionPenaltyLogitsProcessor(
                 float(self.repetition_penalty), prompt_ignore_length=prompt_length)])
         if self.temperature > 0:
@@ -287,7 +291,8 @@ class LocalGenerator:
 
     def generation_settings(self) -> dict:
         return {"max_new_tokens": self.max_new_tokens, "temperature": self.temperature,
-                "repetition_penalty": self.repetition_penalty, "do_sample": self.temperature > 0,
+                "repetition_penalty": self.repetition_penalty, "penalize_prompt": self.penalize_prompt,
+                "do_sample": self.temperature > 0,
                 "device": self.device, "quantization": self.quantization}
 
     def stream(self, messages: Sequence[dict], served: dict | None = None,

@@ -218,7 +218,12 @@ def test_the_repetition_penalty_spares_the_words_of_the_prompt(services):
     import torch
 
     generator = services.generator
-    processor = generator._decoding(prompt_length=4)["logits_processor"][0]
+    assert "logits_processor" not in generator._decoding(prompt_length=4)  # the default: transformers' own
+    generator.penalize_prompt = False
+    try:
+        processor = generator._decoding(prompt_length=4)["logits_processor"][0]
+    finally:
+        generator.penalize_prompt = True
     prompt_and_answer = torch.tensor([[11, 12, 13, 14, 15, 15]])  # 4 prompt tokens, then 2 answered
     scores = processor(prompt_and_answer, torch.ones(1, 20))
     assert scores[0, 12] == 1.0 and scores[0, 14] == 1.0  # in the prompt only: untouched
