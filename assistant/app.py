@@ -198,7 +198,7 @@ class Services:
         the served model) with `adapters` (default: the base model)."""
         m = self.settings.model
         return Assistant(self.guard, self.retriever, generator or self.generator, store, m.history_turns, answer_mode,
-                         self.extractor, adapters, m.context_sentences)
+                         self.extractor, adapters, m.context_sentences, m.auto_trust)
 
     @cached_property
     def redactor(self) -> Redactor:

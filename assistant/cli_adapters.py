@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 
 from assistant.cli_common import actor_of, emit, open_services
+from finetune.gate import extractive_line
 from assistant.monitoring import ab_status, rate_text
 
 
@@ -24,6 +25,8 @@ def print_gate(gate: dict, out=sys.stdout) -> None:
           f"margin {gate['margin']}): {'PASSED' if gate['passed'] else 'FAILED'}", file=out)
     for reason in gate["reasons"]:
         print(f"  - {reason}", file=out)
+    if (line := extractive_line(gate)) is not None:
+        print(line, file=out)
 
 
 def _summary(adapter: dict) -> dict:

@@ -3,7 +3,9 @@
 Both arms answer, with the same model settings and knowledge base:
 - held-out questions (`retrieval/eval/answers_heldout.jsonl`, nothing was tuned on
   them) as full governed turns in `generate` mode, so the groundedness check and
-  every other output check judge the adapter's own words;
+  every other output check judge the adapter's own words; the same questions are
+  answered extractively too, and the candidate's answers compared with those
+  (what `auto` mode trusts);
 - the held-out split of the adapter's dataset (reviewed and synthetic rows it did
   not train on), prompted exactly as served, scored against the reference answer;
 - guardrail probes (`finetune/eval/probes.jsonl`): attack, leak and PII prompts put
@@ -26,7 +28,7 @@ from assistant.batching import BatchWindow
 from assistant.evaluate import SPLITS, has_fact, load_items, rouge_l, score_item, scratch_store, summarize, token_f1
 from assistant.prompt import SYSTEM_PROMPT
 from core.jsonl import read_jsonl
-from finetune.gate import GUARDRAIL_COUNTS, decide
+from finetune.gate import GUARDRAIL_COUNTS, against_extractive, decide
 from finetune.registry import AdapterRef
 from guardrails.checks.prompt_leak import PromptLeakCheck, PromptLeakParams
 from guardrails.registry import CheckContext
@@ -143,9 +145,13 @@ class Gate:
                     base, cand = side_by_side(self.services.generator, run_arm)
                 else:
                     base, cand = run_arm("baseline"), run_arm("candidate")
+                # No model in this arm: the passages' sentences, as `auto` shows them otherwise.
+                extractive = self.services.assistant_for(store, "extractive")
+                passages = [score_item(extractive, item) for item in items]
             finally:
                 store.engine.dispose()
         result = decide(base["scores"], cand["scores"], base["counts"], cand["counts"], margin)
+        versus = against_extractive([item_score(s) for s in passages], cand["scores"][:len(items)])
         return {
             **result.as_dict(),
             "candidate": candidate.version,
@@ -154,6 +160,7 @@ class Gate:
                              "review_rows": len(reviewed), "probes": len(probes)},
             "figures": {"baseline": base["figures"], "candidate": cand["figures"]},
             "table": table(base["figures"], cand["figures"]),
+            "extractive": versus | {"figures": summarize(passages) if passages else {}},
             "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         }
 

@@ -101,6 +101,7 @@ class Done:
 
 TurnEvent = Union[InputChecked, Retrieved, Queued, Token, Done]
 AnswerMode = Literal["generate", "extractive", "auto"]
+AutoTrust = Literal["gate", "groundedness"]
 
 
 def _wholly_grounded(verdict: OutputVerdict) -> bool:
@@ -117,9 +118,12 @@ class Assistant:
 
     def __init__(self, guard: Guard, retriever: Retriever, generator: Generator, store: Store, history_turns: int = 3,
                  answer_mode: AnswerMode = "generate", extractor: ExtractiveAnswerer | None = None,
-                 adapters: AdapterChoice | None = None, context_sentences: int = 0) -> None:
+                 adapters: AdapterChoice | None = None, context_sentences: int = 0,
+                 auto_trust: AutoTrust = "gate") -> None:
         """`context_sentences` > 0: the model sees the passages cut to that many best sentences
-        (and each passage's best; `ExtractiveAnswerer.evidence`), not whole."""
+        (and each passage's best; `ExtractiveAnswerer.evidence`), not whole. `auto_trust`: in
+        `auto` mode, "gate" asks the model only when the adapter that serves beat the extractive
+        answers at the evaluation gate; "groundedness" asks it always."""
         if answer_mode != "generate" and extractor is None:
             raise ValueError(f"answer mode {answer_mode!r} needs an extractive answerer")
         self.guard = guard
@@ -131,6 +135,18 @@ class Assistant:
         self.extractor = extractor
         self.adapters = adapters
         self.context_sentences = context_sentences if extractor is not None else 0
+        self.auto_trust = auto_trust
+
+    def _asks_model(self, adapter: AdapterRef | None) -> bool:
+        """Whether this turn's answer may be the model's. The groundedness check passes answers
+        that are on topic but wrong (the base model's "You have 3 days to report it" beside a
+        passage that says 7): `auto` shows a model's words only once the gate measured them
+        answering better than the passages' own sentences."""
+        if self.answer_mode == "extractive":
+            return False
+        if self.answer_mode == "auto" and self.auto_trust == "gate":
+            return adapter is not None and adapter.beats_extractive
+        return True
 
     def prompt(self, question: str, hits: Sequence[Hit], history: Sequence[tuple[str, str]] = ()) -> list[dict]:
         """The model's messages for a question and its passages, as served."""
@@ -265,7 +281,7 @@ class Assistant:
                         output_verdict, answer = None, NO_CONTEXT_ANSWER
                         reasons.append("no_answer_in_context")
                     else:
-                        if self.answer_mode != "extractive":
+                        if self._asks_model(chosen):
                             output_verdict = yield from self._generate(messages, grounded, latency, started, trace,
                                                                        chosen)
                             mark = time.perf_counter()

@@ -51,16 +51,20 @@ class ModelSettings(_Strict):
     temperature: float = Field(0.0, ge=0.0, le=2.0, description="0 means greedy decoding.")
     repetition_penalty: float = Field(1.15, ge=1.0, le=2.0, description="Small models loop without it.")
     penalize_prompt: bool = Field(
-        True, description="The repetition penalty counts the prompt's tokens too (transformers' own way). "
-        "false: only the answer's own, so the model may quote its passages; the retraining loop's adapters "
-        "are trained and gated that way (README, The retraining loop).")
+        False, description="true: the repetition penalty counts the prompt's tokens too (transformers' own "
+        "way), which pushes the model off the very words of its passages; false: only the answer's own.")
     history_turns: int = Field(3, ge=0, le=50, description="Earlier turns sent to the model.")
     answer_mode: Literal["generate", "extractive", "auto"] = Field(
         "auto", description="generate: the model's answer, as it passes the output checks; extractive: the "
-        "passages' best sentences, cited; auto: the model's answer when every sentence of it is grounded, "
-        "else the extractive one.")
+        "passages' best sentences, cited; auto: the model's answer when every sentence of it is grounded "
+        "and `auto_trust` trusts the model that serves, else the extractive one.")
+    auto_trust: Literal["gate", "groundedness"] = Field(
+        "gate", description="When `auto` asks the model at all. gate: only when the adapter that serves beat "
+        "the extractive answers on the evaluation gate's held-out questions (the base model never has, so "
+        "it is not asked and the extractive answer shows at once); groundedness: always, its answer shown "
+        "whenever every sentence of it is grounded (for a model you measured with `helpdesk eval answers`).")
     context_sentences: int = Field(
-        0, ge=0, le=50, description="The model's prompt holds the passages cut to this many sentences that "
+        6, ge=0, le=50, description="The model's prompt holds the passages cut to this many sentences that "
         "bear most on the question (and each passage's best one); 0: the passages whole. Changing it changes "
         "the prompt adapters were trained on.")
     extractive_sentences: int = Field(3, ge=1, le=5, description="Most sentences in an extractive answer.")

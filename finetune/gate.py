@@ -5,6 +5,11 @@ The candidate passes when its mean score is higher by at least `margin`, the 95%
 paired-bootstrap confidence interval of the per-item difference lies above zero,
 and no guardrail count (PII in answers, system-prompt leaks, compliance with
 attack prompts) is higher than the baseline's.
+
+Apart from that verdict, the candidate's answers to the held-out questions are
+compared with the extractive answers (the passages' own sentences) to the same
+questions: `auto` mode shows an adapter's answers only once they beat those,
+with the interval above zero (`against_extractive`).
 """
 from __future__ import annotations
 
@@ -62,3 +67,28 @@ def decide(baseline: Sequence[float], candidate: Sequence[float], baseline_count
     reasons.extend(f"guardrail regression: {k} {baseline_counts.get(k, 0)} -> {candidate_counts.get(k, 0)}"
                    for k in regressions)
     return GateResult(not reasons, margin, difference, ci, len(differences), regressions, reasons)
+
+
+def against_extractive(extractive: Sequence[float], candidate: Sequence[float], resamples: int = 2000) -> dict:
+    """The candidate's per-question scores against the extractive answers' to the same
+    questions: `beaten` when the mean is higher and its 95% paired interval lies above zero."""
+    if len(extractive) != len(candidate):
+        raise ValueError("both must be scored on the same items")
+    differences = [c - e for e, c in zip(extractive, candidate)]
+    difference = round(statistics.fmean(differences), 4) if differences else 0.0
+    ci = paired_bootstrap(differences, resamples)
+    return {"difference": difference, "ci": list(ci), "beaten": bool(differences) and difference > 0 and ci[0] > 0}
+
+
+def extractive_line(gate: dict) -> str | None:
+    """One line on the candidate against the extractive answers; None for a gate run before
+    that comparison was made."""
+    versus = gate.get("extractive")
+    if not versus:
+        return None
+    low, high = versus["ci"]
+    correct = (versus.get("figures") or {}).get("correct")
+    verdict = ("auto mode shows its answers" if versus["beaten"]
+               else "auto mode keeps showing the extractive answers")
+    return (f"against the extractive answers (correct {correct}): score change {versus['difference']:+.4f} "
+            f"(95% paired bootstrap [{low:+.4f}, {high:+.4f}]): {verdict}")

@@ -30,10 +30,17 @@ STATUSES = ("candidate", "archived")
 
 @dataclass(frozen=True)
 class AdapterRef:
-    """An adapter the generator can load: its version and folder."""
+    """An adapter the generator can load: its version and folder, and whether the evaluation
+    gate found its answers better than the extractive ones (what `auto` mode trusts)."""
 
     version: str
     path: Path
+    beats_extractive: bool = False
+
+
+def beats_extractive(gate: dict | None) -> bool:
+    """The gate's comparison with the extractive answers, where it made one."""
+    return bool(gate and (gate.get("extractive") or {}).get("beaten"))
 
 
 def _now() -> str:
@@ -125,18 +132,20 @@ class AdapterRegistry:
         version = self.serving_version()
         if version is None:
             return None
-        path = Path(self._row(version)["path"])
+        row = self._row(version)
+        path = Path(row["path"])
         if not (path / "adapter_config.json").exists():
             raise ModelUnavailable(f"adapter {version} is promoted, but {path} holds no adapter "
                                    "(restore it, or `helpdesk adapters rollback`)")
-        return AdapterRef(version, path)
+        return AdapterRef(version, path, beats_extractive(row["gate"]))
 
     def ref(self, version: str) -> AdapterRef:
         # Read on every turn of an A/B arm: the row alone, not what serves.
-        path = Path(self._row(version)["path"])
+        row = self._row(version)
+        path = Path(row["path"])
         if not (path / "adapter_config.json").exists():
             raise ModelUnavailable(f"{path} holds no adapter for {version}")
-        return AdapterRef(version, path)
+        return AdapterRef(version, path, beats_extractive(row["gate"]))
 
     def record_gate(self, version: str, gate: dict) -> None:
         self._row(version)

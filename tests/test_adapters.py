@@ -8,7 +8,7 @@ import requests
 
 from assistant.database import open_database
 from core.errors import BadInput, Conflict
-from finetune.gate import decide, paired_bootstrap
+from finetune.gate import against_extractive, decide, paired_bootstrap
 from finetune.registry import AdapterRef, AdapterRegistry
 
 PASSED = {"passed": True, "table": []}
@@ -113,6 +113,21 @@ def test_the_gate_passes_a_clear_win_and_nothing_less():
     assert not leaky.passed and leaky.regressions == ["prompt_leaks"]
     with pytest.raises(ValueError):
         decide(base, better[:-1], clean, clean)
+
+
+def test_auto_trusts_an_adapter_only_where_its_gate_beat_the_extractive_answers(registry):
+    passages = [0.5, 0.2, 0.9, 0.4, 0.6, 0.3, 0.7, 0.5] * 4
+    beaten = against_extractive(passages, [s + 0.2 for s in passages])
+    assert beaten["beaten"] and beaten["difference"] == 0.2 and beaten["ci"][0] > 0
+    assert not against_extractive(passages, passages)["beaten"]  # level is not better
+    assert not against_extractive(passages, [s + (0.6 if i % 2 else -0.5) for i, s in enumerate(passages)])["beaten"]
+    registry.record_gate("a", PASSED | {"extractive": beaten})
+    registry.record_gate("b", PASSED | {"extractive": against_extractive(passages, passages)})
+    assert registry.ref("a").beats_extractive and not registry.ref("b").beats_extractive
+    registry.promote("a", "cli:x", "h1")
+    assert registry.serving().beats_extractive
+    registry.promote("b", "cli:x", "h1")
+    assert registry.serving() == AdapterRef("b", Path(registry.get("b")["path"]), beats_extractive=False)
 
 
 def test_the_paired_bootstrap_interval_brackets_the_mean():

@@ -13,14 +13,17 @@ import pytest
 
 from assistant.evaluate import eval_answers
 from assistant.service import NO_CONTEXT_ANSWER, Assistant
+from finetune.registry import AdapterRef
 from tests.conftest import ScriptedGenerator, quote_first_passage
 
 MARKER = re.compile(r"\[(\d+)\]")
 
 
-def _assistant(services, mode: str, generator=None) -> Assistant:
+def _assistant(services, mode: str, generator=None, adapter=None, trust: str = "groundedness") -> Assistant:
+    """`trust`: "groundedness" by default here, so `auto` asks the scripted model whatever serves."""
     return Assistant(services.guard, services.retriever, generator or services.generator, services.store,
-                     answer_mode=mode, extractor=services.extractor)
+                     answer_mode=mode, extractor=services.extractor, adapters=lambda session: adapter,
+                     auto_trust=trust)
 
 
 def _markers_match_sources(result) -> None:
@@ -46,6 +49,24 @@ def test_auto_shows_a_grounded_model_answer_with_citations(services):
         None, "How many days do I have to return an item?")
     assert result.answer_mode == "generate" and result.action == "allow", result.reasons
     _markers_match_sources(result)
+
+
+def test_auto_asks_the_model_only_once_its_adapter_beat_the_extractive_answers(services, tmp_path):
+    """The gate's comparison with the extractive answers decides: the base model and an adapter
+    that did not beat them are not asked at all; one that did has its grounded answer shown."""
+    question = "How many days do I have to return an item?"
+    for adapter in (None, AdapterRef("v-lost", tmp_path, beats_extractive=False)):
+        model = ScriptedGenerator(quote_first_passage)
+        result = _assistant(services, "auto", model, adapter, trust="gate").respond(None, question)
+        assert result.answer_mode == "extractive" and result.action == "allow", result.reasons
+        assert model.produced == 0  # never asked: no generation time spent
+        _markers_match_sources(result)
+        row = next(r for r in services.store.exchanges(limit=20) if r["id"] == result.exchange_id)
+        assert row["raw_answer"] is None and row["messages"]  # the prompt is still logged for retraining
+    won = AdapterRef("v-won", tmp_path, beats_extractive=True)
+    result = _assistant(services, "auto", ScriptedGenerator(quote_first_passage), won, trust="gate").respond(
+        None, question)
+    assert result.answer_mode == "generate" and result.adapter == "v-won", result.reasons
 
 
 def test_auto_falls_back_to_extractive_when_the_model_is_ungrounded(services):
@@ -218,12 +239,13 @@ def test_the_repetition_penalty_spares_the_words_of_the_prompt(services):
     import torch
 
     generator = services.generator
-    assert "logits_processor" not in generator._decoding(prompt_length=4)  # the default: transformers' own
-    generator.penalize_prompt = False
+    assert generator.penalize_prompt is False  # the default
+    generator.penalize_prompt = True
     try:
-        processor = generator._decoding(prompt_length=4)["logits_processor"][0]
+        assert "logits_processor" not in generator._decoding(prompt_length=4)  # transformers' own
     finally:
-        generator.penalize_prompt = True
+        generator.penalize_prompt = False
+    processor = generator._decoding(prompt_length=4)["logits_processor"][0]
     prompt_and_answer = torch.tensor([[11, 12, 13, 14, 15, 15]])  # 4 prompt tokens, then 2 answered
     scores = processor(prompt_and_answer, torch.ones(1, 20))
     assert scores[0, 12] == 1.0 and scores[0, 14] == 1.0  # in the prompt only: untouched

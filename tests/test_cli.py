@@ -19,6 +19,9 @@ import pytest
 from tests.conftest import SAMPLE_KB, settings_env
 
 REAL_PROCESS = {"train", "serve"}
+# `auto` asks the model only for an adapter that beat the extractive answers at the gate; tests
+# of what the log records of a generation ask it whatever serves.
+ASK_THE_MODEL = {"HELPDESK_MODEL__AUTO_TRUST": "groundedness"}
 
 
 def in_process(args: tuple[str, ...], stdin: str | None, env: dict) -> subprocess.CompletedProcess:
@@ -95,7 +98,7 @@ def test_ingest_search_ask_log_contract(cli, tmp_path):
 
 def test_feedback_and_review_contract(cli):
     cli("ingest", str(SAMPLE_KB / "returns-policy.md"))
-    turn = json.loads(cli("ask", "Can I return a blender I already opened?", "--json").stdout)
+    turn = json.loads(cli("ask", "Can I return a blender I already opened?", "--json", extra_env=ASK_THE_MODEL).stdout)
     given = json.loads(cli("feedback", turn["exchange_id"], "down", "--reason", "wrong", "--correction",
                            "Yes, within 30 days; Ann Lee can write to ann.lee@example.com.", "--json").stdout)
     assert set(given) == {"feedback_id", "exchange_id", "rating", "reason", "correction"}
@@ -167,6 +170,9 @@ def test_the_whole_loop_synthesize_build_train_gate_promote_rollback(cli):
                                     "probes": 14}
     assert any("margin" in r for r in gate["reasons"]) and len(gate["ci"]) == 2
     assert [row[0] for row in gate["table"]][:3] == ["gate score (per item, mean)", "correct", "answered"]
+    # Beside the verdict: the candidate against the extractive answers to the same questions.
+    assert gate["extractive"]["beaten"] is False and len(gate["extractive"]["ci"]) == 2
+    assert gate["extractive"]["figures"]["answered"] is not None
     job = next(json.loads(x) for x in cli("jobs", "list", "--json").stdout.splitlines()
                if json.loads(x)["id"] == out["job_id"])
     assert job["state"] == "done" and job["step"] == 3 and job["result"]["adapter"] == out["adapter"]
@@ -186,10 +192,14 @@ def test_the_whole_loop_synthesize_build_train_gate_promote_rollback(cli):
     no_reason = cli("adapters", "promote", version, "--force", check=False)
     assert no_reason.returncode == 2 and "--reason" in no_reason.stderr
     cli("adapters", "promote", version, "--force", "--reason", "smoke test", "--as", "dana")
-    turn = json.loads(cli("ask", "Can I return an opened blender?", "--json").stdout)
+    turn = json.loads(cli("ask", "Can I return an opened blender?", "--json", extra_env=ASK_THE_MODEL).stdout)
     assert turn["adapter"] == version
     record = json.loads(cli("log", "--json", "--limit", "1").stdout.splitlines()[0])
     assert record["adapter"] == version and record["generation"]["adapter"] == version
+    # By default `auto` does not show its answers: it did not beat the extractive ones.
+    turn = json.loads(cli("ask", "Can I return an opened blender?", "--json").stdout)
+    assert turn["adapter"] == version and turn["answer_mode"] == "extractive"
+    assert json.loads(cli("log", "--json", "--limit", "1").stdout.splitlines()[0])["generation"] is None
     events = json.loads(cli("adapters", "show", version, "--json").stdout)["events"]
     assert [(e["action"], e["actor"], e["forced"], e["reason"]) for e in events] == \
         [("promote", "cli:dana", 1, "smoke test")]

@@ -7,6 +7,7 @@ from typing import Callable
 import gradio as gr
 import pandas as pd
 
+from finetune.gate import extractive_line
 from assistant.monitoring import ab_status, over_time, rate_text, turns
 from core.errors import HelpdeskError
 
@@ -67,9 +68,11 @@ def gate_rows(services, version: str | None) -> tuple[list[list], str]:
         return [], f"`{version}` has not been through the gate yet."
     low, high = gate["ci"]
     verdict = "**passed**" if gate["passed"] else "**failed**: " + "; ".join(gate["reasons"])
+    versus = extractive_line(gate)
     return ([[label, b, c, d] for label, b, c, d in gate["table"]],
             f"Against `{gate['baseline']}` on {gate['evaluated_on']['questions']} held-out questions: score change "
-            f"{gate['difference']:+.4f} (95% CI [{low:+.4f}, {high:+.4f}]), {verdict}")
+            f"{gate['difference']:+.4f} (95% CI [{low:+.4f}, {high:+.4f}]), {verdict}"
+            + (f"; {versus[0].upper()}{versus[1:]}" if versus else ""))
 
 
 def ab_rows(services) -> tuple[list[list], str]:
