@@ -258,9 +258,13 @@ def test_a_promotion_reaches_the_running_server_at_its_next_turn(services, serve
     folder = make_adapter(tiny_model_dir, tmp_path / "served-1")
     services.adapters.register("served-1", folder, {"base_model": "tiny", "base_model_hash": services.base_model_hash,
                                                     "trained_by": "cli:test"})
+    # Recorded as if it had beaten the extractive answers at the gate, so `auto` asks it.
+    services.adapters.record_gate("served-1", PASSED | {"extractive": {"difference": 0.1, "ci": [0.05, 0.15],
+                                                                       "beaten": True}})
     ask = {"message": "How do I track my order?"}
-    assert requests.post(f"{server}/api/chat", headers=people["agent"].headers, json=ask, timeout=120).json()["adapter"] is None
-    services.adapters.promote("served-1", "cli:test", services.base_model_hash, force=True, reason="test")
+    before = requests.post(f"{server}/api/chat", headers=people["agent"].headers, json=ask, timeout=120).json()
+    assert before["adapter"] is None and before["answer_mode"] == "extractive"  # the base model is not asked
+    services.adapters.promote("served-1", "cli:test", services.base_model_hash)
     try:
         turn = requests.post(f"{server}/api/chat", headers=people["agent"].headers, json=ask, timeout=120).json()
         assert turn["adapter"] == "served-1"
@@ -270,7 +274,7 @@ def test_a_promotion_reaches_the_running_server_at_its_next_turn(services, serve
     finally:
         services.adapters.rollback("cli:test")
     after = requests.post(f"{server}/api/chat", headers=people["agent"].headers, json=ask, timeout=120).json()
-    assert after["adapter"] is None and services.store.exchange(after["exchange_id"])["generation"]["adapter"] is None
+    assert after["adapter"] is None and services.store.exchange(after["exchange_id"])["generation"] is None
 
 
 def test_ab_arms_are_sticky_per_conversation_and_near_the_share():
