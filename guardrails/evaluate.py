@@ -313,6 +313,7 @@ def false_alarm_metrics(guard, every: int = 1) -> dict:
 PII_DEV = Path(__file__).resolve().parent / "data" / "pii_dev.jsonl"
 PII_DEV_B = Path(__file__).resolve().parent / "data" / "pii_dev_b.jsonl"  # dates of birth, addresses, names
 PII_DEV_C = Path(__file__).resolve().parent / "data" / "pii_dev_c.jsonl"  # lower-case, surname-first, many locales
+PII_DEV_D = Path(__file__).resolve().parent / "data" / "pii_dev_d.jsonl"  # moves, records, birthdays without a year
 
 
 def evaluate_guardrails(guard, embedder, pii_sentences: int = 1200, every: int = 1) -> dict:
@@ -327,6 +328,7 @@ def evaluate_guardrails(guard, embedder, pii_sentences: int = 1200, every: int =
         "pii_dev": evaluate_pii(guard.redactor.analyze, PII_DEV, every),
         "pii_dev_b": evaluate_pii(guard.redactor.analyze, PII_DEV_B, every),
         "pii_dev_c": evaluate_pii(guard.redactor.analyze, PII_DEV_C, every),
+        "pii_dev_d": evaluate_pii(guard.redactor.analyze, PII_DEV_D, every),
         "injection": injection_metrics(guard, embedder, every),
         "groundedness": groundedness_metrics(embedder),
         "sentiment": sentiment_metrics(embedder),

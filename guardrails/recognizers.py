@@ -105,6 +105,8 @@ _HERE = re.compile(r"(?:^|[.!?\n]\s*|\b(?:hey|hi|hello|yo|ok|okay|sup|hiya|heya)
                    re.IGNORECASE)
 # "yo tomasz kowalczyk here": a self-introduction, where a lower-case name is still a name.
 _INTRODUCED = re.compile(r"[ \t]+(?:here|again)\b", re.IGNORECASE)
+_SURNAME_FIRST = re.compile(r"(?:^|\n)[ \t]*(?P<last>[A-ZÀ-Þ][A-ZÀ-Þ'’\-]+(?:[ \t][A-ZÀ-Þ][A-ZÀ-Þ'’\-]+)?)"
+                            r",[ \t]*(?P<first>[A-ZÀ-Þ][a-zà-ÿ]+(?:-[A-Za-zà-ÿ]+)?)\b")
 _LINE_HEAD = re.compile(r"(?:^|\n)(?:[A-Z]+[-\d]+[,;\t]\s*)?(?P<at>)(?=[^\n,;\t]+[,;\t]\s*\S*[@+\d])")
 
 # Capitalised words that start a sentence or a label, never a name.
@@ -123,6 +125,7 @@ would will shall should must might may do does did done is are was were be been 
 on in at by of for with about as up down out off over under after before until tracking parcel here
 package box return refund exchange warranty claim issue problem question query request complaint yo lol
 original message wrote forwarded subject attached attachment kind many senior head customer-service
+sir madam queen
 """.split())
 _STOP_AFTER = frozenset("""and from at here again calling writing with who about re regarding i my is was
 called wants need needs ordered bought live lives living in on of to for via lol please thanks the a an
@@ -308,6 +311,15 @@ class CueNameRecognizer(EntityRecognizer):
             end = name_at(text, m.end("at"), lower_ok=False)
             if end and _INTRODUCED.match(text, end) and len(text[m.end("at"):end].split()) >= 2:
                 found.append((m.end("at"), end, True))
+        for m in _SURNAME_FIRST.finditer(text):
+            # "OWEN, Megan / refund pending": a surname in capitals, then a first name we know.
+            last, first = m.group("last").lower(), m.group("first").lower()
+            if first in first_names() and last not in NOT_NAMES and last not in STOP_WORDS:
+                end = m.end("first")
+                more = _NEXT_WORD.match(text, end)
+                if more and more.group(1).lower() in first_names() and more.group(1).lower() not in NOT_NAMES:
+                    end = more.end()  # "MANUEL, José Mari"
+                found.append((m.start("last"), end, True))
         weak = self._weak(text)
         return found + [(a, extend_name(text, b), False) for a, b in weak]
 
@@ -376,12 +388,13 @@ _CLAUSE_END = re.compile(r"\n\s*\n|;|\s?\[\d+\]|\s\|\s|\s->|\s-\s(?!\d)|[.!?](?=
                          r"last|next|since|from now)\b")
 _HOMETOWN = re.compile(r"(?i)\b(?:i\s+live\s+in|i'm\s+(?:based|currently)\s+in|im\s+(?:based\s+)?in|based\s+in|"
                        r"(?:currently|living|staying|located|out|now)\s+in|just\s+outside|near|moved\s+to|"
-                       r"i'm\s+in|i\s+am\s+in|from|resident\s+of|grew\s+up\s+in|home\s+is(?:\s+in)?|"
+                       r"i'm\s+in|i\s+am\s+in|from|resident\s+of|grew\s+up\s+in|home\s+is(?:\s+in)?|relocated\s+to|"
+                       r"home\s*town\s*(?:is|[:\-–])|"
                        r"(?:we're|we\s+are)\s+(?:based\s+)?in|family\s+of\s+\w+\s+in)\s+(?=[A-Z])")
 # Where a customer says they live, a town in lower case is still a town ("i live in ashby-de-la-zouch").
 _LIVE_IN = re.compile(r"(?i)\b(?:i\s+live\s+in|i'm\s+based\s+in|im\s+based\s+in|grew\s+up\s+in|"
-                      r"resident\s+of)\s+(?=[a-z])")
-_PLACE = re.compile(r"[A-Z][^\W\d_]+(?:-[^\W\d_]+){0,4}(?:[ -][A-Z][^\W\d_]+){0,2}(?:,\s+[A-Z]{2}\b)?")
+                      r"resident\s+of|(?:i'm|im|i\s+am|we're|we\s+are)\s+out\s+in|relocated\s+to)\s+(?=[a-z])")
+_PLACE = re.compile(r"[A-Z][^\W\d_]+(?:-[^\W\d_]+){0,4}(?:[ -](?:d['’])?[A-Z][^\W\d_]+){0,2}(?:,\s+[A-Z]{2}\b)?")
 _LOWER_PLACE = re.compile(r"[a-z][^\W\d_]+(?:-[^\W\d_]+){0,4}")
 
 
@@ -422,7 +435,7 @@ class CuedAddressRecognizer(EntityRecognizer):
                 out.append(RecognizerResult("LOCATION", m.end(), place.end(), 0.6))
         for m in _LIVE_IN.finditer(text):
             place = _LOWER_PLACE.match(text, m.end())
-            if place and place.group(0).split("-")[0] not in STOP_WORDS:
+            if place and place.group(0).split("-")[0] not in STOP_WORDS | NOT_NAMES:
                 out.append(RecognizerResult("LOCATION", m.end(), place.end(), 0.6))
         return out
 
@@ -438,17 +451,18 @@ _POSTCODES = re.compile("|".join([
     r"(?i:\b[AC-FHKNPRTV-Y]\d{2}\s?(?=[A-Z\d]{0,3}[A-Z])[A-Z\d]{4}\b)",    # Ireland (Eircode)
     r"(?i:\b(?:NSW|VIC|QLD|TAS)\s+\d{4}\b)|\b(?:WA|SA|ACT|NT)\s+\d{4}\b",  # Australia
     r"(?<![\w-])(?:[A-Z]-)?\d{5}\s+[A-ZÀ-Þ][^\W\d_]+(?:\s+(?:am|an\s+der|upon|on|sur|en|im|bei)\s+[A-ZÀ-Þ][^\W\d_]+)?"
-    r"(?:\s+\([A-Z]{2}\))?",                                         # 5 digits and the town
+    r"(?:\s+\([A-Z]{2}\)|\s+[A-Z]{2}\b)?",                            # 5 digits and the town (Italy: "MI")
     rf"(?:(?<=[a-z]\s)|(?<=[a-z],\s))(?:{_US_STATES})\s+\d{{5}}(?:-\d{{4}})?\b",  # US, in lower case
     r"(?:(?<=\d\s)|(?<=\d[a-z]\s)|(?<=\s[a-z]\s))\d{5}\s+[a-zà-ÿ][a-zà-ÿ\-]+",  # "91a 50824 köln"
     r"(?<=,\s)\d{5}\s+[a-zà-ÿ]+\b",                                   # ... in lower case, after a comma
     r"(?<![\w-])\d{4}\s?[A-Z]{2}\s+[A-ZÀ-Þ][^\W\d_]+",                # Netherlands
-    r"\s[-–]\s?\d{6}\b|(?<=,\s)[A-Z][a-z]+(?:\s[A-Z][a-z]+)?\s\d{6}\b",  # India: "Noida - 201070"
+    r"(?<=,\s)\d{4}\s?(?!(?:am|an|as|at|by|in|is|it|me|no|of|on|or|pm|so|to|up|us|we)\b)[a-z]{2}\s+[a-zà-ÿ]{3,}",  # ... in lower case
+    r"\s[-–]\s?\d{6}\b|(?:(?<=,\s)|(?<=\n))[A-Z][a-z]+(?:\s[A-Z][a-z]+)?\s\d{6}\b",  # India: "Noida - 201070"
     r"\bP\.?\s?O\.?\s+Box\s+\d+",                                   # PO boxes
 ]))
 # Words an address line has beside names and numbers.
 _ADDRESS_WORDS = frozenset("""apt apt. apartment flat unit suite ste ste. house no no. near po p.o. box
-bât bât. appt appt. app app. int int. scala bajo og wohnung links rechts lot plot sector cross main
+bât bât. appt appt. app app. int int. bis ter scala bajo og wohnung links rechts lot plot sector cross main
 stn co co. c/ calle via piazza rue place quai chemin avenue av. bd boulevard lieu-dit de del della di da
 des du la le les y na the of am an der im op und dei degli delle van von st st. upon sur sous en bei""".split())
 _SEGMENT = re.compile(r",\s*|\n")
@@ -544,8 +558,9 @@ def address_recognizer() -> PatternRecognizer:
 
 
 # --- what is not personal data by default ---------------------------------------------------------
-RESIDENCE = re.compile(r"(?i)\b(?:live|lives|living|reside|resides|moved|moving|based|located|from|i'm in|"
-                       r"im in|address|(?-i:home|house|Home(?=\s+is\b))|flat|apartment|postcode|zip|resident|grew up|"
+RESIDENCE = re.compile(r"(?i)\bhome\s*town\s*[:\-–]\s*$|"
+                       r"\b(?:live|lives|living|reside|resides|moved|moving|relocated|relocating|based|located|"
+                       r"from|i'm in|out in|hometown|home\s+town|im in|address|(?-i:home|house|Home(?=\s+is\b))|flat|apartment|postcode|zip|resident|grew up|"
                        r"family of \w+ in|now in)\b[\w\s,']{0,20}$")
 # ... but not "can I order from Iceland" or "shipping from your warehouse in Lisbon": goods come from there.
 GOODS_FROM = re.compile(r"(?i)\b(?:order|ordered|ordering|ship|ships|shipped|shipping|buy|buying|bought|import|"
@@ -590,6 +605,8 @@ def extend_name(text: str, end: int) -> int:
     last = re.search(r"(\S+)$", text[:end])
     if last and last.group(1).lower() in PARTICLES:
         m = _ANY_WORD.match(text, end)
+        if m and m.group(1).lower() == "an" and last.group(1).lower() in ("mac", "nic"):
+            m = _ANY_WORD.match(text, m.end())  # "Sarah Mac an [Aba]": the article goes with the particle
         if m and m.group(1).lower() not in STOP_WORDS:
             end = m.end()
     for _ in range(2):
@@ -605,9 +622,21 @@ def extend_name(text: str, end: int) -> int:
 
 
 def extend_name_start(text: str, start: int) -> int:
-    """Where a name really starts: initials right before it are part of it ("[A.] Ó Hearáin")."""
+    """Where a name really starts: initials right before it are part of it ("[A.] Ó Hearáin"), and
+    so is a first name we know before a surname we know ("[Ping] Tian called", "[Jun] Fukuda"),
+    even one that is also a word ("Ping", "Jun") when what follows is no first name itself."""
     m = re.search(r"(?:(?<=\s)|^)(?:[A-Z]\.\s?){1,3}$", text[:start])
-    return m.start() if m else start
+    if m:
+        return m.start()
+    before = re.search(r"(?:(?<=\s)|^)([A-ZÀ-Þ][^\W\d_]+)[ \t]+$", text[:start])
+    following = text[start:].split(maxsplit=1)[0].strip(".,;:!?").lower() if text[start:].strip() else ""
+    if before:
+        word = before.group(1).lower()
+        plain = word not in NOT_NAMES and word not in _LEADING_VERBS
+        surname = following in last_names() and following not in first_names()
+        if word in first_names() and word not in STOP_WORDS and (plain or surname):
+            return before.start(1)
+    return start
 
 
 _ANY_WORD = re.compile(r"[ \t]+([^\W\d_]+(?:['’\-][^\W\d_]+)*)")

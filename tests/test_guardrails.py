@@ -76,6 +76,21 @@ def test_an_address_before_its_postcode_is_redacted_whole_and_the_prose_before_i
     ("Forename(s): Priyanka", "Priyanka"),
     # A date of birth with hyphens.
     ("DOB: 03-Feb-1971, can you find my account?", "03-Feb-1971"),
+    # A fourth writer's shapes: a move, a home town, "out in" in lower case.
+    ("We relocated to Galway last spring, send the brochure there", "Galway"),
+    ("Hometown: Dundee", "Dundee"),
+    ("we're out in cobh so collection is hard", "cobh"),
+    # An Italian province after the town, an Indian town on a line of its own, French "bis", Dutch in lower case.
+    ("indirizzo: Via Garibaldi 12, 50123 Firenze FI", "Via Garibaldi 12, 50123 Firenze FI"),
+    ("Ship to:\n22, 5th Cross, Indiranagar\nBengaluru 560038", "22, 5th Cross, Indiranagar Bengaluru 560038"),
+    ("Return from:\nAppt 12\n8 bis rue Victor Hugo\n69002 Lyon", "Appt 12 8 bis rue Victor Hugo 69002 Lyon"),
+    ("keizersgracht 12, 1015 cs amsterdam is the address", "keizersgracht 12, 1015 cs amsterdam"),
+    # A surname in capitals first in a record; a known first name before a surname; Irish "Mac an".
+    ("HOLLOWAY, Grace / ORD-123456 / awaiting refund", "HOLLOWAY, Grace"),
+    ("Regards,\nSeán Mac an Bhaird", "Seán Mac an Bhaird"),
+    # Birthdays without their year, and in German.
+    ("my birthday is March 3, can you add it for the bonus?", "March 3"),
+    ("Geburtsdatum: 3. Mai 1980", "3. Mai 1980"),
 ])
 def test_shapes_customers_write_personal_data_in_are_redacted(services, text, value):
     redacted, _ = services.guard.redactor.redact(text)
@@ -88,6 +103,8 @@ def test_shapes_customers_write_personal_data_in_are_redacted(services, text, va
     "Is the store on Granville Street open late?", "Bill me later please.", "Pat the cushions flat, then pack them.",
     "I'm away from Friday to the 9th, deliver after that.", "Please merge ORD-2024-55501 into my account.",
     "Is LW-4410-2291 eligible for free returns?", "Is there a Larkspur Home in Lisbon?",
+    "Dear Sir or Madam, I wish to complain about ORD-123456.", "does the duvet come in queen or king?",
+    "Delivered on 12 March, the birthday present was perfect.", "We're out in the garden, leave it by the gate.",
 ])
 def test_holidays_streets_imperatives_days_and_identifiers_are_not_personal_data(services, text):
     found = [(text[e.start:e.end], e.type) for e in services.guard.redactor.analyze(text)
