@@ -673,6 +673,13 @@ def keep_entity(text: str, kind: str, start: int, end: int, recognizer: str,
     if re.match(r"-\d", text[end:end + 2]):
         return False  # the prefix of an identifier: "ORD-2024-65001"
     if kind == "PERSON":
+        before = re.search(r"([^\W\d_]+)[ \t]+$", text[:start])
+        if before and before.group(1).lower() in allowed_words:
+            return False  # the rest of a company's or a brand's name: "Larkspur Home", "Weber Traveler"
+        if start and text[start - 1].isdigit():
+            return False  # the end of an identifier: "DL852716838GB"
+        if len(words) == 1 and value.isupper() and words[0] not in first_names() and words[0] not in last_names():
+            return False  # a code or an abbreviation in capitals: "FREESHIP", "DDP"
         if len(words) > 1 and words[-1] in _STREET_WORDS:
             return False  # a street the shop is on: "Michigan Avenue", "george street"
         if len(words) == 1 and _OBJECT_AFTER.match(text, end) and re.search(r"(?:^|[.!?]\s+)$", text[:start]):

@@ -105,6 +105,8 @@ def test_shapes_customers_write_personal_data_in_are_redacted(services, text, va
     "Is LW-4410-2291 eligible for free returns?", "Is there a Larkspur Home in Lisbon?",
     "Dear Sir or Madam, I wish to complain about ORD-123456.", "does the duvet come in queen or king?",
     "Delivered on 12 March, the birthday present was perfect.", "We're out in the garden, leave it by the gate.",
+    "Does code FREESHIP work on rugs?", "My tracking RM123456785GB says out for delivery.",
+    "Is Larkspur Outlet part of Larkspur Goods?", "Is Larkspur Home open Sundays?",
 ])
 def test_holidays_streets_imperatives_days_and_identifiers_are_not_personal_data(services, text):
     found = [(text[e.start:e.end], e.type) for e in services.guard.redactor.analyze(text)
