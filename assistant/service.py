@@ -141,11 +141,11 @@ class Assistant:
         """Whether this turn's answer may be the model's. The groundedness check passes answers
         that are on topic but wrong (the base model's "You have 3 days to report it" beside a
         passage that says 7): `auto` shows a model's words only once the gate measured them
-        answering better than the passages' own sentences."""
+        answering better than the passages' own sentences, or an A/B test is there to measure them."""
         if self.answer_mode == "extractive":
             return False
         if self.answer_mode == "auto" and self.auto_trust == "gate":
-            return adapter is not None and adapter.beats_extractive
+            return adapter is not None and adapter.trusted
         return True
 
     def prompt(self, question: str, hits: Sequence[Hit], history: Sequence[tuple[str, str]] = ()) -> list[dict]:

@@ -30,12 +30,13 @@ STATUSES = ("candidate", "archived")
 
 @dataclass(frozen=True)
 class AdapterRef:
-    """An adapter the generator can load: its version and folder, and whether the evaluation
-    gate found its answers better than the extractive ones (what `auto` mode trusts)."""
+    """An adapter the generator can load: its version and folder, and whether `auto` mode shows
+    its answers (`trusted`): the registry's refs are trusted where the evaluation gate found them
+    better than the extractive answers."""
 
     version: str
     path: Path
-    beats_extractive: bool = False
+    trusted: bool = False
 
 
 def beats_extractive(gate: dict | None) -> bool:

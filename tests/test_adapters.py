@@ -123,11 +123,11 @@ def test_auto_trusts_an_adapter_only_where_its_gate_beat_the_extractive_answers(
     assert not against_extractive(passages, [s + (0.6 if i % 2 else -0.5) for i, s in enumerate(passages)])["beaten"]
     registry.record_gate("a", PASSED | {"extractive": beaten})
     registry.record_gate("b", PASSED | {"extractive": against_extractive(passages, passages)})
-    assert registry.ref("a").beats_extractive and not registry.ref("b").beats_extractive
+    assert registry.ref("a").trusted and not registry.ref("b").trusted
     registry.promote("a", "cli:x", "h1")
-    assert registry.serving().beats_extractive
+    assert registry.serving().trusted
     registry.promote("b", "cli:x", "h1")
-    assert registry.serving() == AdapterRef("b", Path(registry.get("b")["path"]), beats_extractive=False)
+    assert registry.serving() == AdapterRef("b", Path(registry.get("b")["path"]), trusted=False)
 
 
 def test_the_paired_bootstrap_interval_brackets_the_mean():
@@ -315,6 +315,9 @@ def test_an_ab_test_splits_live_conversations_and_reports_each_arm(services, ser
                                                                "message": "And how long does delivery take?"},
                                   timeout=120).json()
             served[first["session_id"]] = {first["adapter"], again["adapter"]}
+            # `auto` asks the candidate in its arm (the test measures its answers), not the base model.
+            asked = services.store.exchange(first["exchange_id"])["generation"] is not None
+            assert asked == (first["adapter"] == "ab-1")
             requests.post(f"{server}/api/feedback", headers=people["agent"].headers, json={"exchange_id": first["exchange_id"],
                                                           "rating": "up" if first["adapter"] else "down"}, timeout=30)
         assert all(len(arms) == 1 for arms in served.values())  # sticky: one arm per conversation

@@ -55,7 +55,7 @@ def test_auto_asks_the_model_only_once_its_adapter_beat_the_extractive_answers(s
     """The gate's comparison with the extractive answers decides: the base model and an adapter
     that did not beat them are not asked at all; one that did has its grounded answer shown."""
     question = "How many days do I have to return an item?"
-    for adapter in (None, AdapterRef("v-lost", tmp_path, beats_extractive=False)):
+    for adapter in (None, AdapterRef("v-lost", tmp_path, trusted=False)):
         model = ScriptedGenerator(quote_first_passage)
         result = _assistant(services, "auto", model, adapter, trust="gate").respond(None, question)
         assert result.answer_mode == "extractive" and result.action == "allow", result.reasons
@@ -63,7 +63,7 @@ def test_auto_asks_the_model_only_once_its_adapter_beat_the_extractive_answers(s
         _markers_match_sources(result)
         row = next(r for r in services.store.exchanges(limit=20) if r["id"] == result.exchange_id)
         assert row["raw_answer"] is None and row["messages"]  # the prompt is still logged for retraining
-    won = AdapterRef("v-won", tmp_path, beats_extractive=True)
+    won = AdapterRef("v-won", tmp_path, trusted=True)
     result = _assistant(services, "auto", ScriptedGenerator(quote_first_passage), won, trust="gate").respond(
         None, question)
     assert result.answer_mode == "generate" and result.adapter == "v-won", result.reasons
