@@ -5,8 +5,8 @@ from __future__ import annotations
 import sys
 
 from assistant.cli_common import actor_of, emit, open_services
-from finetune.gate import extractive_line
 from assistant.monitoring import ab_status, rate_text
+from finetune.gate import extractive_line
 
 
 def print_gate(gate: dict, out=sys.stdout) -> None:

@@ -396,6 +396,7 @@ _LIVE_IN = re.compile(r"(?i)\b(?:i\s+live\s+in|i'm\s+based\s+in|im\s+based\s+in|
                       r"resident\s+of|(?:i'm|im|i\s+am|we're|we\s+are)\s+out\s+in|relocated\s+to)\s+(?=[a-z])")
 _PLACE = re.compile(r"[A-Z][^\W\d_]+(?:-[^\W\d_]+){0,4}(?:[ -](?:d['’])?[A-Z][^\W\d_]+){0,2}(?:,\s+[A-Z]{2}\b)?")
 _LOWER_PLACE = re.compile(r"[a-z][^\W\d_]+(?:-[^\W\d_]+){0,4}")
+_NOT_PLACES = STOP_WORDS | NOT_NAMES  # "i'm out in the garden", "moved to tuesday"
 
 
 def _not_a_place(text: str, value: str, end: int) -> bool:
@@ -435,7 +436,7 @@ class CuedAddressRecognizer(EntityRecognizer):
                 out.append(RecognizerResult("LOCATION", m.end(), place.end(), 0.6))
         for m in _LIVE_IN.finditer(text):
             place = _LOWER_PLACE.match(text, m.end())
-            if place and place.group(0).split("-")[0] not in STOP_WORDS | NOT_NAMES:
+            if place and place.group(0).split("-")[0] not in _NOT_PLACES:
                 out.append(RecognizerResult("LOCATION", m.end(), place.end(), 0.6))
         return out
 
@@ -623,20 +624,21 @@ def extend_name(text: str, end: int) -> int:
 
 def extend_name_start(text: str, start: int) -> int:
     """Where a name really starts: initials right before it are part of it ("[A.] Ó Hearáin"), and
-    so is a first name we know before a surname we know ("[Ping] Tian called", "[Jun] Fukuda"),
-    even one that is also a word ("Ping", "Jun") when what follows is no first name itself."""
+    so is a first name we know right before it ("[Ana] Laura Martins"); one that is also a word
+    ("Ping", "Jun") only before a surname we know that is no first name ("[Ping] Tian called")."""
     m = re.search(r"(?:(?<=\s)|^)(?:[A-Z]\.\s?){1,3}$", text[:start])
     if m:
         return m.start()
     before = re.search(r"(?:(?<=\s)|^)([A-ZÀ-Þ][^\W\d_]+)[ \t]+$", text[:start])
+    if not before:
+        return start
+    word = before.group(1).lower()
+    if word not in first_names() or word in STOP_WORDS:
+        return start
+    if word not in NOT_NAMES and word not in _LEADING_VERBS:
+        return before.start(1)
     following = text[start:].split(maxsplit=1)[0].strip(".,;:!?").lower() if text[start:].strip() else ""
-    if before:
-        word = before.group(1).lower()
-        plain = word not in NOT_NAMES and word not in _LEADING_VERBS
-        surname = following in last_names() and following not in first_names()
-        if word in first_names() and word not in STOP_WORDS and (plain or surname):
-            return before.start(1)
-    return start
+    return before.start(1) if following in last_names() and following not in first_names() else start
 
 
 _ANY_WORD = re.compile(r"[ \t]+([^\W\d_]+(?:['’\-][^\W\d_]+)*)")
@@ -673,8 +675,8 @@ def keep_entity(text: str, kind: str, start: int, end: int, recognizer: str,
     if re.match(r"-\d", text[end:end + 2]):
         return False  # the prefix of an identifier: "ORD-2024-65001"
     if kind == "PERSON":
-        before = re.search(r"([^\W\d_]+)[ \t]+$", text[:start])
-        if before and before.group(1).lower() in allowed_words:
+        previous = re.search(r"([^\W\d_]+)[ \t]+$", text[:start])
+        if previous and previous.group(1).lower() in allowed_words:
             return False  # the rest of a company's or a brand's name: "Larkspur Home", "Weber Traveler"
         if start and text[start - 1].isdigit():
             return False  # the end of an identifier: "DL852716838GB"
