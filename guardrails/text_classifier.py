@@ -1,4 +1,7 @@
-"""A binary text classifier for attacks: character and word n-grams plus sentence embeddings.
+"""A binary text classifier: character and word n-grams plus sentence embeddings.
+
+It reads attacks (the injection check) and the wording of angry and distressed
+messages (the sentiment check's second opinion).
 
 Why both: n-grams catch the wording attacks share ("ignore ... instructions",
 "<|im_start|>", "base64"), including misspelt and mixed-language forms, and do
@@ -92,6 +95,7 @@ class TextClassifier:
     # Every training row's out-of-fold score, in training order: what `eval guardrails` reports
     # the cross-validation from, without training five models again.
     out_of_fold: np.ndarray = field(repr=False, default_factory=lambda: np.zeros(0))
+    base: str | None = None  # with reviewers' labels added: the hash of the shipped rows alone
     _vectorizers: tuple = field(init=False, repr=False, default=())
 
     def __post_init__(self) -> None:
@@ -118,7 +122,7 @@ class TextClassifier:
             "positive": self.positive, "trained_on": self.trained_on, "intercept": self.intercept,
             "vocabularies": [{k: int(i) for k, i in v.items()} for v in self.vocabularies], "idf": [i.tolist() for i in self.idf],
             "coef": self.coef.tolist(), "benign_scores": self.benign_scores.tolist(),
-            "out_of_fold": self.out_of_fold.tolist(),
+            "out_of_fold": self.out_of_fold.tolist(), "base": self.base,
         }))
         tmp.replace(path)
 
@@ -127,7 +131,7 @@ class TextClassifier:
         d = json.loads(path.read_text())
         return cls(d["positive"], tuple(d["vocabularies"]), tuple(np.asarray(i) for i in d["idf"]),
                    np.asarray(d["coef"]), float(d["intercept"]), d["trained_on"], np.asarray(d["benign_scores"]),
-                   np.asarray(d["out_of_fold"]))
+                   np.asarray(d["out_of_fold"]), d.get("base"))
 
 
 def folds(texts: Sequence[str], positive: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -160,11 +164,12 @@ def train(embedder, rows: list[dict], positive_label: str) -> TextClassifier:
 
 
 def classifier_for(embedder, rows: list[dict], positive_label: str, cache: Path | None) -> TextClassifier:
-    """The classifier trained on `rows`: loaded from `cache` when it was trained on the same rows."""
+    """The classifier trained on `rows`: loaded from `cache` when it was trained on the same rows
+    (or on them and reviewers' labels, `retrain`)."""
     if cache is not None and cache.exists():
         try:
             model = TextClassifier.load(cache)
-            if model.trained_on == data_hash(rows):
+            if data_hash(rows) in (model.trained_on, model.base):
                 return model
         except (ValueError, KeyError, TypeError) as exc:
             log.warning("retraining: cached classifier %s is unreadable (%s)", cache, exc)
@@ -172,4 +177,13 @@ def classifier_for(embedder, rows: list[dict], positive_label: str, cache: Path 
     model = train(embedder, rows, positive_label)
     if cache is not None:
         model.save(cache)
+    return model
+
+
+def retrain(embedder, rows: list[dict], extra: Sequence[dict], positive_label: str, cache: Path) -> TextClassifier:
+    """Train on `rows` plus `extra` (reviewers' labels) and cache it; served for as long as `rows`
+    are unchanged."""
+    model = train(embedder, list(rows) + list(extra), positive_label)
+    model.base = data_hash(rows)
+    model.save(cache)
     return model

@@ -143,11 +143,15 @@ def test_train_sentiment_with_reviewers_labels(cli, tmp_path):
     assert out["label_rows"] == 3 and out["path"] == str(tmp_path / "models" / "sentiment-head.json")
     trained = json.loads((tmp_path / "models" / "sentiment-head.json").read_text())
     assert trained["base"] and trained["trained_on"] != trained["base"]
+    wording = json.loads((tmp_path / "models" / "sentiment-wording-angry.json").read_text())
+    assert wording["base"] and wording["trained_on"] != wording["base"]
     # Labels changing (here: broken) in the data directory never stop start-up or retrain the head.
     (labels / "sentiment.jsonl").write_text("{broken\n")
     verdict = json.loads(cli("guard", "Where is my parcel?", extra_env=env).stdout)
     assert verdict["action"] == "allow"
     assert json.loads((tmp_path / "models" / "sentiment-head.json").read_text())["trained_on"] == trained["trained_on"]
+    served = json.loads((tmp_path / "models" / "sentiment-wording-angry.json").read_text())
+    assert served["trained_on"] == wording["trained_on"]
 
 
 def test_the_whole_loop_synthesize_build_train_gate_promote_rollback(cli):

@@ -336,6 +336,32 @@ def test_a_label_can_have_its_own_bar_and_an_unknown_one_stops_start_up(services
         SentimentCheck(SentimentParams(label_confidence={"angy": 0.5}), services.embedder)
 
 
+def test_a_flag_needs_the_wording_model_where_the_policy_asks_for_it(services):
+    """The head reads topic as tone: calm notes that name a complaint score angry on it. The
+    default policy's wording model lets them through and still flags angry and distressed words."""
+    from guardrails.checks.sentiment import SentimentCheck, SentimentParams
+
+    policy = next(c for c in services.guard.policy.input_checks if c.type == "sentiment").params
+    assert set(policy["confirm"]) == {"angry", "distressed"}
+    bars = {"label_confidence": policy["label_confidence"]}
+    confirmed = SentimentCheck(SentimentParams(**bars, confirm=policy["confirm"]), services.embedder,
+                               services.settings.classifier_dir)
+    head_alone = SentimentCheck(SentimentParams(**bars), services.embedder, services.settings.classifier_dir)
+    for calm in ("Just letting you know the complaint I made last week was sorted out quickly, thanks.",
+                 "The customer rang to say thanks, the complaint about the broken lamp was handled well."):
+        assert head_alone.check(calm, CheckContext()).action is Action.FLAG
+        result = confirmed.check(calm, CheckContext())
+        assert result.action is Action.ALLOW and result.scores["wording_angry"] < policy["confirm"]["angry"]
+    for text, reason in (("This is ridiculous, I've been waiting three weeks and nobody answers my emails!",
+                          "sentiment:angry"),
+                         ("I'm scared, my mum's oxygen machine stopped and I can't reach anyone.",
+                          "sentiment:distressed")):
+        result = confirmed.check(text, CheckContext())
+        assert result.action is Action.FLAG and result.reasons == (reason,)
+    with pytest.raises(ValueError, match="only flag labels"):
+        SentimentCheck(SentimentParams(confirm={"human_request": 0.5}), services.embedder)
+
+
 def test_a_handoff_turn_gets_the_handoff_reply_and_is_queued(services):
     result = services.assistant.respond(None, "Please get me a human agent, I don't want to talk to a machine")
     assert result.action == "handoff" and result.answer == services.guard.handoff_message

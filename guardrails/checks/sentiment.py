@@ -1,5 +1,13 @@
 """Angry or distressed customers are flagged; an explicit request for a human hands off.
 
+The head reads a message's embedding, which carries its topic as much as its
+tone: a calm note about a broken sofa sits near angry ones about broken sofas.
+So a flag can also need a second model's word (`confirm`): character and word
+n-grams with the embedding (`guardrails.text_classifier`), one per label,
+trained on the same messages, which reads the wording ("absolutely
+ridiculous", "!!!", "I'm in tears"). Where the two must agree, the head's own
+bar can be lower, and more of the real flags are kept.
+
 A handoff leaves the agent with no answer, so the head's "human_request" is not
 enough on its own: the message must also ask for a person in so many words
 ("can I speak to someone", "could a manager call me", "real person, not a bot").
@@ -9,13 +17,15 @@ delivery person was lovely") is answered like any other.
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
 from pydantic import Field
 
-from guardrails.heads import DATA, head_for
+from guardrails.heads import DATA, head_for, load_labelled
 from guardrails.registry import CheckContext, Params, register
+from guardrails.text_classifier import TextClassifier, classifier_for
 from guardrails.verdict import Action, CheckResult
 
 LABELS = ("neutral", "angry", "distressed", "human_request")
@@ -27,7 +37,20 @@ CALM = DATA / "sentiment_calm.jsonl"
 # 480 more, by a writer who saw none of the other sets: angry, distressed and request messages in
 # many registers (agents' third-person notes among them), and calm ones in charged words.
 MORE = DATA / "sentiment_more.jsonl"
-SHIPPED = (LABELLED, CALM, MORE)  # what the shipped head trains on
+SHIPPED = (LABELLED, CALM, MORE)  # what the shipped head (and the wording models) train on
+
+
+def shipped_rows() -> list[dict]:
+    return [row for path in SHIPPED for row in load_labelled(path, LABELS)]
+
+
+def wording_cache(cache_dir: Path, label: str) -> Path:
+    return cache_dir / f"sentiment-wording-{label}.json"
+
+
+def wording_model(embedder, label: str, cache_dir: Path | None) -> TextClassifier:
+    """The n-gram model for one label (that label against the rest), trained on the shipped rows."""
+    return classifier_for(embedder, shipped_rows(), label, wording_cache(cache_dir, label) if cache_dir else None)
 
 
 _PERSON = (r"(humans?|person|people|agents?|representatives?|reps?|operators?|officers?|someone|somebody|anyone|"
@@ -65,6 +88,9 @@ class SentimentParams(Params):
     handoff_labels: list[str] = Field(["human_request"], description="Labels that hand the chat to a human.")
     min_confidence: float = Field(0.5, ge=0.0, le=1.0)
     label_confidence: dict[str, float] = Field({}, description="Per label, a bar other than min_confidence.")
+    confirm: dict[str, float] = Field(
+        {}, description="Per flag label, the probability the wording model must also give the label before the "
+        "turn is flagged (see the module); a label not named here is flagged on the head alone.")
     handoff_needs_request: bool = Field(
         True, description="Hand off only when the message also asks for a person in words (see the module).")
     handoff_min_probability: float = Field(
@@ -80,17 +106,22 @@ class SentimentCheck:
     needs: ClassVar[tuple[str, ...]] = ("embedder", "cache_dir")
 
     def __init__(self, params: SentimentParams, embedder, cache_dir=None) -> None:
-        unknown = sorted(set(params.flag_labels + params.handoff_labels + list(params.label_confidence)) - set(LABELS))
+        named = params.flag_labels + params.handoff_labels + list(params.label_confidence) + list(params.confirm)
+        unknown = sorted(set(named) - set(LABELS))
         if unknown:
             raise ValueError(f"unknown labels {unknown}; known: {', '.join(LABELS)}")
+        if not set(params.confirm) <= set(params.flag_labels):
+            raise ValueError(f"confirm: only flag labels are confirmed ({', '.join(params.flag_labels)})")
         self.params = params
         self.embedder = embedder
         self.head = head_for(embedder, SHIPPED, LABELS, cache_dir / "sentiment-head.json" if cache_dir else None)
+        self.wording = {label: wording_model(embedder, label, cache_dir) for label in params.confirm}
 
     def check(self, text: str, ctx: CheckContext) -> CheckResult:
         # The message as typed, like the labelled examples; and one embedding per turn is shared
         # with the other input checks. Only scores leave this function.
-        [probs] = self.head.predict(np.asarray(self.embedder.embed([ctx.original or text])))
+        vectors = np.asarray(self.embedder.embed([ctx.original or text]))
+        [probs] = self.head.predict(vectors)
         label = max(probs, key=probs.get)
         scores = {f"p_{k}": v for k, v in probs.items()}
         typed = ctx.original or text
@@ -106,5 +137,10 @@ class SentimentCheck:
         if label in self.params.handoff_labels:
             return CheckResult(self.name, Action.HANDOFF, (f"sentiment:{label}",), scores)
         if label in self.params.flag_labels:
+            if label in self.wording:
+                [wording] = self.wording[label].scores([typed], vectors)
+                scores[f"wording_{label}"] = float(wording)
+                if wording < self.params.confirm[label]:
+                    return CheckResult(self.name, Action.ALLOW, (), scores)
             return CheckResult(self.name, Action.FLAG, (f"sentiment:{label}",), scores)
         return CheckResult(self.name, Action.ALLOW, (), scores)
