@@ -36,6 +36,7 @@ from retrieval.embed_process import pool_for
 from core.embeddings import Embedder, get_embedder
 from retrieval.extract import ExtractiveAnswerer
 from retrieval.nouns import NounFinder
+from retrieval.memory import QuestionMemory, load_memory
 from retrieval.catalog import Catalog
 from retrieval.ingest import IngestSummary, Ingestor, redact_file_name
 from retrieval.ranker import load_ranker
@@ -200,7 +201,12 @@ class Services:
         the served model) with `adapters` (default: the base model)."""
         m = self.settings.model
         return Assistant(self.guard, self.retriever, generator or self.generator, store, m.history_turns, answer_mode,
-                         self.extractor, adapters, m.context_sentences, m.auto_trust)
+                         self.extractor, adapters, m.context_sentences, m.auto_trust, self.question_memory)
+
+    @cached_property
+    def question_memory(self) -> QuestionMemory | None:
+        r = self.settings.retrieval
+        return load_memory(r.question_memory, self.kb_embedder, self.settings.classifier_dir, r.memory_similarity)
 
     @cached_property
     def redactor(self) -> Redactor:

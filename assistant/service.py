@@ -26,6 +26,7 @@ from guardrails.guard import REDACTION_FAILED, Guard
 from guardrails.registry import CheckContext
 from guardrails.verdict import Action, InputVerdict, OutputVerdict
 from retrieval.extract import ExtractiveAnswerer
+from retrieval.memory import QuestionMemory
 from retrieval.search import Retriever
 from retrieval.store import Hit
 
@@ -119,7 +120,7 @@ class Assistant:
     def __init__(self, guard: Guard, retriever: Retriever, generator: Generator, store: Store, history_turns: int = 3,
                  answer_mode: AnswerMode = "generate", extractor: ExtractiveAnswerer | None = None,
                  adapters: AdapterChoice | None = None, context_sentences: int = 0,
-                 auto_trust: AutoTrust = "gate") -> None:
+                 auto_trust: AutoTrust = "gate", memory: QuestionMemory | None = None) -> None:
         """`context_sentences` > 0: the model sees the passages cut to that many best sentences
         (and each passage's best; `ExtractiveAnswerer.evidence`), not whole. `auto_trust`: in
         `auto` mode, "gate" asks the model only when the adapter that serves beat the extractive
@@ -136,6 +137,7 @@ class Assistant:
         self.adapters = adapters
         self.context_sentences = context_sentences if extractor is not None else 0
         self.auto_trust = auto_trust
+        self.memory = memory
 
     def _asks_model(self, adapter: AdapterRef | None) -> bool:
         """Whether this turn's answer may be the model's. The groundedness check passes answers
@@ -147,6 +149,21 @@ class Assistant:
         if self.answer_mode == "auto" and self.auto_trust == "gate":
             return adapter is not None and adapter.trusted
         return True
+
+    def recall(self, question: str, hits: list[Hit], history: Sequence) -> tuple[list[Hit], bool | None]:
+        """What a close labelled question says of a conversation's first question: its article's
+        passages listed first and answered from (True), the articles do not cover it (False), or
+        nothing (None; follow-ups, and a question close to none)."""
+        if self.memory is None or history or not hits:
+            return hits, None
+        recalled = self.memory.recall(question, self.retriever.sources())
+        if recalled is None:
+            return hits, None
+        if recalled.source is None:
+            return hits, False
+        if not any(h.source == recalled.source for h in hits):
+            return hits, None
+        return [h for h in hits if h.source == recalled.source] + [h for h in hits if h.source != recalled.source], True
 
     def prompt(self, question: str, hits: Sequence[Hit], history: Sequence[tuple[str, str]] = ()) -> list[dict]:
         """The model's messages for a question and its passages, as served."""
@@ -259,6 +276,9 @@ class Assistant:
             else:
                 history = self.store.history(session_id, self.history_turns)
                 hits = self.retriever.context_for(verdict.redacted_text, [q for q, _ in history])
+                hits, covered = self.recall(verdict.redacted_text, hits, history)
+                if covered is not None:
+                    reasons.append("recalled:covered" if covered else "recalled:not_covered")
                 mark = lap("retrieve", mark)
                 yield Retrieved(hits)
                 grounded = ctx.model_copy(update={"context_texts": tuple(h.text for h in hits)})
@@ -274,7 +294,7 @@ class Assistant:
                     # Whether the passages answer at all is judged before any model is asked, in
                     # every mode: a model given passages that do not answer the question still
                     # writes something, and often something the passages make sound grounded.
-                    extract = (self.extractor.answer(verdict.redacted_text, hits, earlier)
+                    extract = (self.extractor.answer(verdict.redacted_text, hits, earlier, covered)
                                if self.extractor is not None else None)
                     mark = lap("extract", mark)
                     if self.extractor is not None and extract is None:

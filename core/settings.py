@@ -111,6 +111,13 @@ class RetrievalSettings(_Strict):
         "PERSON and LOCATION are left out by default: on help articles the NER model "
         "mistakes headings for names, and articles name places on purpose.",
     )
+    question_memory: str = Field(
+        "sample", description="Labelled questions that say which article answers a question like them, or that "
+        "none does (`retrieval.memory`): sample (the ones shipped about the sample knowledge base), paths to "
+        "JSONL files in the evaluation's question format (comma-separated), or none.")
+    memory_similarity: float = Field(
+        0.7, ge=0.0, le=1.0, description="Cosine at or above which a first question is taken as the labelled "
+        "one closest to it.")
     chroma_host: str | None = Field(None, description="Set to use a Chroma server instead of the embedded store.")
     chroma_port: int = 8000
 

@@ -71,14 +71,19 @@ class ExtractiveAnswerer:
     unknown_words: Callable[[Sequence[str]], list[str]] | None = None
     unknown_penalty: float = 0.0
 
-    def answer(self, question: str, hits: Sequence[Hit], earlier: Sequence[str] = ()) -> Extract | None:
+    def answer(self, question: str, hits: Sequence[Hit], earlier: Sequence[str] = (),
+               covered: bool | None = None) -> Extract | None:
         """`earlier`: the conversation's previous questions, oldest first. A follow-up ("and next
-        day?") is read together with the question before it, as retrieval searches it."""
+        day?") is read together with the question before it, as retrieval searches it.
+        `covered`: what a labelled question close to this one says (`retrieval.memory`): True,
+        the passages answer it whatever the support; False, they do not; None, the support decides."""
+        if covered is False:
+            return None
         asked = f"{earlier[-1]} {question}" if earlier else question
         scored = self.score(asked, hits)
         # Only the new question's words: the earlier one's were judged on its own turn.
         support = max((s.support for s in scored), default=0.0) - self.unknown_penalty * len(self.unknown(question))
-        if not scored or support < self.min_support:
+        if not scored or (support < self.min_support and not covered):
             return None
         texts = [sentences(hit.text) for hit in hits]
         parts = [(_clean(texts[p][i]), p + 1) for p, i in self._picked(scored, texts)]

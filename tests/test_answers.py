@@ -13,6 +13,7 @@ import pytest
 
 from assistant.evaluate import eval_answers
 from assistant.service import NO_CONTEXT_ANSWER, Assistant
+from core.errors import ConfigError
 from finetune.registry import AdapterRef
 from tests.conftest import ScriptedGenerator, quote_first_passage
 
@@ -105,6 +106,40 @@ def test_passages_that_do_not_answer_are_judged_before_the_model_is_asked(servic
     assert result.sources, "the test needs a question that finds passages"
     assert result.answer == NO_CONTEXT_ANSWER and "no_answer_in_context" in result.reasons
     assert generator.produced == 0 and not generator.finished
+
+
+def test_labelled_questions_say_which_article_answers_a_question_like_them_or_that_none_does(services, tmp_path):
+    from retrieval.memory import load_memory
+
+    asked = "my husband is going to collect my order, what does he need"
+    unlabelled = _assistant(services, "extractive").respond(None, asked)
+    assert unlabelled.answer == NO_CONTEXT_ANSWER, "the test needs a question under the support bar"
+    pickup = "store-pickup-click-and-collect.md"
+    labels = [{"question": "someone else is collecting my order, what do they need to bring", "source": pickup},
+              {"question": "do you give discounts to students", "source": None, "answerable": False}]
+    # One answerable label for every other document: the "not covered" label was written against them all.
+    labels += [{"question": f"a question about {s}", "source": s} for s in services.retriever.sources() if s != pickup]
+    path = tmp_path / "labels.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in labels))
+    memory = load_memory(str(path), services.kb_embedder, tmp_path, 0.7)
+    assistant = _assistant(services, "extractive")
+    assistant.memory = memory
+
+    answered = assistant.respond(None, asked)
+    assert answered.answer_mode == "extractive" and "recalled:covered" in answered.reasons
+    assert answered.sources[0].source == pickup
+    _markers_match_sources(answered)
+    student = assistant.respond(None, "do you guys offer a student discount?")
+    assert student.answer == NO_CONTEXT_ANSWER and "recalled:not_covered" in student.reasons
+    # A follow-up is left to the conversation.
+    follow = assistant.respond(answered.session_id, "and what about a student discount?")
+    assert not any(r.startswith("recalled:") for r in follow.reasons)
+    # A document the labels never named may answer what they say is not covered: that label no longer counts.
+    path.write_text("".join(json.dumps(r) + "\n" for r in labels[:-1]))
+    assistant.memory = load_memory(str(path), services.kb_embedder, tmp_path, 0.7)
+    assert "recalled:not_covered" not in assistant.respond(None, "do you guys offer a student discount?").reasons
+    with pytest.raises(ConfigError, match="question_memory"):
+        load_memory(str(tmp_path / "missing.jsonl"), services.kb_embedder, None, 0.7)
 
 
 def test_a_follow_up_finds_the_article_of_the_first_turn(services):
