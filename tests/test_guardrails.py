@@ -347,8 +347,8 @@ def test_a_flag_needs_the_wording_model_where_the_policy_asks_for_it(services):
     confirmed = SentimentCheck(SentimentParams(**bars, confirm=policy["confirm"]), services.embedder,
                                services.settings.classifier_dir)
     head_alone = SentimentCheck(SentimentParams(**bars), services.embedder, services.settings.classifier_dir)
-    for calm in ("Just letting you know the complaint I made last week was sorted out quickly, thanks.",
-                 "The customer rang to say thanks, the complaint about the broken lamp was handled well."):
+    for calm in ("The customer got a survey call about her last order, is that really from you?",
+                 "Someone rang me saying they're from your delivery partner, is that legit?"):
         assert head_alone.check(calm, CheckContext()).action is Action.FLAG
         result = confirmed.check(calm, CheckContext())
         assert result.action is Action.ALLOW and result.scores["wording_angry"] < policy["confirm"]["angry"]
@@ -358,6 +358,10 @@ def test_a_flag_needs_the_wording_model_where_the_policy_asks_for_it(services):
                           "sentiment:distressed")):
         result = confirmed.check(text, CheckContext())
         assert result.action is Action.FLAG and result.reasons == (reason,)
+        label = reason.split(":")[1]
+        stricter = SentimentCheck(SentimentParams(**bars, confirm={label: result.scores[f"wording_{label}"] + 0.01}),
+                                  services.embedder, services.settings.classifier_dir)
+        assert stricter.check(text, CheckContext()).action is Action.ALLOW
     with pytest.raises(ValueError, match="only flag labels"):
         SentimentCheck(SentimentParams(confirm={"human_request": 0.5}), services.embedder)
 
