@@ -12,9 +12,10 @@ is close to many questions and means none of them.
 
 A label that says the articles do not cover a question was true of the
 documents it was written against: it counts only while the knowledge base
-holds no other document (one ingested later may answer it). Which documents
-those are is read from the file itself: the sources its answerable questions
-name.
+holds no other document, nor another version of one (either may answer it).
+Which documents those are is read from the file itself: the sources its
+answerable questions name; for the sample's labels, also the sample files'
+hashes, so an edited sample article that is ingested again ends them too.
 
 The file is JSONL, in the evaluation's question format (`{"question", "source"}`,
 or `"source": null` with `"answerable": false`); the sample knowledge base
@@ -28,7 +29,7 @@ import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
+from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -38,6 +39,7 @@ from core.jsonl import read_jsonl
 log = logging.getLogger(__name__)
 
 DATA = Path(__file__).resolve().parent / "data"
+SAMPLE_KB = Path(__file__).resolve().parent / "sample_kb"
 # The sample knowledge base's labelled questions (the sentence ranker's training questions).
 SAMPLE = (DATA / "answers_train.jsonl", DATA / "answers_train_b.jsonl")
 
@@ -66,23 +68,30 @@ def read_labels(paths: Sequence[Path]) -> list[Label]:
 
 class QuestionMemory:
     def __init__(self, labels: Sequence[Label], vectors: np.ndarray, embed: Callable[[list[str]], list],
-                 min_similarity: float = 0.7) -> None:
+                 min_similarity: float = 0.7, versions: Mapping[str, str] | None = None) -> None:
+        """`versions`: the file hashes of the documents the labels were written against, where known."""
         self.labels = list(labels)
         self.vectors = np.asarray(vectors, dtype=np.float32)
         self.embed = embed
         self.min_similarity = min_similarity
         # The documents its "not covered" labels were written against.
         self.documents = frozenset(label.source for label in self.labels if label.source)
+        self.versions = dict(versions or {})
 
-    def recall(self, question: str, documents: Iterable[str] | None) -> Recalled | None:
+    def current(self, documents: Mapping[str, str] | None) -> bool:
+        """Whether the knowledge base (source -> file hash; None: unknown) holds only documents the
+        labels were written against, in the versions they were written against where known."""
+        return documents is not None and all(
+            name in self.documents and self.versions.get(name, digest) == digest for name, digest in documents.items())
+
+    def recall(self, question: str, documents: Mapping[str, str] | None) -> Recalled | None:
         """The closest labelled question, if close enough; a "not covered" one only while the
-        knowledge base (`documents`, its sources now; None: unknown) holds no document the labels
-        never named."""
+        knowledge base (`documents`) is `current`."""
         if not self.labels:
             return None
         vector = np.asarray(self.embed([question])[0], dtype=np.float32)
         sims = self.vectors @ vector
-        stale = documents is None or not set(documents) <= self.documents
+        stale = not self.current(documents)
         for i in np.argsort(-sims):
             if sims[i] < self.min_similarity:
                 return None
@@ -99,7 +108,8 @@ def load_memory(setting: str, embedder, cache_dir: Path | None, min_similarity: 
     start-up rather than serving without the memory that was asked for."""
     if setting.strip().lower() == "none":
         return None
-    paths = SAMPLE if setting.strip().lower() == "sample" else tuple(Path(p.strip()) for p in setting.split(","))
+    sample = setting.strip().lower() == "sample"
+    paths = SAMPLE if sample else tuple(Path(p.strip()) for p in setting.split(","))
     try:
         labels = read_labels(paths)
     except (OSError, ValueError, BadInput) as exc:
@@ -117,4 +127,5 @@ def load_memory(setting: str, embedder, cache_dir: Path | None, min_similarity: 
             tmp = cache.with_suffix(".tmp.npy")
             np.save(tmp, vectors)
             tmp.replace(cache)
-    return QuestionMemory(labels, vectors, embedder.embed, min_similarity)
+    versions = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in SAMPLE_KB.iterdir()} if sample else None
+    return QuestionMemory(labels, vectors, embedder.embed, min_similarity, versions)

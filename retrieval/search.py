@@ -215,9 +215,9 @@ class Retriever:
         most chunks and says little; "braille" is in one."""
         return self._bm25.idf(self.store, words)
 
-    def sources(self) -> list[str] | None:
-        """The knowledge base's documents (None without a catalog to list them)."""
-        return [d["source"] for d in self.catalog.documents()] if self.catalog is not None else None
+    def documents(self) -> dict[str, str] | None:
+        """The knowledge base's documents and their file hashes (None without a catalog to list them)."""
+        return {d["source"]: d["file_hash"] for d in self.catalog.documents()} if self.catalog is not None else None
 
     def unknown_words(self, words: Sequence[str]) -> list[str]:
         """The words that no chunk of the knowledge base holds."""

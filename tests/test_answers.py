@@ -118,7 +118,7 @@ def test_labelled_questions_say_which_article_answers_a_question_like_them_or_th
     labels = [{"question": "someone else is collecting my order, what do they need to bring", "source": pickup},
               {"question": "do you give discounts to students", "source": None, "answerable": False}]
     # One answerable label for every other document: the "not covered" label was written against them all.
-    labels += [{"question": f"a question about {s}", "source": s} for s in services.retriever.sources() if s != pickup]
+    labels += [{"question": f"a question about {s}", "source": s} for s in services.retriever.documents() if s != pickup]
     path = tmp_path / "labels.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in labels))
     memory = load_memory(str(path), services.kb_embedder, tmp_path, 0.7)
@@ -140,6 +140,22 @@ def test_labelled_questions_say_which_article_answers_a_question_like_them_or_th
     assert "recalled:not_covered" not in assistant.respond(None, "do you guys offer a student discount?").reasons
     with pytest.raises(ConfigError, match="question_memory"):
         load_memory(str(tmp_path / "missing.jsonl"), services.kb_embedder, None, 0.7)
+
+
+def test_the_samples_not_covered_labels_end_when_a_sample_article_changes(services, tmp_path):
+    import hashlib
+
+    from retrieval.memory import SAMPLE_KB, load_memory
+
+    memory = load_memory("sample", services.kb_embedder, tmp_path, 0.7)
+    as_shipped = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in SAMPLE_KB.iterdir()}
+    asked = "do u guys do a student discount?"
+    assert memory.current(as_shipped) and memory.recall(asked, as_shipped).source is None
+    for changed in ({**as_shipped, "returns-policy.md": "an edited version"},
+                    {**as_shipped, "student-discounts.md": "a new document"}, None):
+        assert not memory.current(changed)
+        recalled = memory.recall(asked, changed)
+        assert recalled is None or recalled.source is not None
 
 
 def test_a_follow_up_finds_the_article_of_the_first_turn(services):
