@@ -206,7 +206,8 @@ class Services:
     @cached_property
     def question_memory(self) -> QuestionMemory | None:
         r = self.settings.retrieval
-        return load_memory(r.question_memory, self.kb_embedder, self.settings.classifier_dir, r.memory_similarity)
+        return load_memory(r.question_memory, self.kb_embedder, self.settings.classifier_dir, r.memory_similarity,
+                           self.feedback.approved_questions if r.memory_from_votes else None)
 
     @cached_property
     def redactor(self) -> Redactor:

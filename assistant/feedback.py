@@ -8,6 +8,7 @@ of what was said stays readable while counts use the current feedback only.
 """
 from __future__ import annotations
 
+import json
 import uuid
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
@@ -19,6 +20,7 @@ from assistant.actor import Actor
 from assistant.store import Store
 from core.db import Migration
 from core.errors import BadInput, NotFound
+from retrieval.memory import Label
 
 RATINGS = ("up", "down")
 REASONS = ("wrong", "incomplete", "not_grounded", "unsafe", "tone", "other")
@@ -80,6 +82,32 @@ class FeedbackService:
                     "claim_expires_at = NULL, updated_at = :at WHERE exchange_id = :e AND status = 'done'"
                 ), {"at": at, "e": exchange_id})
         return feedback
+
+    def approved_questions(self) -> tuple[object, list[Label]]:
+        """What agents' votes teach the question memory (`retrieval.memory`): the first question of
+        each conversation whose answer someone rates up and nobody down, labelled with the article
+        the answer came from, or as one the articles do not cover where it said "I don't know";
+        with a version that changes whenever the votes (or the erased rows) do."""
+        with self.engine.connect() as conn:
+            version = tuple(conn.execute(text(
+                "SELECT COUNT(*), MAX(created_at), MAX(superseded_at) FROM feedback")).one())
+            rows = conn.execute(text(
+                "SELECT e.redacted_input, e.sources, e.answer_mode, e.reasons, e.created_at FROM exchanges e "
+                "WHERE e.action IN ('allow', 'flag') "
+                "AND EXISTS (SELECT 1 FROM feedback f WHERE f.exchange_id = e.id AND f.rating = 'up' "
+                "AND f.superseded_at IS NULL) "
+                "AND NOT EXISTS (SELECT 1 FROM feedback d WHERE d.exchange_id = e.id AND d.rating = 'down' "
+                "AND d.superseded_at IS NULL) "
+                "AND NOT EXISTS (SELECT 1 FROM exchanges p WHERE p.session_id = e.session_id "
+                "AND p.created_at < e.created_at) ORDER BY e.created_at")).all()
+        labels: dict[str, Label] = {}
+        for question, sources, answer_mode, reasons, at in rows:
+            sources, reasons = json.loads(sources or "[]"), json.loads(reasons or "[]")
+            if answer_mode is not None and sources:
+                labels[question] = Label(question, sources[0]["source"], at)
+            elif {"no_answer_in_context", "no_context"} & set(reasons):
+                labels[question] = Label(question, None, at)
+        return version, list(labels.values())
 
     def exchange_ids(self) -> set[str]:
         """Exchanges with current feedback."""

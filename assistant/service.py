@@ -156,7 +156,7 @@ class Assistant:
         nothing (None; follow-ups, and a question close to none)."""
         if self.memory is None or history or not hits:
             return hits, None
-        recalled = self.memory.recall(question, self.retriever.documents())
+        recalled = self.memory.recall(question, self.retriever.documents(), self.retriever.last_ingest())
         if recalled is None:
             return hits, None
         if recalled.source is None:

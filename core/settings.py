@@ -115,6 +115,9 @@ class RetrievalSettings(_Strict):
         "sample", description="Labelled questions that say which article answers a question like them, or that "
         "none does (`retrieval.memory`): sample (the ones shipped about the sample knowledge base), paths to "
         "JSONL files in the evaluation's question format (comma-separated), or none.")
+    memory_from_votes: bool = Field(
+        True, description="Agents' up-votes label questions too: a conversation's first question, with the "
+        "article its answer came from, or as not covered where the answer was \"I don't know\".")
     memory_similarity: float = Field(
         0.7, ge=0.0, le=1.0, description="Cosine at or above which a first question is taken as the labelled "
         "one closest to it.")

@@ -17,6 +17,13 @@ Which documents those are is read from the file itself: the sources its
 answerable questions name; for the sample's labels, also the sample files'
 hashes, so an edited sample article that is ingested again ends them too.
 
+Agents' up-votes teach it too (`learned`): the first question of a
+conversation whose answer an agent rated up, and nobody down, is labelled with
+the article the answer came from, or, where the answer was "I don't know", as
+one the articles do not cover; that label counts only while no document was
+ingested after it. They are read from the exchange log, so an erased
+conversation takes its label with it.
+
 The file is JSONL, in the evaluation's question format (`{"question", "source"}`,
 or `"source": null` with `"answerable": false`); the sample knowledge base
 ships with the labelled questions its sentence ranker was trained on. Vectors
@@ -27,7 +34,9 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import threading
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
@@ -55,6 +64,11 @@ class Recalled:
 class Label:
     question: str
     source: str | None
+    at: str | None = None  # when it was learned (ISO time); None: from a file
+
+
+# What agents' votes taught: a version that changes whenever they change, and the labels.
+Learned = Callable[[], tuple[object, list[Label]]]
 
 
 def read_labels(paths: Sequence[Path]) -> list[Label]:
@@ -68,15 +82,40 @@ def read_labels(paths: Sequence[Path]) -> list[Label]:
 
 class QuestionMemory:
     def __init__(self, labels: Sequence[Label], vectors: np.ndarray, embed: Callable[[list[str]], list],
-                 min_similarity: float = 0.7, versions: Mapping[str, str] | None = None) -> None:
+                 min_similarity: float = 0.7, versions: Mapping[str, str] | None = None,
+                 learned: Learned | None = None) -> None:
         """`versions`: the file hashes of the documents the labels were written against, where known."""
-        self.labels = list(labels)
-        self.vectors = np.asarray(vectors, dtype=np.float32)
+        self.filed = list(labels)
+        self.filed_vectors = np.asarray(vectors, dtype=np.float32)
+        self.labels, self.vectors = self.filed, self.filed_vectors
         self.embed = embed
         self.min_similarity = min_similarity
         # The documents its "not covered" labels were written against.
-        self.documents = frozenset(label.source for label in self.labels if label.source)
+        self.documents = frozenset(label.source for label in self.filed if label.source)
         self.versions = dict(versions or {})
+        self.learned = learned
+        self._learned_version: object = None
+        self._vector_of: dict[str, np.ndarray] = {}  # learned questions' vectors, in memory only
+        self._lock = threading.Lock()
+
+    def _refresh(self) -> None:
+        """Add what agents' votes taught, re-read whenever they changed."""
+        if self.learned is None:
+            return
+        with self._lock:
+            version, learned = self.learned()
+            if version == self._learned_version:
+                return
+            new = sorted({x.question for x in learned} - set(self._vector_of))
+            if new:
+                for question, vector in zip(new, np.asarray(self.embed(new), dtype=np.float32)):
+                    self._vector_of[question] = vector
+            self._vector_of = {x.question: self._vector_of[x.question] for x in learned}  # erased ones go
+            vectors = [self._vector_of[x.question] for x in learned]
+            self.labels = self.filed + list(learned)
+            self.vectors = (np.vstack([*([self.filed_vectors] if self.filed else []), *vectors]) if vectors
+                            else self.filed_vectors)
+            self._learned_version = version
 
     def current(self, documents: Mapping[str, str] | None) -> bool:
         """Whether the knowledge base (source -> file hash; None: unknown) holds only documents the
@@ -84,32 +123,46 @@ class QuestionMemory:
         return documents is not None and all(
             name in self.documents and self.versions.get(name, digest) == digest for name, digest in documents.items())
 
-    def recall(self, question: str, documents: Mapping[str, str] | None) -> Recalled | None:
-        """The closest labelled question, if close enough; a "not covered" one only while the
-        knowledge base (`documents`) is `current`."""
-        if not self.labels:
+    def recall(self, question: str, documents: Mapping[str, str] | None,
+               updated_at: str | None = None) -> Recalled | None:
+        """The closest labelled question, if close enough. A "not covered" label from a file counts
+        only while the knowledge base (`documents`) is `current`; a learned one only while no
+        document was ingested after it (`updated_at`: the latest ingest)."""
+        self._refresh()
+        labels, vectors = self.labels, self.vectors
+        if not labels:
             return None
         vector = np.asarray(self.embed([question])[0], dtype=np.float32)
-        sims = self.vectors @ vector
+        sims = vectors @ vector
         stale = not self.current(documents)
         for i in np.argsort(-sims):
             if sims[i] < self.min_similarity:
                 return None
-            label = self.labels[int(i)]
-            if label.source is None and stale:
+            label = labels[int(i)]
+            if label.source is None and (stale if label.at is None else _ingested_since(updated_at, label.at)):
                 continue  # a later document may answer it: the next closest label decides
             return Recalled(label.question, label.source, round(float(sims[i]), 4))
         return None
 
 
-def load_memory(setting: str, embedder, cache_dir: Path | None, min_similarity: float) -> QuestionMemory | None:
+def _ingested_since(updated_at: str | None, at: str) -> bool:
+    """Whether the latest ingest (kept to the second) may have come after `at`; unknown: yes."""
+    if updated_at is None:
+        return True
+    return datetime.fromisoformat(updated_at) >= datetime.fromisoformat(at).replace(microsecond=0)
+
+
+def load_memory(setting: str, embedder, cache_dir: Path | None, min_similarity: float,
+                learned: Learned | None = None) -> QuestionMemory | None:
     """`retrieval.question_memory`: "sample" (the shipped labels about the sample knowledge base),
-    paths to JSONL files (comma-separated), or "none". A file that is missing or malformed stops
-    start-up rather than serving without the memory that was asked for."""
-    if setting.strip().lower() == "none":
+    paths to JSONL files (comma-separated), or "none"; `learned`: what agents' votes taught, if
+    anything. A file that is missing or malformed stops start-up rather than serving without the
+    memory that was asked for."""
+    none = setting.strip().lower() == "none"
+    if none and learned is None:
         return None
     sample = setting.strip().lower() == "sample"
-    paths = SAMPLE if sample else tuple(Path(p.strip()) for p in setting.split(","))
+    paths = () if none else SAMPLE if sample else tuple(Path(p.strip()) for p in setting.split(","))
     try:
         labels = read_labels(paths)
     except (OSError, ValueError, BadInput) as exc:
@@ -117,7 +170,9 @@ def load_memory(setting: str, embedder, cache_dir: Path | None, min_similarity: 
     key = hashlib.sha256(json.dumps([[x.question, x.source] for x in labels]).encode()).hexdigest()[:16]
     precision = getattr(embedder, "precision", "fp32")
     cache = cache_dir / f"question-memory-{key}-{precision}.npy" if cache_dir else None
-    if cache is not None and cache.exists():
+    if not labels:
+        vectors = np.zeros((0, 0), dtype=np.float32)
+    elif cache is not None and cache.exists():
         vectors = np.load(cache)
     else:
         log.info("embedding %d labelled questions for the question memory", len(labels))
@@ -128,4 +183,4 @@ def load_memory(setting: str, embedder, cache_dir: Path | None, min_similarity: 
             np.save(tmp, vectors)
             tmp.replace(cache)
     versions = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in SAMPLE_KB.iterdir()} if sample else None
-    return QuestionMemory(labels, vectors, embedder.embed, min_similarity, versions)
+    return QuestionMemory(labels, vectors, embedder.embed, min_similarity, versions, learned)

@@ -219,6 +219,11 @@ class Retriever:
         """The knowledge base's documents and their file hashes (None without a catalog to list them)."""
         return {d["source"]: d["file_hash"] for d in self.catalog.documents()} if self.catalog is not None else None
 
+    def last_ingest(self) -> str | None:
+        """When a document was last ingested (ISO time; None without a catalog or a document)."""
+        times = [d["ingested_at"] for d in self.catalog.documents()] if self.catalog is not None else []
+        return max(times, default=None)
+
     def unknown_words(self, words: Sequence[str]) -> list[str]:
         """The words that no chunk of the knowledge base holds."""
         return self._bm25.unknown(self.store, words)

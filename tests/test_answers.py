@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import replace
 
 import pytest
 
@@ -140,6 +141,43 @@ def test_labelled_questions_say_which_article_answers_a_question_like_them_or_th
     assert "recalled:not_covered" not in assistant.respond(None, "do you guys offer a student discount?").reasons
     with pytest.raises(ConfigError, match="question_memory"):
         load_memory(str(tmp_path / "missing.jsonl"), services.kb_embedder, None, 0.7)
+
+
+def test_agents_up_votes_label_questions_until_a_down_vote_or_an_erasure_takes_them_back(services, tmp_path):
+    from assistant.actor import cli_actor
+    from retrieval.memory import load_memory
+
+    memory = load_memory("none", services.kb_embedder, tmp_path, 0.7, services.feedback.approved_questions)
+    assistant = _assistant(services, "extractive")
+    assistant.memory = memory
+    asked = "my husband is going to collect my order, what does he need"
+    assert assistant.respond(None, asked).answer == NO_CONTEXT_ANSWER, "the test needs a question under the bar"
+    answered = assistant.respond(None, "what does the person collecting my order need to bring")
+    unknown = assistant.respond(None, "do the showrooms run cooking classes on weekends?")
+    assert answered.answer_mode == "extractive" and unknown.answer == NO_CONTEXT_ANSWER
+    agent, reviewer = cli_actor(), replace(cli_actor(), id="another-agent")
+    try:
+        services.feedback.give(agent, answered.exchange_id, "up")
+        services.feedback.give(agent, unknown.exchange_id, "up")
+        learned = assistant.respond(None, asked)
+        assert learned.answer_mode == "extractive" and "recalled:covered" in learned.reasons
+        assert learned.sources[0].source == answered.sources[0].source
+        declined = assistant.respond(None, "are there cooking classes at your showrooms?")
+        assert declined.answer == NO_CONTEXT_ANSWER and "recalled:not_covered" in declined.reasons
+        # An "I don't know" counts only until a document is ingested after it.
+        later = "2999-01-01T00:00:00+00:00"
+        recalled = memory.recall("are there cooking classes at your showrooms?", services.retriever.documents(), later)
+        assert recalled is None or recalled.source is not None
+        # Someone's down-vote takes the label back.
+        services.feedback.give(reviewer, answered.exchange_id, "down", "wrong")
+        assert "recalled:covered" not in assistant.respond(None, asked).reasons
+    finally:
+        for turn in (answered, unknown):
+            services.erasure.erase_session(agent, turn.session_id)
+    # Erased conversations take their labels with them.
+    assert not any(x.question.startswith("do the showrooms run cooking")
+                   for x in services.feedback.approved_questions()[1])
+    assert "recalled:not_covered" not in assistant.respond(None, "are there cooking classes at your showrooms?").reasons
 
 
 def test_the_samples_not_covered_labels_end_when_a_sample_article_changes(services, tmp_path):
