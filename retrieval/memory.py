@@ -35,6 +35,7 @@ import hashlib
 import json
 import logging
 import threading
+import time
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -83,8 +84,9 @@ def read_labels(paths: Sequence[Path]) -> list[Label]:
 class QuestionMemory:
     def __init__(self, labels: Sequence[Label], vectors: np.ndarray, embed: Callable[[list[str]], list],
                  min_similarity: float = 0.7, versions: Mapping[str, str] | None = None,
-                 learned: Learned | None = None) -> None:
-        """`versions`: the file hashes of the documents the labels were written against, where known."""
+                 learned: Learned | None = None, refresh_s: float = 5.0) -> None:
+        """`versions`: the file hashes of the documents the labels were written against, where known.
+        `refresh_s`: how often to ask whether the votes changed (each asking reads the feedback table)."""
         self.filed = list(labels)
         self.filed_vectors = np.asarray(vectors, dtype=np.float32)
         self.labels, self.vectors = self.filed, self.filed_vectors
@@ -95,14 +97,17 @@ class QuestionMemory:
         self.versions = dict(versions or {})
         self.learned = learned
         self._learned_version: object = None
+        self.refresh_s = refresh_s
+        self._asked_at = float("-inf")
         self._vector_of: dict[str, np.ndarray] = {}  # learned questions' vectors, in memory only
         self._lock = threading.Lock()
 
     def _refresh(self) -> None:
         """Add what agents' votes taught, re-read whenever they changed."""
-        if self.learned is None:
+        if self.learned is None or time.monotonic() - self._asked_at < self.refresh_s:
             return
         with self._lock:
+            self._asked_at = time.monotonic()
             version, learned = self.learned()
             if version == self._learned_version:
                 return
@@ -153,7 +158,7 @@ def _ingested_since(updated_at: str | None, at: str) -> bool:
 
 
 def load_memory(setting: str, embedder, cache_dir: Path | None, min_similarity: float,
-                learned: Learned | None = None) -> QuestionMemory | None:
+                learned: Learned | None = None, refresh_s: float = 5.0) -> QuestionMemory | None:
     """`retrieval.question_memory`: "sample" (the shipped labels about the sample knowledge base),
     paths to JSONL files (comma-separated), or "none"; `learned`: what agents' votes taught, if
     anything. A file that is missing or malformed stops start-up rather than serving without the
@@ -183,4 +188,4 @@ def load_memory(setting: str, embedder, cache_dir: Path | None, min_similarity: 
             np.save(tmp, vectors)
             tmp.replace(cache)
     versions = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in SAMPLE_KB.iterdir()} if sample else None
-    return QuestionMemory(labels, vectors, embedder.embed, min_similarity, versions, learned)
+    return QuestionMemory(labels, vectors, embedder.embed, min_similarity, versions, learned, refresh_s)

@@ -147,7 +147,8 @@ def test_agents_up_votes_label_questions_until_a_down_vote_or_an_erasure_takes_t
     from assistant.actor import cli_actor
     from retrieval.memory import load_memory
 
-    memory = load_memory("none", services.kb_embedder, tmp_path, 0.7, services.feedback.approved_questions)
+    memory = load_memory("none", services.kb_embedder, tmp_path, 0.7, services.feedback.approved_questions,
+                         refresh_s=0)
     assistant = _assistant(services, "extractive")
     assistant.memory = memory
     asked = "my husband is going to collect my order, what does he need"
