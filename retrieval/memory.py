@@ -89,7 +89,8 @@ class QuestionMemory:
         `refresh_s`: how often to ask whether the votes changed (each asking reads the feedback table)."""
         self.filed = list(labels)
         self.filed_vectors = np.asarray(vectors, dtype=np.float32)
-        self.labels, self.vectors = self.filed, self.filed_vectors
+        # The labels and their vectors, swapped whole: a turn reading them meanwhile sees one or the other.
+        self._index: tuple[list[Label], np.ndarray] = (self.filed, self.filed_vectors)
         self.embed = embed
         self.min_similarity = min_similarity
         # The documents its "not covered" labels were written against.
@@ -117,9 +118,9 @@ class QuestionMemory:
                     self._vector_of[question] = vector
             self._vector_of = {x.question: self._vector_of[x.question] for x in learned}  # erased ones go
             vectors = [self._vector_of[x.question] for x in learned]
-            self.labels = self.filed + list(learned)
-            self.vectors = (np.vstack([*([self.filed_vectors] if self.filed else []), *vectors]) if vectors
-                            else self.filed_vectors)
+            self._index = (self.filed + list(learned),
+                           np.vstack([*([self.filed_vectors] if self.filed else []), *vectors]) if vectors
+                           else self.filed_vectors)
             self._learned_version = version
 
     def current(self, documents: Mapping[str, str] | None) -> bool:
@@ -134,7 +135,7 @@ class QuestionMemory:
         only while the knowledge base (`documents`) is `current`; a learned one only while no
         document was ingested after it (`updated_at`: the latest ingest)."""
         self._refresh()
-        labels, vectors = self.labels, self.vectors
+        labels, vectors = self._index
         if not labels:
             return None
         vector = np.asarray(self.embed([question])[0], dtype=np.float32)
