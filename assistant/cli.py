@@ -529,7 +529,7 @@ def cmd_train_sentiment(args) -> int:
     """Retrain the sentiment head, with reviewers' labels when asked; start-up serves it as long
     as the shipped data it rests on is unchanged."""
     from assistant.labels import read_labels
-    from guardrails.checks.sentiment import LABELS, SHIPPED, shipped_rows, wording_cache
+    from guardrails.checks.sentiment import FLAGGED, LABELS, SHIPPED, shipped_rows, wording_cache
     from guardrails.heads import retrain_head
     from guardrails.text_classifier import retrain
 
@@ -539,8 +539,9 @@ def cmd_train_sentiment(args) -> int:
     cache = folder / "sentiment-head.json"
     head = retrain_head(services.embedder, SHIPPED, LABELS, cache, extra)
     # The wording models that confirm the head's flags learn from the same labels.
-    for label in ("angry", "distressed"):
-        retrain(services.embedder, shipped_rows(), extra, label, wording_cache(folder, label))
+    rows = shipped_rows()
+    for label in FLAGGED:
+        retrain(services.embedder, rows, extra, label, wording_cache(folder, label))
     summary = {"check": "sentiment", "label_rows": len(extra), "trained_on": head.trained_on, "path": str(cache)}
     if args.json:
         _emit(summary)

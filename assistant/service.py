@@ -156,7 +156,7 @@ class Assistant:
         nothing (None; follow-ups, and a question close to none)."""
         if self.memory is None or history or not hits:
             return hits, None
-        recalled = self.memory.recall(question, self.retriever.documents(), self.retriever.last_ingest())
+        recalled = self.memory.recall(question, *self.retriever.catalog_state())
         if recalled is None:
             return hits, None
         if recalled.source is None:

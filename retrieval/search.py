@@ -215,14 +215,17 @@ class Retriever:
         most chunks and says little; "braille" is in one."""
         return self._bm25.idf(self.store, words)
 
+    def catalog_state(self) -> tuple[dict[str, str] | None, str | None]:
+        """The knowledge base's documents with their file hashes, and when one was last ingested
+        (ISO time), from one read of the catalog; (None, None) without a catalog."""
+        if self.catalog is None:
+            return None, None
+        rows = self.catalog.documents()
+        return {d["source"]: d["file_hash"] for d in rows}, max((d["ingested_at"] for d in rows), default=None)
+
     def documents(self) -> dict[str, str] | None:
         """The knowledge base's documents and their file hashes (None without a catalog to list them)."""
-        return {d["source"]: d["file_hash"] for d in self.catalog.documents()} if self.catalog is not None else None
-
-    def last_ingest(self) -> str | None:
-        """When a document was last ingested (ISO time; None without a catalog or a document)."""
-        times = [d["ingested_at"] for d in self.catalog.documents()] if self.catalog is not None else []
-        return max(times, default=None)
+        return self.catalog_state()[0]
 
     def unknown_words(self, words: Sequence[str]) -> list[str]:
         """The words that no chunk of the knowledge base holds."""

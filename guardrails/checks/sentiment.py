@@ -42,6 +42,7 @@ MORE = DATA / "sentiment_more.jsonl"
 # angry, distressed and request messages in new registers.
 MORE_B = DATA / "sentiment_more_b.jsonl"
 SHIPPED = (LABELLED, CALM, MORE, MORE_B)  # what the shipped head (and the wording models) train on
+FLAGGED = ("angry", "distressed")  # the labels that flag a turn, and that a wording model can confirm
 
 
 def shipped_rows() -> list[dict]:
@@ -52,9 +53,9 @@ def wording_cache(cache_dir: Path, label: str) -> Path:
     return cache_dir / f"sentiment-wording-{label}.json"
 
 
-def wording_model(embedder, label: str, cache_dir: Path | None) -> TextClassifier:
-    """The n-gram model for one label (that label against the rest), trained on the shipped rows."""
-    return classifier_for(embedder, shipped_rows(), label, wording_cache(cache_dir, label) if cache_dir else None)
+def wording_model(embedder, rows: list[dict], label: str, cache_dir: Path | None) -> TextClassifier:
+    """The n-gram model for one label (that label against the rest), trained on the shipped `rows`."""
+    return classifier_for(embedder, rows, label, wording_cache(cache_dir, label) if cache_dir else None)
 
 
 _PERSON = (r"(humans?|person|people|agents?|representatives?|reps?|operators?|officers?|someone|somebody|anyone|"
@@ -88,7 +89,7 @@ def asks_for_person(text: str) -> bool:
 
 
 class SentimentParams(Params):
-    flag_labels: list[str] = Field(["angry", "distressed"], description="Labels that queue the turn for review.")
+    flag_labels: list[str] = Field(list(FLAGGED), description="Labels that queue the turn for review.")
     handoff_labels: list[str] = Field(["human_request"], description="Labels that hand the chat to a human.")
     min_confidence: float = Field(0.5, ge=0.0, le=1.0)
     label_confidence: dict[str, float] = Field({}, description="Per label, a bar other than min_confidence.")
@@ -119,7 +120,8 @@ class SentimentCheck:
         self.params = params
         self.embedder = embedder
         self.head = head_for(embedder, SHIPPED, LABELS, cache_dir / "sentiment-head.json" if cache_dir else None)
-        self.wording = {label: wording_model(embedder, label, cache_dir) for label in params.confirm}
+        rows = shipped_rows() if params.confirm else []
+        self.wording = {label: wording_model(embedder, rows, label, cache_dir) for label in params.confirm}
 
     def check(self, text: str, ctx: CheckContext) -> CheckResult:
         # The message as typed, like the labelled examples; and one embedding per turn is shared
