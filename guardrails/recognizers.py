@@ -38,6 +38,10 @@ def phone_recognizer() -> PatternRecognizer:
         Pattern("national", r"(?<![\w+])(?:\(0\d{1,4}\)|0\d{1,4})(?:[\s.\-]\d{2,4}){2,4}(?!\d)" + _EXT, 0.5),
         # Ten bare digits are a phone number only beside a word like "call" or "tel".
         Pattern("bare", r"(?<![\w+#-])\d{10}(?![\w-])", 0.3),
+        # A local number without its area code ("cb 555-0138", "ring 584 2584"), and a Spanish mobile
+        # ("639 21 09 41"): also only beside such a word.
+        Pattern("local", r"(?<![\w+#./-])\d{3}[\s.\-]\d{4}(?![\w./-])" + _EXT, 0.3),
+        Pattern("spanish_mobile", r"(?<![\w+#./-])[6-9]\d{2}(?:[ .]\d{2}){3}(?![\w./-])", 0.3),
     ]
     return _DigitCountRecognizer(supported_entity="PHONE_NUMBER", name="phone_shapes", patterns=patterns,
                                  context=PHONE_CONTEXT)
@@ -46,7 +50,10 @@ def phone_recognizer() -> PatternRecognizer:
 _DATE_LIKE = re.compile(r"^\d{1,4}[.\-]\d{1,2}[.\-]\d{1,4}$")
 # A bare run of digits right after the name of an identifier is that identifier, not a phone number.
 _ID_BEFORE = re.compile(r"(?i)\b(?:tracking|order|ref|reference|invoice|batch|serial|sku|item|model|ticket|case|"
-                        r"parcel|consignment)[\s.#:]*(?:no\.?|number|num|#|id)?[\s.#:]*$")
+                        r"parcel|consignment|part|sn|s/n|p/n|pn)[\s.#:]*(?:no\.?|number|num|#|id)?[\s.#:]*$")
+
+
+_VERSION_BEFORE = re.compile(r"(?i)\b(?:version|ver\.?|build|firmware|release|app|v)[\s.:#]*$")
 
 
 class _DigitCountRecognizer(PatternRecognizer):
@@ -55,6 +62,41 @@ class _DigitCountRecognizer(PatternRecognizer):
     def validate_result(self, pattern_text: str) -> bool | None:
         number = re.split(r"(?i)\s*,?\s*(?:ext\.?|extension|x)\s*\d", pattern_text)[0]
         return 7 <= sum(ch.isdigit() for ch in number) <= 15 and not _DATE_LIKE.match(number.strip())
+
+
+# --- IBANs ---------------------------------------------------------------------------------------
+_IBAN_CANDIDATE = re.compile(r"(?i)\b[A-Z]{2}\d{2}(?:[ ]?[A-Z0-9]{1,4}){2,8}\b")
+_IBAN_GROUP = re.compile(r"[A-Za-z0-9]+")
+
+
+def iban_valid(value: str) -> bool:
+    """The IBAN checksum (ISO 13616: mod 97 of the rearranged digits is 1)."""
+    compact = re.sub(r"\s", "", value).upper()
+    if not 15 <= len(compact) <= 34 or not compact.isalnum():
+        return False
+    digits = "".join(str(int(ch, 36)) for ch in compact[4:] + compact[:4])
+    return int(digits) % 97 == 1
+
+
+class TrimmedIbanRecognizer(EntityRecognizer):
+    """An IBAN with a word right after it ("TO IBAN ES57 8579 ... 0657 PLEASE"): Presidio's own
+    recognizer reads the word's first letters as one more group, and then the checksum fails.
+    Here the groups at the end are dropped, one at a time, until the checksum holds."""
+
+    def __init__(self) -> None:
+        super().__init__(supported_entities=["IBAN_CODE"], name="trimmed_iban", supported_language="en")
+
+    def load(self) -> None:
+        pass
+
+    def analyze(self, text: str, entities, nlp_artifacts=None) -> list[RecognizerResult]:
+        out = []
+        for m in _IBAN_CANDIDATE.finditer(text):
+            ends = [g.end() for g in _IBAN_GROUP.finditer(text, m.start(), m.end())]
+            end = next((e for e in reversed(ends) if iban_valid(text[m.start():e])), None)
+            if end is not None:
+                out.append(RecognizerResult("IBAN_CODE", m.start(), end, 0.9))
+        return out
 
 
 # --- names ---------------------------------------------------------------------------------------
@@ -66,12 +108,15 @@ RELATIONS = (r"husband|wife|mother|mum|mom|father|dad|son|daughter|partner|colle
              r"neighbor|flatmate|roommate|assistant|tenant|landlord|carer|fiancé|fiancée|fiance|fiancee")
 CUES = [
     r"\b(?:full\s+|customer\s+|account\s+|contact\s+|first\s+|last\s+|sur|fore|card\s?holder\s+|recipient\s+)?"
-    r"name(?:\(s\))?(?:\s+on\s+(?:the\s+)?card)?\s*[:=\-–—]\s*",
-    r"\"(?:name|full_name|fullname|customer|recipient|customer_name)\"\s*:\s*\"",
+    r"name(?:\(s\))?(?:\s+on\s+(?:the\s+)?(?:card|account|order|booking|parcel))?\s*[:=\-–—]\s*",
+    r"\b[a-z]+_name\s*=\s*\"?",  # key=value logs: customer_name="Luca Choi"
+    r"\"(?:name|full_name|fullname|customer|recipient|customer_name|first|last|first_name|last_name|firstname|"
+    r"lastname|given_name|family_name|surname|forename)\"\s*:\s*\"",
     r"\b(?:customer|recipient|attn|attention|contact|caller|from|to|cc|applicant|holder|payee|beneficiary|"
-    r"signed|agent)\s*[:=]\s*\"?",
+    r"signed|agent|claimant|purchaser|buyer|requester|requestor)\s*[:=]\s*\"?",
+    r"\b(?:love|lots\s+of\s+love|much\s+love|all\s+my\s+love|xoxo|hugs)\s*,\s*",
     r"\b(?:this\s+is|it's|it\s+is|its|my\s+name\s+is|my\s+name's|name's|i\s+am|i'm|im|i’m|it’s)\s*,?\s+",
-    r"\b(?:in|under)\s+(?:my\s+\w+'s\s+|the\s+)?name(?:\s+of)?,?\s+",
+    r"\b(?:in|under)\s+(?:my\s+\w+'s\s+|the\s+)?(?:last\s+|first\s+|full\s+|sur)?name(?:\s+of)?,?\s+",
     r"\bon\s+behalf\s+of\s+",
     rf"\b(?:my|our|your)\s+(?:\w+\s+)?(?:{RELATIONS})\s*,?\s+",
     r"\b(?:ship|send|deliver|post|mail|address|forward|dispatch|refund|pay|made\s+out)(?:\s+[\w']+){0,3}?\s+to:?\s+",
@@ -107,6 +152,12 @@ _HERE = re.compile(r"(?:^|[.!?\n]\s*|\b(?:hey|hi|hello|yo|ok|okay|sup|hiya|heya)
 _INTRODUCED = re.compile(r"[ \t]+(?:here|again)\b", re.IGNORECASE)
 _SURNAME_FIRST = re.compile(r"(?:^|\n)[ \t]*(?P<last>[A-ZÀ-Þ][A-ZÀ-Þ'’\-]+(?:[ \t][A-ZÀ-Þ][A-ZÀ-Þ'’\-]+)?)"
                             r",[ \t]*(?P<first>[A-ZÀ-Þ][a-zà-ÿ]+(?:-[A-Za-zà-ÿ]+)?)\b")
+# A name alone on the line(s) before a phone's sign-off: "Nour\n\nSent from my iPhone".
+_SENT_FROM = re.compile(r"(?:^|\n)[ \t]*(?P<at>)(?=[^\W\d_][^\n]{0,40}\n\s*Sent from my\b)")
+# The fields of a CSV, TSV or pipe row before its e-mail field: "LG-44208569,Yu-na Choi,choiy@...",
+# "Ochoa\tYesenia\tyesenia.o@...", "\"Hollister, Rusty\",rhollister@...".
+_ROW_WITH_EMAIL = re.compile(r"(?m)^(?P<fields>[^\n@]{2,120}?)[,;\t|][ \t]*\"?[^\s,;\t|\"@]+@[^\s,;\t|\"]+\"?[ \t]*(?:[,;\t|]|$)")
+_FIELD = re.compile(r"\"[^\"\n]*\"|[^,;\t|]+")
 _LINE_HEAD = re.compile(r"(?:^|\n)(?:[A-Z]+[-\d]+[,;\t]\s*)?(?P<at>)(?=[^\n,;\t]+[,;\t]\s*\S*[@+\d])")
 
 # Capitalised words that start a sentence or a label, never a name.
@@ -126,6 +177,8 @@ on in at by of for with about as up down out off over under after before until t
 package box return refund exchange warranty claim issue problem question query request complaint yo lol
 original message wrote forwarded subject attached attachment kind many senior head customer-service
 sir madam queen
+gift gifts wrap wrapping label labels status shipped processing received delivered dispatched supervisor
+showroom showrooms discount standard code codes
 """.split())
 _STOP_AFTER = frozenset("""and from at here again calling writing with who about re regarding i my is was
 called wants need needs ordered bought live lives living in on of to for via lol please thanks the a an
@@ -189,7 +242,8 @@ def places() -> frozenset[str]:
 
 
 _STRONG = re.compile(r"(?i)name|this\s+is|it'?s|it’s|i\s+am|i'?m|i’m|signed|behalf|holder|attn|recipient|"
-                     r"applicant|payee|beneficiary|regards|thanks|thank|cheers|sincerely|dear|"
+                     r"applicant|payee|beneficiary|regards|thanks|thank|cheers|sincerely|dear|claimant|purchaser|"
+                     r"buyer|love|xoxo|hugs|spoke|\"(?:first|last|surname|forename|given_name|family_name)\"|"
                      r"husband|wife|mother|mum|mom|father|dad|son|daughter|partner|neighbou?r")
 
 
@@ -201,11 +255,20 @@ def _known_first(name: str) -> bool:
 @lru_cache(maxsize=1)
 def last_names() -> frozenset[str]:
     """Surnames, lower-cased (a bracketed "(Zoe Villanueva)" is a name, "(Pearl District)" is not)."""
-    return frozenset(_faker_names(("last_names",)))
+    return frozenset(_faker_names(("last_names", "last_romanized_names")))
 
 
 def _initial(token: str) -> bool:
     return token.endswith(".") or (len(token) == 1 and token.isalpha())
+
+
+def _surname_follows(text: str, end: int, word: str) -> bool:
+    """"spoke w/ lovely bautista": a word we don't know as a first name, then a surname we know."""
+    if word in NOT_NAMES or word in STOP_WORDS or word in _STOP_AFTER:
+        return False
+    m = _ANY_WORD.match(text, end)
+    following = m.group(1) if m and m.group(1).islower() else ""
+    return following in last_names() and following not in NOT_NAMES and following not in STOP_WORDS
 
 
 def name_at(text: str, at: int, lower_ok: bool = True) -> int | None:
@@ -224,7 +287,7 @@ def name_at(text: str, at: int, lower_ok: bool = True) -> int | None:
         if lower is None:
             lower = token[0].islower()
             if lower and not (lower_ok and (word in first_names() or word.split("-")[0] in first_names()
-                                            or _initial(token))):
+                                            or _initial(token) or _surname_follows(text, m.end(), word))):
                 return None
         if not lower:
             if token[0].isupper():
@@ -301,7 +364,8 @@ class CueNameRecognizer(EntityRecognizer):
             at += title.end() if title else 0
             end = name_at(text, at)
             if end and text[at:end].lower() not in places():
-                found.append((at, extend_name(text, end), bool(_STRONG.search(m.group(0)))))
+                strong = bool(_STRONG.search(m.group(0)))
+                found.append((at, extend_name(text, end, surname_first=strong), strong))
         for m in _LOWER_TITLE.finditer(text):
             end = _titled_name_end(text, m.end())
             if end:
@@ -311,6 +375,11 @@ class CueNameRecognizer(EntityRecognizer):
             end = name_at(text, m.end("at"), lower_ok=False)
             if end and _INTRODUCED.match(text, end) and len(text[m.end("at"):end].split()) >= 2:
                 found.append((m.end("at"), end, True))
+        for m in _SENT_FROM.finditer(text):
+            end = name_at(text, m.end("at"), lower_ok=False)
+            if end and not text[end:text.find("\n", end)].strip(" ,."):
+                found.append((m.end("at"), end, True))
+        found += [(a, b, True) for a, b in _row_names(text)]
         for m in _SURNAME_FIRST.finditer(text):
             # "OWEN, Megan / refund pending": a surname in capitals, then a first name we know.
             last, first = m.group("last").lower(), m.group("first").lower()
@@ -382,13 +451,13 @@ _ADDRESS_CUE = re.compile(
     r"old|current|my|our|the|registered|forwarding)\s+)?(?:address|addr|po\s+box)\b(?:\s+(?:is|was|to|of))?"
     r"\s*(?:[:=\-–]|is|to)?\s*(?:\n\s*)?|\b(?:i|we)\s+(?:now\s+)?(?:live|lived|am|are|moved)\s+(?:at|to)\s+|"
     r"\b(?:deliver(?:ed)?|send|ship|post|mail|forward)\s+(?:it\s+|them\s+|the\s+\w+\s+)?to\s+(?=\d|PO\b|P\.?O\.?\b|"
-    r"(?:Flat|Apt|Unit|House|Plot|Lot|Bât)\b)")
+    r"(?:Flat|Apt|Unit|House|Plot|Lot|Bât|Blk|Block|Bldg|Av\.|Avenida|Calle)(?!\w))")
 _CLAUSE_END = re.compile(r"\n\s*\n|;|\s?\[\d+\]|\s\|\s|\s->|\s-\s(?!\d)|[.!?](?=\s+[A-Za-z]|\s*$)|\s\(|,\s+(?:but|and|not|please|"
                          r"thanks|the house|it's|its|is that)\b|\s+(?:but|not|please|pls|thanks|instead|"
                          r"last|next|since|from now)\b")
 _HOMETOWN = re.compile(r"(?i)\b(?:i\s+live\s+in|i'm\s+(?:based|currently)\s+in|im\s+(?:based\s+)?in|based\s+in|"
                        r"(?:currently|living|staying|located|out|now)\s+in|just\s+outside|near|moved\s+to|"
-                       r"i'm\s+in|i\s+am\s+in|from|resident\s+of|grew\s+up\s+in|home\s+is(?:\s+in)?|relocated\s+to|"
+                       r"i'm\s+in|i\s+am\s+in|from|resident\s+of|moving\s+to|grew\s+up\s+in|home\s+is(?:\s+in)?|relocated\s+to|"
                        r"home\s*town\s*(?:is|[:\-–])|"
                        r"(?:we're|we\s+are)\s+(?:based\s+)?in|family\s+of\s+\w+\s+in)\s+(?=[A-Z])")
 # Where a customer says they live, a town in lower case is still a town ("i live in ashby-de-la-zouch").
@@ -438,15 +507,46 @@ class CuedAddressRecognizer(EntityRecognizer):
             place = _LOWER_PLACE.match(text, m.end())
             if place and place.group(0).split("-")[0] not in _NOT_PLACES:
                 out.append(RecognizerResult("LOCATION", m.end(), place.end(), 0.6))
+        # Above spaCy's 0.85: its own LOCATION there would be dropped as no place of residence.
+        out += [RecognizerResult("LOCATION", a, b, 0.9) for a, b in _row_places(text)]
         return out
+
+
+# A customer record's fields after its e-mail: "Hollister, Rusty",rhollister@...,Lexington.
+_ROW_AFTER_EMAIL = re.compile(r"(?m)[,;\t|][ \t]*\"?[^\s,;\t|\"@]+@[^\s,;\t|\"]+\"?[ \t]*[,;\t|](?P<rest>[^\n@]+)$")
+_TOWN_FIELD = re.compile(r"(?m)[ \t]*(?P<town>[A-ZÀ-Þ][^\W\d_]+(?:['’\-][^\W\d_]+)*(?:[ \t]+[A-ZÀ-Þ][^\W\d_]+){0,2})"
+                         r"[ \t]*(?:[,;\t|]|$)")
+
+
+def _row_places(text: str) -> list[tuple[int, int]]:
+    """The fields after the e-mail of a delimited row that has one, which are one to three
+    capitalised words: the customer's town (and state)."""
+    found = []
+    for row in _ROW_AFTER_EMAIL.finditer(text):
+        pos = row.start("rest")
+        while pos < row.end("rest"):
+            field = _TOWN_FIELD.match(text, pos)
+            if field and not all(w.lower() in _NOT_PLACES for w in field.group("town").split()):
+                found.append((field.start("town"), field.end("town")))
+            nxt = re.compile(r"[,;\t|]").search(text, pos, row.end("rest"))
+            pos = nxt.end() if nxt else row.end("rest")
+    return found
 
 
 _US_STATES = ("al|ak|az|ar|ca|co|ct|de|dc|fl|ga|hi|id|il|in|ia|ks|ky|la|me|md|ma|mi|mn|ms|mo|mt|ne|nv|nh|nj|nm|"
               "ny|nc|nd|oh|ok|or|pa|ri|sc|sd|tn|tx|ut|vt|va|wa|wv|wi|wy")
+_US_STATE_NAMES = ("Alabama|Alaska|Arizona|Arkansas|California|Colorado|Connecticut|Delaware|Florida|Georgia|Hawaii|"
+                   "Idaho|Illinois|Indiana|Iowa|Kansas|Kentucky|Louisiana|Maine|Maryland|Massachusetts|Michigan|"
+                   "Minnesota|Mississippi|Missouri|Montana|Nebraska|Nevada|New Hampshire|New Jersey|New Mexico|"
+                   "New York|North Carolina|North Dakota|Ohio|Oklahoma|Oregon|Pennsylvania|Rhode Island|"
+                   "South Carolina|South Dakota|Tennessee|Texas|Utah|Vermont|Virginia|Washington|West Virginia|"
+                   "Wisconsin|Wyoming|District of Columbia")
 # Postcodes, each in its country's shape, and PO boxes: where an address ends (or is), so the
 # lines before it are the rest of it.
 _POSTCODES = re.compile("|".join([
-    r"\b[A-Z]{2}\s+\d{5}(?:-\d{4})?\b",                          # US: state and ZIP
+    r"\b[A-Z]{2},?\s+\d{5}(?:-\d{4})?\b",                       # US: state and ZIP
+    rf"\b(?:{_US_STATE_NAMES}),?\s+\d{{5}}(?:-\d{{4}})?\b",         # ... the state's name spelled out
+    r"\bCity\s+\d{4}\b",                                           # the Philippines: "Makati City 1239"
     r"(?i:\b[A-Z]\d[A-Z]\s?\d[A-Z]\d\b)",                         # Canada
     r"(?i:\b[A-Z]{1,2}\d[A-Z\d]?\s+\d[A-Z]{2}\b)",                  # UK
     r"(?i:\b[AC-FHKNPRTV-Y]\d{2}\s?(?=[A-Z\d]{0,3}[A-Z])[A-Z\d]{4}\b)",    # Ireland (Eircode)
@@ -481,7 +581,7 @@ def _address_like(segment: str, lower: bool = False) -> bool:
             w.lower() in _ADDRESS_WORDS or w.strip(".,").lower() not in STOP_WORDS or len(w) == 1 for w in words)
     # A single letter is a house number's ("58 a").
     return all(w[0].isupper() or w[0].isdigit() or w.lower() in _ADDRESS_WORDS or w in "-–/" or
-               (len(w) == 1 and w.isalpha()) for w in words)
+               (len(w) == 1 and w.isalpha()) or re.match(r"#\d", w) for w in words)
 
 
 def _country_after(text: str, end: int) -> int:
@@ -493,6 +593,22 @@ def _country_after(text: str, end: int) -> int:
     for n in range(len(words), 0, -1):  # the longest run of words that names a country
         if " ".join(words[:n]).lower() in countries():
             return end + m.start(1) + len(" ".join(words[:n]))
+    return end
+
+
+_TOWN_GOES_ON = re.compile(r"[ \t]+(?:de|del|de la|do|da|dos)[ \t]+[A-ZÀ-Þ][^\W\d_]+")
+_STATE_AFTER = re.compile(r",[ \t]*([A-ZÀ-Þ][^\W\d_]+(?:[ \t][A-ZÀ-Þ][^\W\d_]+)?)(?=[\s.,;!?]|$)")
+
+
+def _rest_of_town(text: str, end: int) -> int:
+    """Where a town after a postcode ends: its name goes on ("03446 Ciudad [de México]"), and a
+    state or province may follow it ("72622 Puebla[, Puebla]", "[, CDMX]")."""
+    more = _TOWN_GOES_ON.match(text, end)
+    if more:
+        end = more.end()
+    state = _STATE_AFTER.match(text, end)
+    if state and not any(w.lower() in NOT_NAMES or w.lower() in STOP_WORDS for w in state.group(1).split()):
+        end = state.end()
     return end
 
 
@@ -524,7 +640,7 @@ class PostcodeAddressRecognizer(EntityRecognizer):
         for m in _POSTCODES.finditer(text):
             start = m.start() + len(m.group(0)) - len(m.group(0).lstrip(" -–"))
             start = self._back(text, start, lower=not any(ch.isupper() for ch in m.group(0)))
-            out.append(RecognizerResult("LOCATION", start, _country_after(text, m.end()), 0.7))
+            out.append(RecognizerResult("LOCATION", start, _rest_of_town(text, _country_after(text, m.end())), 0.7))
         return out
 
     @staticmethod
@@ -561,7 +677,7 @@ def address_recognizer() -> PatternRecognizer:
 # --- what is not personal data by default ---------------------------------------------------------
 RESIDENCE = re.compile(r"(?i)\bhome\s*town\s*[:\-–]\s*$|"
                        r"\b(?:live|lives|living|reside|resides|moved|moving|relocated|relocating|based|located|"
-                       r"from|i'm in|out in|hometown|home\s+town|im in|address|(?-i:home|house|Home(?=\s+is\b))|flat|apartment|postcode|zip|resident|grew up|"
+                       r"from|i'm in|out in|currently in|staying in|just outside|i am in|we're in|we are in|hometown|home\s+town|im in|address|(?-i:home|house|Home(?=\s+is\b))|flat|apartment|postcode|zip|resident|grew up|"
                        r"family of \w+ in|now in)\b[\w\s,']{0,20}$")
 # ... but not "can I order from Iceland" or "shipping from your warehouse in Lisbon": goods come from there.
 GOODS_FROM = re.compile(r"(?i)\b(?:order|ordered|ordering|ship|ships|shipped|shipping|buy|buying|bought|import|"
@@ -594,7 +710,27 @@ def _ordinary(word: str) -> bool:
     return plain in NOT_NAMES or plain in STOP_WORDS or plain in _LEADING_VERBS
 
 
-def extend_name(text: str, end: int) -> int:
+def _row_names(text: str) -> list[tuple[int, int]]:
+    """In a delimited row with an e-mail field, the fields before it that read as a name: one to
+    four words with letters only, not an ordinary word, a place or a country."""
+    found = []
+    for row in _ROW_WITH_EMAIL.finditer(text):
+        for field in _FIELD.finditer(text, row.start("fields"), row.end("fields")):
+            value = field.group(0).strip().strip('"').strip()
+            if not value:
+                continue
+            words = value.replace(",", " ").split()
+            if len(words) > 4 or any(not re.fullmatch(r"[^\W\d_]+(?:['’.\-][^\W\d_]*)*", w) for w in words):
+                continue
+            if value.lower() in places() or value.lower() in countries() or all(
+                    w.lower() in NOT_NAMES or w.lower() in STOP_WORDS for w in words):
+                continue
+            start = text.index(value, field.start())
+            found.append((start, start + len(value)))
+    return found
+
+
+def extend_name(text: str, end: int, surname_first: bool = False) -> int:
     """Where a name really ends: the NER (or a cue's rule) sometimes stops after the first name
     ("[Jane] Doe wrote"), and a surname we know, capitalised, right after it is part of it; so is
     the rest of a hyphenated surname ("oliveira[-sales]"), the word after a trailing particle
@@ -617,8 +753,13 @@ def extend_name(text: str, end: int) -> int:
             break
         end = m.end()
     first = _FIRST_AFTER_COMMA.match(text, end)
-    if first and first.group(1).lower() in first_names() and last and not last.group(1)[0].islower():
-        end = first.end()
+    if first and last and not last.group(1)[0].islower():
+        given = first.group(1).lower()
+        # A first name we know, or, after a surname we know (or a cue such as "Regards,"), any
+        # capitalised word that is no ordinary word or place: "Mendoza, Rodel", "Obi, Chiamaka".
+        plain = given not in NOT_NAMES and given not in STOP_WORDS and given not in places()
+        if given in first_names() or (plain and (surname_first or last.group(1).lower().strip(",") in last_names())):
+            end = first.end()
     return end
 
 
@@ -661,10 +802,12 @@ def keep_entity(text: str, kind: str, start: int, end: int, recognizer: str,
     if kind in ("PERSON", "LOCATION") and value.split()[0].lower() in allowed_words:
         return False  # the company's own names and address: "Larkspur Home", "Larkspur Goods Customer Care, ..."
     if kind == "PHONE_NUMBER" and (_DATE_LIKE.match(value.strip()) or
-                                   (value.isdigit() and _ID_BEFORE.search(text[max(0, start - 30):start]))):
-        return False  # "delivered on 08.09.2026", "Tracking number 169815008239", "order no. 373487"
+                                   (re.fullmatch(r"\d+(?:[ .\-]\d+)*", value) and _ID_BEFORE.search(text[max(0, start - 30):start]))):
+        return False  # "delivered on 08.09.2026", "Tracking number 169815008239", "P/N 195 171 0894"
     if kind == "PHONE_NUMBER" and re.search(r"[A-Za-z]{1,4}-$", text[max(0, start - 5):start]):
         return False  # the rest of an identifier: "LW-3002-0219"
+    if kind == "IP_ADDRESS" and _VERSION_BEFORE.search(text[max(0, start - 25):start]):
+        return False  # "app build 5.12.16.45", "firmware v2.4.1.9": a version, not an address
     if recognizer != "SpacyRecognizer":
         return True
     words = [w.strip(".,'’").lower() for w in value.split()]
@@ -703,3 +846,27 @@ def keep_entity(text: str, kind: str, start: int, end: int, recognizer: str,
         before = text[max(0, start - 40):start]
         return bool(RESIDENCE.search(before)) and not GOODS_FROM.search(before)
     return True
+
+_AND_BEFORE = re.compile(r"(?:^|(?<=[\s'\"(,]))([A-ZÀ-Þ][^\W\d_]+(?:-[^\W\d_]+)?)[ \t]+(?:and|&)[ \t]+$")
+_AND_AFTER = re.compile(r"[ \t]+(?:and|&)[ \t]+([A-ZÀ-Þ][^\W\d_]+(?:-[^\W\d_]+)?)\b")
+
+
+def coordinated_names(text: str, names: list[tuple[int, int]], allowed_words: frozenset[str] = frozenset()
+                      ) -> list[tuple[int, int]]:
+    """The other name of a pair: "Both [Gurpreet] and Amber", "Love, Maarten and [Oluwaseun]". A
+    capitalised word joined by "and" to a name is a name too, unless it is an ordinary word, a
+    place or one of the company's own names."""
+    def plain(word: str) -> bool:
+        w = word.lower()
+        return not (w in NOT_NAMES or w in STOP_WORDS or w in places() or w in countries() or w in allowed_words
+                    or w in HOLIDAYS)
+    found = []
+    for start, end in names:
+        before = _AND_BEFORE.search(text[max(0, start - 40):start])
+        if before and plain(before.group(1)):
+            at = start - len(before.group(0))
+            found.append((at, at + len(before.group(1))))
+        after = _AND_AFTER.match(text, end)
+        if after and plain(after.group(1)):
+            found.append((after.start(1), after.end(1)))
+    return found

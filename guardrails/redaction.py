@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import threading
 from functools import cached_property, lru_cache
 from pathlib import Path
@@ -9,7 +10,7 @@ from typing import Iterable, Sequence
 
 from core.errors import ConfigError, ModelUnavailable
 from guardrails.ner_training import HELPDESK_NER, NER_DIR
-from guardrails.recognizers import extend_name, extend_name_start, keep_entity, trim_name
+from guardrails.recognizers import coordinated_names, extend_name, extend_name_start, keep_entity, trim_name
 from guardrails.verdict import Entity
 
 log = logging.getLogger(__name__)
@@ -93,7 +94,7 @@ class Redactor:
 
         from guardrails.phone import GatedPhoneRecognizer
         from guardrails.recognizers import (CuedAddressRecognizer, CueNameRecognizer, PostcodeAddressRecognizer,
-                                            address_recognizer, phone_recognizer)
+                                            TrimmedIbanRecognizer, address_recognizer, phone_recognizer)
 
         engine = nlp_engine(spacy_model)
         registry = RecognizerRegistry(supported_languages=["en"])
@@ -102,7 +103,7 @@ class Redactor:
         registry.add_recognizer(GatedPhoneRecognizer())
         registry.add_recognizer(_mastercard_2_series())
         for recognizer in (phone_recognizer(), CueNameRecognizer(), address_recognizer(), CuedAddressRecognizer(),
-                           PostcodeAddressRecognizer()):
+                           PostcodeAddressRecognizer(), TrimmedIbanRecognizer()):
             registry.add_recognizer(recognizer)
         for spec in recognizers:
             registry.add_recognizer(
@@ -123,6 +124,9 @@ class Redactor:
         self.allow_list = list(allow_list)
         # A name the NER finds that starts with one of these is the company's, not a person's: "Larkspur Home".
         self._allowed_words = frozenset(w.lower() for w in self.allow_list if w.isalpha())
+        phrases = sorted((w for w in self.allow_list if " " in w.strip()), key=len, reverse=True)
+        self._allowed_phrases = (re.compile(r"(?i)\b(?:" + "|".join(re.escape(w) for w in phrases) + r")\b")
+                                 if phrases else None)
         self.score_threshold = score_threshold
         self._nlp_engine = engine
         self._analyzer = AnalyzerEngine(registry=registry, nlp_engine=engine, supported_languages=["en"])
@@ -159,6 +163,12 @@ class Redactor:
                 start, end = extend_name_start(text, start), extend_name(text, end)
             if end > start and keep_entity(text, r.entity_type, start, end, by, self._allowed_words):
                 kept.append(Entity(r.entity_type, start, end, r.score))
+        # A name or place the NER finds inside one of the company's own names ("[Kraft] and Twine"
+        # wrap) is part of that name; Presidio's allow list only matches whole spans.
+        inside = [(m.start(), m.end()) for m in self._allowed_phrases.finditer(text)] if self._allowed_phrases else []
+        kept = [e for e in kept if e.type not in NER_ENTITIES or not any(a <= e.start and e.end <= b for a, b in inside)]
+        names = [(e.start, e.end) for e in kept if e.type == "PERSON"]
+        kept += [Entity("PERSON", a, b, 0.85) for a, b in coordinated_names(text, names, self._allowed_words)]
         return _merge_overlaps(kept)
 
     def _tokens_only(self, text: str) -> "_TokenArtifacts":

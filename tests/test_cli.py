@@ -308,7 +308,8 @@ def test_eval_guardrails_reports_every_section(cli):
     report = json.loads(cli("eval", "guardrails", "--pii-sentences", "60", "--every", "4", "--json",
                             timeout=1200).stdout)
     assert set(report) == {"false_alarms", "pii", "injection", "groundedness", "sentiment", "banned_topics",
-                           "pii_heldout", "pii_dev", "pii_dev_b", "pii_dev_c", "pii_dev_d"}
+                           "pii_heldout", "pii_dev", "pii_dev_b", "pii_dev_c", "pii_dev_d",
+                           "pii_dev_e"}
     held = report["pii_heldout"]
     assert held["file"] == "pii_heldout.jsonl" and held["spans"] > 500 and held["clean_messages"] > 75
     assert {"PERSON", "PHONE_NUMBER", "LOCATION", "DATE_OF_BIRTH"} <= set(held["per_type"])
