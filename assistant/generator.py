@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import hashlib
 import importlib.util
 import logging
 import queue
 import shutil
 import sys
+import tempfile
 import threading
 from pathlib import Path
 from typing import Iterator, Protocol, Sequence
@@ -94,6 +96,22 @@ def prepare_default_model(models_dir: Path, name: str) -> Path:
 
 
 def resolve_quantization(quantization: str, device: str, fp32: bool) -> str:
+    """What `model.quantization` means here; `auto` is int4 on a CPU with fp32 weights where ONNX
+    Runtime GenAI is installed (it decodes several times faster: README, Generation speed), else none."""
+    if quantization == "auto":
+        from assistant import onnx_engine
+
+        return "int4" if device == "cpu" and fp32 and onnx_engine.available() else "none"
+    if quantization == "int4":
+        from assistant import onnx_engine
+
+        if device != "cpu" or not fp32:
+            raise ModelUnavailable(f"int4 (ONNX Runtime) needs fp32 weights on a CPU, not {device}: set "
+                                   "model.quantization to none")
+        if not onnx_engine.available():
+            raise ModelUnavailable("model.quantization int4 needs onnxruntime-genai: pip install "
+                                   "onnxruntime-genai, or set model.quantization to none")
+        return quantization
     """int8 needs fp32 weights on a CPU; anything else is a start-up error, never a silent fp32."""
     if quantization == "int8" and (device != "cpu" or not fp32):
         raise ModelUnavailable(f"int8 quantization needs fp32 weights on a CPU, not {device}: set "
@@ -168,6 +186,7 @@ class LocalGenerator:
         except (OSError, ValueError) as exc:
             raise ModelUnavailable(f"cannot load the model from {model_dir}: {exc}") from exc
         self.model = model.to(self.device).eval()
+        self.model_dir = Path(model_dir)
         self.quantization = resolve_quantization(quantization, self.device, torch_dtype == torch.float32)
         self._jobs: queue.Queue = queue.Queue()
         # The thread holds the queue, not the generator, so a dropped generator can be collected.
@@ -175,6 +194,8 @@ class LocalGenerator:
         self._int8: dict[str | None, object] = {}  # adapter version (None: the base) -> int8 model
         if self.quantization == "int8":
             self._int8[None] = self.on_model_thread(lambda: quantize_int8(copy.deepcopy(self.model)).eval())
+        if self.quantization == "int4":
+            self._int8[None] = self.on_model_thread(lambda: self._int4_model(None))
         self._peft = None  # the PeftModel around `model` once an adapter is loaded
         self._loaded: dict[str, Path] = {}
         self.max_new_tokens = max_new_tokens
@@ -186,7 +207,7 @@ class LocalGenerator:
     def _select(self, adapter: AdapterRef | None):
         """Make `adapter` the active one (loading it the first time); the model to run, and a
         context that serves the base model alone when `adapter` is None. Called under the lock."""
-        if self.quantization == "int8":
+        if self.quantization in ("int8", "int4"):
             return self._select_int8(adapter), contextlib.nullcontext()
         if adapter is None:
             return (self.model, contextlib.nullcontext()) if self._peft is None else \
@@ -211,15 +232,11 @@ class LocalGenerator:
         return self._peft, contextlib.nullcontext()
 
     def _select_int8(self, adapter: AdapterRef | None):
+        """int8 or int4: each adapter served as its own merged, quantized copy (the last few kept)."""
         key = adapter.version if adapter else None
         if key is not None and (key not in self._int8 or self._loaded.get(key) != adapter.path):
-            from peft import PeftModel
-
-            try:
-                merged = PeftModel.from_pretrained(copy.deepcopy(self.model), str(adapter.path)).merge_and_unload()
-            except (OSError, ValueError, RuntimeError) as exc:
-                raise ModelUnavailable(f"cannot load adapter {adapter.version} from {adapter.path}: {exc}") from exc
-            self._int8[key] = quantize_int8(merged).eval()
+            self._int8[key] = (self._int4_model(adapter) if self.quantization == "int4"
+                               else quantize_int8(self._merged(adapter)).eval())
             self._loaded[key] = adapter.path
         model = self._int8.pop(key)
         self._int8[key] = model  # most recently used last
@@ -228,6 +245,36 @@ class LocalGenerator:
             del self._int8[oldest]
             self._loaded.pop(oldest, None)
         return model
+
+    def _merged(self, adapter: AdapterRef):
+        """A copy of the fp32 base with `adapter` merged into its weights."""
+        from peft import PeftModel
+
+        try:
+            return PeftModel.from_pretrained(copy.deepcopy(self.model), str(adapter.path)).merge_and_unload()
+        except (OSError, ValueError, RuntimeError) as exc:
+            raise ModelUnavailable(f"cannot load adapter {adapter.version} from {adapter.path}: {exc}") from exc
+
+    def _int4_model(self, adapter: AdapterRef | None):
+        """The base model, or the base with `adapter` merged in, exported once to int4 ONNX beside
+        the checkpoint (`<model>-onnx-int4/`) and loaded into ONNX Runtime."""
+        import torch
+
+        from assistant.onnx_engine import READY, OnnxInt4Model, export_int4
+
+        root = self.model_dir.parent / f"{self.model_dir.name}-onnx-int4"
+        threads = torch.get_num_threads()
+        if adapter is None:
+            folder = export_int4(self.model_dir, root / "base", threads)
+        else:
+            digest = hashlib.sha256(str(adapter.path).encode()).hexdigest()[:12]
+            folder = root / f"adapter-{adapter.version}-{digest}"
+            if not (folder / READY).exists():
+                with tempfile.TemporaryDirectory() as merged_dir:
+                    self._merged(adapter).save_pretrained(merged_dir)
+                    self.tokenizer.save_pretrained(merged_dir)
+                    export_int4(Path(merged_dir), folder, threads)
+        return OnnxInt4Model(folder, self.tokenizer.eos_token_id)
 
     def _submit(self, job) -> threading.Event:
         """Queue `job` (which must not raise) on the model thread; the event is set once it has run."""
@@ -374,6 +421,8 @@ class LocalGenerator:
         """Request indices that can share one generate call: all of them where peft can mix
         LoRA adapters in a batch, else one group per adapter."""
         adapters = {(a.version if a else None) for _, a in requests}
+        if self.quantization == "int4":  # the ONNX engine decodes one row at a time
+            return [[i] for i in range(len(requests))]
         if len(adapters) == 1 or (self.quantization != "int8" and all(
                 a is None or self._adapter_kind(a) == "LORA" for _, a in requests)):
             return [list(range(len(requests)))]

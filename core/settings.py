@@ -43,10 +43,12 @@ class ModelSettings(_Strict):
     )
     device: str = Field("auto", description="auto (GPU when present), cpu, cuda, cuda:1, mps")
     dtype: Literal["auto", "float32", "float16", "bfloat16"] = "auto"
-    quantization: Literal["none", "int8"] = Field(
-        "none", description="int8: the generator's linear layers in int8 (CPU only). Faster alone "
+    quantization: Literal["auto", "none", "int8", "int4"] = Field(
+        "auto", description="auto: int4 on a CPU (where onnxruntime-genai is installed), none on a GPU. "
+        "int8: the generator's linear layers in int8 (CPU only). Faster alone "
         "(`helpdesk bench generate`), but other threads' torch work slows it in served turns "
-        "(`helpdesk bench turns`); README, Generation speed.")
+        "(`helpdesk bench turns`); int4: the model (each adapter merged in) exported once to int4 "
+        "ONNX and decoded by ONNX Runtime GenAI (CPU only); README, Generation speed.")
     max_new_tokens: int = Field(160, ge=1, le=4096)
     temperature: float = Field(0.0, ge=0.0, le=2.0, description="0 means greedy decoding.")
     repetition_penalty: float = Field(1.15, ge=1.0, le=2.0, description="Small models loop without it.")

@@ -137,9 +137,14 @@ def test_the_paired_bootstrap_interval_brackets_the_mean():
     assert paired_bootstrap([0.25] * 10) == (0.25, 0.25)
 
 
-@pytest.mark.parametrize("quantization", ["none", "int8"])
+@pytest.mark.parametrize("quantization", ["none", "int8", "int4"])
 def test_the_generator_switches_between_lora_and_adalora_adapters_and_back(tiny_model_dir, tmp_path, quantization):
+    import shutil
+
     from assistant.generator import LocalGenerator
+
+    if quantization == "int4":  # exported beside the checkpoint: a copy of its own per test
+        tiny_model_dir = Path(shutil.copytree(tiny_model_dir, tmp_path / "tiny"))
 
     lora = AdapterRef("l1", make_adapter(tiny_model_dir, tmp_path / "l1"))
     ada = AdapterRef("a1", make_adapter(tiny_model_dir, tmp_path / "a1", "adalora"))
@@ -164,6 +169,13 @@ def test_the_generator_switches_between_lora_and_adalora_adapters_and_back(tiny_
     if quantization == "int8":  # each adapter served as its own merged int8 copy, the base's kept
         assert set(generator._int8) == {None, "l1", "a1"}
         assert "quantized" in type(generator.served_model(lora).lm_head).__module__
+    if quantization == "int4":  # ... or its own int4 ONNX export, built once and kept on disk
+        assert set(generator._int8) == {None, "l1", "a1"}
+        exports = sorted(p.name for p in (tmp_path / "tiny-onnx-int4").iterdir())
+        assert [e.split("-")[:2] for e in exports] == [["adapter", "a1"], ["adapter", "l1"], ["base"]]
+        assert all((tmp_path / "tiny-onnx-int4" / e / "helpdesk-onnx-ready").exists() for e in exports)
+        again = LocalGenerator(tiny_model_dir, "tiny", "cpu", max_new_tokens=8, quantization="int4")
+        assert "".join(again.stream(messages, adapter=lora)) == with_lora  # from the export on disk
 
 
 def test_a_batch_answers_each_row_with_its_own_adapter_as_one_call_would(tiny_model_dir, tmp_path):
@@ -239,15 +251,25 @@ def test_int8_is_recorded_with_each_answer_and_refused_where_it_cannot_run(tiny_
         resolve_quantization("int8", "cuda", True)
     with pytest.raises(ModelUnavailable, match="int8"):
         LocalGenerator(tiny_model_dir, "tiny", "cpu", dtype="bfloat16", quantization="int8")
+    assert resolve_quantization("int4", "cpu", True) == "int4"
+    with pytest.raises(ModelUnavailable, match="int4"):
+        resolve_quantization("int4", "cuda", True)
+    with pytest.raises(ModelUnavailable, match="int4"):
+        resolve_quantization("int4", "cpu", False)
 
 
-def test_bench_generate_prints_both_engines_side_by_side(tiny_model_dir):
+@pytest.mark.parametrize("quantization", ["int8", "int4"])
+def test_bench_generate_prints_both_engines_side_by_side(tiny_model_dir, tmp_path, quantization):
+    import shutil
+
     from assistant.bench import bench_generate, format_generate
     from assistant.generator import LocalGenerator
 
-    generator = LocalGenerator(tiny_model_dir, "tiny", "cpu", quantization="int8")
+    tiny_model_dir = Path(shutil.copytree(tiny_model_dir, tmp_path / "tiny"))  # int4 exports beside it
+    generator = LocalGenerator(tiny_model_dir, "tiny", "cpu", quantization=quantization)
     report = bench_generate(tiny_model_dir, generator, prompt_tokens=120, new_tokens=4, repeats=1)
-    assert set(report["tokens_per_s"]) == {"transformers fp32", "served (int8)", "served (int8), 2 rows"}
+    served = f"served ({quantization})"
+    assert set(report["tokens_per_s"]) == {"transformers fp32", served, f"{served}, 2 rows"}
     assert 110 <= report["prompt_tokens"] <= 200  # the passages plus the template's own tokens
     assert all(row["prefill"] > 0 and row["decode"] > 0 for row in report["tokens_per_s"].values())
     assert report["ratio"]["decode"] > 0 and report["ratio"]["decode_2_rows"] > 0
