@@ -64,6 +64,16 @@ class _DigitCountRecognizer(PatternRecognizer):
         return 7 <= sum(ch.isdigit() for ch in number) <= 15 and not _DATE_LIKE.match(number.strip())
 
 
+class _RuleRecognizer(EntityRecognizer):
+    """A recognizer of rules alone: one entity, English, nothing to load."""
+
+    def __init__(self, entity: str, name: str) -> None:
+        super().__init__(supported_entities=[entity], name=name, supported_language="en")
+
+    def load(self) -> None:
+        pass
+
+
 # --- IBANs ---------------------------------------------------------------------------------------
 _IBAN_CANDIDATE = re.compile(r"(?i)\b[A-Z]{2}\d{2}(?:[ ]?[A-Z0-9]{1,4}){2,8}\b")
 _IBAN_GROUP = re.compile(r"[A-Za-z0-9]+")
@@ -78,16 +88,13 @@ def iban_valid(value: str) -> bool:
     return int(digits) % 97 == 1
 
 
-class TrimmedIbanRecognizer(EntityRecognizer):
+class TrimmedIbanRecognizer(_RuleRecognizer):
     """An IBAN with a word right after it ("TO IBAN ES57 8579 ... 0657 PLEASE"): Presidio's own
     recognizer reads the word's first letters as one more group, and then the checksum fails.
     Here the groups at the end are dropped, one at a time, until the checksum holds."""
 
     def __init__(self) -> None:
-        super().__init__(supported_entities=["IBAN_CODE"], name="trimmed_iban", supported_language="en")
-
-    def load(self) -> None:
-        pass
+        super().__init__("IBAN_CODE", "trimmed_iban")
 
     def analyze(self, text: str, entities, nlp_artifacts=None) -> list[RecognizerResult]:
         out = []
@@ -336,14 +343,11 @@ def _titled_name_end(text: str, at: int) -> int | None:
     return end
 
 
-class CueNameRecognizer(EntityRecognizer):
+class CueNameRecognizer(_RuleRecognizer):
     """A name right after a word that introduces one; titles stay outside the span."""
 
     def __init__(self) -> None:
-        super().__init__(supported_entities=["PERSON"], name="cue_names", supported_language="en")
-
-    def load(self) -> None:  # nothing to load
-        pass
+        super().__init__("PERSON", "cue_names")
 
     def analyze(self, text: str, entities, nlp_artifacts=None) -> list[RecognizerResult]:
         # Above spaCy's 0.85, so Presidio keeps these beside a longer, wrong NER span around them.
@@ -474,15 +478,12 @@ def _not_a_place(text: str, value: str, end: int) -> bool:
     return all(w in NOT_NAMES for w in words) or bool(re.match(r"-\d", text[end:end + 2])) or value.isupper()
 
 
-class CuedAddressRecognizer(EntityRecognizer):
+class CuedAddressRecognizer(_RuleRecognizer):
     """An address after the words that introduce one ("Home address:", "I live at", "deliver it
     to 5 ..."), and a home town after "I live in", "based in", "just outside"."""
 
     def __init__(self) -> None:
-        super().__init__(supported_entities=["LOCATION"], name="cued_addresses", supported_language="en")
-
-    def load(self) -> None:
-        pass
+        super().__init__("LOCATION", "cued_addresses")
 
     def analyze(self, text: str, entities, nlp_artifacts=None) -> list[RecognizerResult]:
         out = []
@@ -623,17 +624,14 @@ def countries() -> frozenset[str]:
     return frozenset(n.lower() for n in names)
 
 
-class PostcodeAddressRecognizer(EntityRecognizer):
+class PostcodeAddressRecognizer(_RuleRecognizer):
     """A postcode or PO box, and the address lines before it: each comma-separated part or line
     going back is part of the address while it reads like one (names, numbers, address words),
     up to six; of the first that does not, only its address-like end ("...re delivery to
     House No. 760")."""
 
     def __init__(self) -> None:
-        super().__init__(supported_entities=["LOCATION"], name="postcode_addresses", supported_language="en")
-
-    def load(self) -> None:
-        pass
+        super().__init__("LOCATION", "postcode_addresses")
 
     def analyze(self, text: str, entities, nlp_artifacts=None) -> list[RecognizerResult]:
         out = []
