@@ -23,6 +23,7 @@ from typing import Iterator, Protocol, Sequence
 from core.errors import ModelUnavailable
 from core.quantize import quantize_int8
 from finetune.registry import AdapterRef
+from assistant import onnx_engine
 from assistant.waiting import Place, WaitingLine
 
 log = logging.getLogger(__name__)
@@ -97,14 +98,11 @@ def prepare_default_model(models_dir: Path, name: str) -> Path:
 
 def resolve_quantization(quantization: str, device: str, fp32: bool) -> str:
     """What `model.quantization` means here; `auto` is int4 on a CPU with fp32 weights where ONNX
-    Runtime GenAI is installed (it decodes several times faster: README, Generation speed), else none."""
+    Runtime GenAI is installed (it decodes several times faster: README, Generation speed), else none.
+    int8 and int4 need fp32 weights on a CPU; anything else is a start-up error, never a silent fp32."""
     if quantization == "auto":
-        from assistant import onnx_engine
-
         return "int4" if device == "cpu" and fp32 and onnx_engine.available() else "none"
     if quantization == "int4":
-        from assistant import onnx_engine
-
         if device != "cpu" or not fp32:
             raise ModelUnavailable(f"int4 (ONNX Runtime) needs fp32 weights on a CPU, not {device}: set "
                                    "model.quantization to none")
@@ -112,7 +110,6 @@ def resolve_quantization(quantization: str, device: str, fp32: bool) -> str:
             raise ModelUnavailable("model.quantization int4 needs onnxruntime-genai: pip install "
                                    "onnxruntime-genai, or set model.quantization to none")
         return quantization
-    """int8 needs fp32 weights on a CPU; anything else is a start-up error, never a silent fp32."""
     if quantization == "int8" and (device != "cpu" or not fp32):
         raise ModelUnavailable(f"int8 quantization needs fp32 weights on a CPU, not {device}: set "
                                "model.quantization to none")
@@ -191,7 +188,7 @@ class LocalGenerator:
         self._jobs: queue.Queue = queue.Queue()
         # The thread holds the queue, not the generator, so a dropped generator can be collected.
         threading.Thread(target=_run_jobs, args=(self._jobs,), name="helpdesk-model", daemon=True).start()
-        self._int8: dict[str | None, object] = {}  # adapter version (None: the base) -> int8 model
+        self._int8: dict[str | None, object] = {}  # adapter version (None: the base) -> int8 or int4 model
         if self.quantization == "int8":
             self._int8[None] = self.on_model_thread(lambda: quantize_int8(copy.deepcopy(self.model)).eval())
         if self.quantization == "int4":
@@ -260,21 +257,19 @@ class LocalGenerator:
         the checkpoint (`<model>-onnx-int4/`) and loaded into ONNX Runtime."""
         import torch
 
-        from assistant.onnx_engine import READY, OnnxInt4Model, export_int4
-
         root = self.model_dir.parent / f"{self.model_dir.name}-onnx-int4"
         threads = torch.get_num_threads()
         if adapter is None:
-            folder = export_int4(self.model_dir, root / "base", threads)
+            folder = onnx_engine.export_int4(self.model_dir, root / "base", threads)
         else:
             digest = hashlib.sha256(str(adapter.path).encode()).hexdigest()[:12]
             folder = root / f"adapter-{adapter.version}-{digest}"
-            if not (folder / READY).exists():
+            if not (folder / onnx_engine.READY).exists():
                 with tempfile.TemporaryDirectory() as merged_dir:
                     self._merged(adapter).save_pretrained(merged_dir)
                     self.tokenizer.save_pretrained(merged_dir)
-                    export_int4(Path(merged_dir), folder, threads)
-        return OnnxInt4Model(folder, self.tokenizer.eos_token_id)
+                    onnx_engine.export_int4(Path(merged_dir), folder, threads)
+        return onnx_engine.OnnxInt4Model(folder, self.tokenizer.eos_token_id)
 
     def _submit(self, job) -> threading.Event:
         """Queue `job` (which must not raise) on the model thread; the event is set once it has run."""

@@ -77,7 +77,6 @@ class OnnxInt4Model:
             self.model = og.Model(str(folder))
         except Exception as exc:  # onnxruntime_genai raises its own error types
             raise ModelUnavailable(f"cannot load the ONNX model in {folder}: {exc}") from exc
-        self.folder = folder
         self.eos_token_id = eos_token_id
 
     def generate(self, input_ids, attention_mask=None, max_new_tokens: int = 20, min_new_tokens: int = 0,
@@ -132,7 +131,7 @@ class OnnxInt4Model:
                 sequence = torch.cat([sequence, torch.tensor([[token]])], dim=-1)
                 if streamer is not None:
                     streamer.put(torch.tensor([token]))
-                if token == self.eos_token_id and step + 1 >= min_new_tokens:
+                if token == self.eos_token_id:  # never before min_new_tokens: masked above
                     break
                 if stopping_criteria and any(bool(torch.as_tensor(c(sequence, scores)).any())
                                              for c in stopping_criteria):

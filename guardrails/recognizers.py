@@ -165,6 +165,8 @@ _SENT_FROM = re.compile(r"(?:^|\n)[ \t]*(?P<at>)(?=[^\W\d_][^\n]{0,40}\n\s*Sent 
 # "Ochoa\tYesenia\tyesenia.o@...", "\"Hollister, Rusty\",rhollister@...".
 _ROW_WITH_EMAIL = re.compile(r"(?m)^(?P<fields>[^\n@]{2,120}?)[,;\t|][ \t]*\"?[^\s,;\t|\"@]+@[^\s,;\t|\"]+\"?[ \t]*(?:[,;\t|]|$)")
 _FIELD = re.compile(r"\"[^\"\n]*\"|[^,;\t|]+")
+_DELIMITER = re.compile(r"[,;\t|]")
+_NAME_WORD = re.compile(r"[^\W\d_]+(?:['’.\-][^\W\d_]*)*")
 _LINE_HEAD = re.compile(r"(?:^|\n)(?:[A-Z]+[-\d]+[,;\t]\s*)?(?P<at>)(?=[^\n,;\t]+[,;\t]\s*\S*[@+\d])")
 
 # Capitalised words that start a sentence or a label, never a name.
@@ -529,7 +531,7 @@ def _row_places(text: str) -> list[tuple[int, int]]:
             field = _TOWN_FIELD.match(text, pos)
             if field and not all(w.lower() in _NOT_PLACES for w in field.group("town").split()):
                 found.append((field.start("town"), field.end("town")))
-            nxt = re.compile(r"[,;\t|]").search(text, pos, row.end("rest"))
+            nxt = _DELIMITER.search(text, pos, row.end("rest"))
             pos = nxt.end() if nxt else row.end("rest")
     return found
 
@@ -718,7 +720,7 @@ def _row_names(text: str) -> list[tuple[int, int]]:
             if not value:
                 continue
             words = value.replace(",", " ").split()
-            if len(words) > 4 or any(not re.fullmatch(r"[^\W\d_]+(?:['’.\-][^\W\d_]*)*", w) for w in words):
+            if len(words) > 4 or any(not _NAME_WORD.fullmatch(w) for w in words):
                 continue
             if value.lower() in places() or value.lower() in countries() or all(
                     w.lower() in NOT_NAMES or w.lower() in STOP_WORDS for w in words):
