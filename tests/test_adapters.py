@@ -258,6 +258,22 @@ def test_int8_is_recorded_with_each_answer_and_refused_where_it_cannot_run(tiny_
         resolve_quantization("int4", "cpu", False)
 
 
+def test_int4_fails_closed_when_its_engine_is_missing_or_an_export_fails(tmp_path, monkeypatch):
+    from assistant import onnx_engine
+    from assistant.generator import resolve_quantization
+    from core.errors import ModelUnavailable
+
+    not_a_model = tmp_path / "not-a-model"
+    not_a_model.mkdir()
+    with pytest.raises(ModelUnavailable, match="cannot export"):
+        onnx_engine.export_int4(not_a_model, tmp_path / "out", 1)
+    assert not (tmp_path / "out").exists() and not (tmp_path / "out.partial").exists()  # nothing half-built
+    monkeypatch.setattr(onnx_engine, "available", lambda: False)
+    with pytest.raises(ModelUnavailable, match="onnxruntime-genai"):
+        resolve_quantization("int4", "cpu", True)  # asked for by name: a start-up error
+    assert resolve_quantization("auto", "cpu", True) == "none"  # the default falls back to transformers
+
+
 @pytest.mark.parametrize("quantization", ["int8", "int4"])
 def test_bench_generate_prints_both_engines_side_by_side(tiny_model_dir, tmp_path, quantization):
     import shutil
@@ -267,7 +283,8 @@ def test_bench_generate_prints_both_engines_side_by_side(tiny_model_dir, tmp_pat
 
     tiny_model_dir = Path(shutil.copytree(tiny_model_dir, tmp_path / "tiny"))  # int4 exports beside it
     generator = LocalGenerator(tiny_model_dir, "tiny", "cpu", quantization=quantization)
-    report = bench_generate(tiny_model_dir, generator, prompt_tokens=120, new_tokens=4, repeats=1)
+    # Enough new tokens, and a median of three, that the tiny model's decode is more than timing noise.
+    report = bench_generate(tiny_model_dir, generator, prompt_tokens=120, new_tokens=64, repeats=3)
     served = f"served ({quantization})"
     assert set(report["tokens_per_s"]) == {"transformers fp32", served, f"{served}, 2 rows"}
     assert 110 <= report["prompt_tokens"] <= 200  # the passages plus the template's own tokens
