@@ -80,12 +80,11 @@ def fit(texts: Sequence[str], positive: np.ndarray, device: str = "cpu", seed: i
     labels = torch.tensor(np.asarray(positive, dtype=np.float32), device=device)
     # Balanced classes: attacks weigh as much in total as benign rows.
     pos_weight = (labels.numel() - labels.sum()) / labels.sum().clamp(min=1)
-    generator = torch.Generator().manual_seed(seed)
+    lengths = [len(ids) for ids in tokenizer(list(texts), truncation=True, max_length=MAX_TOKENS)["input_ids"]]
+    rng = np.random.default_rng(seed)
     encoder.train()
     for epoch in range(epochs):
-        order = torch.randperm(len(texts), generator=generator).tolist()
-        for start in range(0, len(order), BATCH):
-            index = order[start:start + BATCH]
+        for index in length_batches(lengths, BATCH, rng):
             batch = tokenizer([texts[i] for i in index], padding=True, truncation=True, max_length=MAX_TOKENS,
                               return_tensors="pt").to(device)
             loss = torch.nn.functional.binary_cross_entropy_with_logits(
@@ -97,6 +96,20 @@ def fit(texts: Sequence[str], positive: np.ndarray, device: str = "cpu", seed: i
         log.info("LoRA classifier: epoch %d of %d, last batch loss %.4f", epoch + 1, epochs, loss.item())
     encoder.eval()
     return encoder, head, tokenizer
+
+
+def length_batches(lengths: Sequence[int], size: int, rng: np.random.Generator,
+                   window: int = 50) -> list[list[int]]:
+    """One epoch's batches: rows shuffled, then sorted by length within windows of `window`
+    batches, and the batches shuffled. A random batch pads its short messages to its one long
+    one (2.4 times the tokens on the injection data); similar lengths together cost about the
+    tokens there are, and the windows keep each batch's rows a random draw otherwise."""
+    order = rng.permutation(len(lengths))
+    batches = []
+    for start in range(0, len(order), size * window):
+        chunk = sorted(order[start:start + size * window], key=lambda i: lengths[i])
+        batches += [[int(i) for i in chunk[k:k + size]] for k in range(0, len(chunk), size)]
+    return [batches[i] for i in rng.permutation(len(batches))]
 
 
 def out_of_fold(texts: Sequence[str], positive: np.ndarray, device: str = "cpu",

@@ -491,6 +491,26 @@ def test_lora_classifier_trains_saves_and_loads(tmp_path):
     assert np.allclose(loaded.scores(texts), trained, atol=0.02)
 
 
+def test_lora_training_batches_hold_every_row_once_with_similar_lengths():
+    """Length-sorted batches: each row once an epoch, batch sizes kept, far less padding than a
+    random draw, and a different order each epoch."""
+    import numpy as np
+
+    from guardrails.lora_classifier import length_batches
+
+    rng = np.random.default_rng(1)
+    lengths = list(rng.integers(5, 120, size=1000))
+    batches = length_batches(lengths, 32, rng, window=10)
+    assert sorted(i for b in batches for i in b) == list(range(1000))
+    assert len(batches) == -(-1000 // 32) and max(len(b) for b in batches) == 32
+    padded = sum(len(b) * max(lengths[i] for i in b) for b in batches)
+    random_draw = rng.permutation(1000)
+    padded_random = sum(len(b) * max(lengths[i] for i in b)
+                        for b in (random_draw[k:k + 32] for k in range(0, 1000, 32)))
+    assert padded < 0.7 * padded_random
+    assert length_batches(lengths, 32, rng, window=10) != batches
+
+
 def test_lora_scores_from_many_threads_match_scores_alone():
     """Concurrent chats score at once: no tokenizer errors (a failed check would block)."""
     from concurrent.futures import ThreadPoolExecutor
