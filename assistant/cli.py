@@ -383,7 +383,7 @@ def cmd_eval_guardrails(args) -> int:
     print(f"  {'overall':15} P {o['precision']:.3f}  R {o['recall']:.3f}  F2 {o['f2']:.3f}")
     for key, label in (("pii_heldout", "held-out"), ("pii_dev", "dev (tuned on)"), ("pii_dev_b", "dev b (tuned on)"),
                        ("pii_dev_c", "dev c (tuned on)"), ("pii_dev_d", "dev d (tuned on)"),
-                       ("pii_dev_e", "dev e (tuned on)")):
+                       ("pii_dev_e", "dev e (tuned on)"), ("pii_dev_f", "dev f (tuned on)")):
         m = report[key]
         types = "  ".join(f"{k} {v['recall']:.3f}" for k, v in m["per_type"].items())
         print(f"PII {label} messages ({m['file']}): recall {m['recall']:.3f} of {m['spans']} values; "

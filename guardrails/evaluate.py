@@ -315,6 +315,7 @@ PII_DEV_B = Path(__file__).resolve().parent / "data" / "pii_dev_b.jsonl"  # date
 PII_DEV_C = Path(__file__).resolve().parent / "data" / "pii_dev_c.jsonl"  # lower-case, surname-first, many locales
 PII_DEV_D = Path(__file__).resolve().parent / "data" / "pii_dev_d.jsonl"  # moves, records, birthdays without a year
 PII_DEV_E = Path(__file__).resolve().parent / "data" / "pii_dev_e.jsonl"  # records, states spelled out, more countries
+PII_DEV_F = Path(__file__).resolve().parent / "data" / "pii_dev_f.jsonl"  # clean lines with places, brands, characters
 
 
 def evaluate_guardrails(guard, embedder, pii_sentences: int = 1200, every: int = 1) -> dict:
@@ -331,6 +332,7 @@ def evaluate_guardrails(guard, embedder, pii_sentences: int = 1200, every: int =
         "pii_dev_c": evaluate_pii(guard.redactor.analyze, PII_DEV_C, every),
         "pii_dev_d": evaluate_pii(guard.redactor.analyze, PII_DEV_D, every),
         "pii_dev_e": evaluate_pii(guard.redactor.analyze, PII_DEV_E, every),
+        "pii_dev_f": evaluate_pii(guard.redactor.analyze, PII_DEV_F, every),
         "injection": injection_metrics(guard, embedder, every),
         "groundedness": groundedness_metrics(embedder),
         "sentiment": sentiment_metrics(embedder),

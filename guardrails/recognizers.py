@@ -53,6 +53,16 @@ _ID_BEFORE = re.compile(r"(?i)\b(?:tracking|order|ref|reference|invoice|batch|se
                         r"parcel|consignment|part|sn|s/n|p/n|pn)[\s.#:]*(?:no\.?|number|num|#|id)?[\s.#:]*$")
 
 
+def _long_digit_run(text: str, start: int, end: int) -> bool:
+    """The span goes on a run of digits before it, and the run, joined by single spaces or
+    hyphens, has more digits than a phone number can have (15)."""
+    if not re.search(r"\d[ \-]?$", text[:start]):
+        return False  # it starts a number (an extension's digits after it are its own)
+    a = re.search(r"(?:\d[ \-]?)*$", text[:start]).start()
+    b = end + re.match(r"(?:[ \-]?\d)*", text[end:]).end()
+    return sum(ch.isdigit() for ch in text[a:b]) > 15
+
+
 _VERSION_BEFORE = re.compile(r"(?i)\b(?:version|ver\.?|build|firmware|release|app|v)[\s.:#]*$")
 
 
@@ -112,7 +122,8 @@ PARTICLES = frozenset("van von der den de del della di da das dos du la le ter t
                       "nic mac ap".split())
 RELATIONS = (r"husband|wife|mother|mum|mom|father|dad|son|daughter|partner|colleague|boss|manager|friend|sister|"
              r"brother|grandmother|grandfather|grandma|grandpa|gran|nan|client|aunt|uncle|niece|nephew|neighbour|"
-             r"neighbor|flatmate|roommate|assistant|tenant|landlord|carer|fiancé|fiancée|fiance|fiancee")
+             r"neighbor|flatmate|roommate|assistant|tenant|landlord|carer|fiancé|fiancée|fiance|fiancee|kid|kids|"
+             r"child|little\s+one|godson|goddaughter|grandson|granddaughter|stepson|stepdaughter|cousin|auntie")
 CUES = [
     r"\b(?:full\s+|customer\s+|account\s+|contact\s+|first\s+|last\s+|sur|fore|card\s?holder\s+|recipient\s+)?"
     r"name(?:\(s\))?(?:\s+on\s+(?:the\s+)?(?:card|account|order|booking|parcel))?\s*[:=\-–—]\s*",
@@ -127,7 +138,7 @@ CUES = [
     r"\bon\s+behalf\s+of\s+",
     rf"\b(?:my|our|your)\s+(?:\w+\s+)?(?:{RELATIONS})\s*,?\s+",
     r"\b(?:ship|send|deliver|post|mail|address|forward|dispatch|refund|pay|made\s+out)(?:\s+[\w']+){0,3}?\s+to:?\s+",
-    r"\b(?:recipient|addressee|cust|customer|caller|client|spoke\s+(?:to|with)|spoke\s+w/|speak\s+(?:to|with)|"
+    r"\b(?:recipient|addressee|cust|cx|customer|caller|client|spoke\s+(?:to|with)|spoke\s+w/|speak\s+(?:to|with)|"
     r"ask\s+for|account\s+holder|card\s?holder|holder|attn|c/o|care\s+of)\s*[:\-–]?\s+",
     r"\b(?:thanks|thank\s+you|many\s+thanks|regards|best|cheers|kind\s+regards|best\s+regards|sincerely|"
     r"warmly|ta)\s*[,!.]?\s*\n\s*",
@@ -188,6 +199,10 @@ original message wrote forwarded subject attached attachment kind many senior he
 sir madam queen
 gift gifts wrap wrapping label labels status shipped processing received delivered dispatched supervisor
 showroom showrooms discount standard code codes
+mum mom mummy mommy dad daddy auntie aunty aunt uncle grandma grandpa granny gran nan nana nanna papa mama
+created exception pending transit
+english spanish french german italian korean japanese chinese mandarin cantonese polish vietnamese portuguese
+dutch arabic hindi russian turkish greek swedish tagalog
 """.split())
 _STOP_AFTER = frozenset("""and from at here again calling writing with who about re regarding i my is was
 called wants need needs ordered bought live lives living in on of to for via lol please thanks the a an
@@ -369,7 +384,7 @@ class CueNameRecognizer(_RuleRecognizer):
             title = re.match(TITLES, text[at:])
             at += title.end() if title else 0
             end = name_at(text, at)
-            if end and text[at:end].lower() not in places():
+            if end and not place_not_person(text, at, end):
                 strong = bool(_STRONG.search(m.group(0)))
                 found.append((at, extend_name(text, end, surname_first=strong), strong))
         for m in _LOWER_TITLE.finditer(text):
@@ -409,7 +424,7 @@ class CueNameRecognizer(_RuleRecognizer):
                 found.append((m.end("at"), end))
         for at in starts:
             end = name_at(text, at)
-            if end and text[at:end].lower() not in places():
+            if end and not place_not_person(text, at, end):
                 found.append((at, end))
         for m in _END_SIGNOFF.finditer(text):
             at = m.end("at")
@@ -562,6 +577,10 @@ _POSTCODES = re.compile("|".join([
     r"(?<![\w-])\d{4}\s?[A-Z]{2}\s+[A-ZÀ-Þ][^\W\d_]+",                # Netherlands
     r"(?<=,\s)\d{4}\s?(?!(?:am|an|as|at|by|in|is|it|me|no|of|on|or|pm|so|to|up|us|we)\b)[a-z]{2}\s+[a-zà-ÿ]{3,}",  # ... in lower case
     r"\s[-–]\s?\d{6}\b|(?:(?<=,\s)|(?<=\n))[A-Z][a-z]+(?:\s[A-Z][a-z]+)?\s\d{6}\b",  # India: "Noida - 201070"
+    r"(?<=,\s)\d{3}\s\d{2}\s+[A-ZÀ-Þa-zà-ÿ][^\W\d_]+",                    # Czechia, Slovakia, Sweden: "602 00 Brno"
+    r"(?<![\w-])\d{2}-\d{3}\s+[A-ZÀ-Þ][^\W\d_]+",                        # Poland: "80-001 Gdańsk"
+    r"(?<=,\s)(?!19\d\d|20\d\d)\d{4}\s+[A-ZÀ-Þa-zà-ÿ][^\W\d_]+",         # Austria, Belgium, Denmark, Norway
+    r"\b\d{5}-\d{3}\b",                                                # Brazil: "80010-000"
     r"\bP\.?\s?O\.?\s+Box\s+\d+",                                   # PO boxes
 ]))
 # Words an address line has beside names and numbers.
@@ -677,7 +696,7 @@ def address_recognizer() -> PatternRecognizer:
 # --- what is not personal data by default ---------------------------------------------------------
 RESIDENCE = re.compile(r"(?i)\bhome\s*town\s*[:\-–]\s*$|"
                        r"\b(?:live|lives|living|reside|resides|moved|moving|relocated|relocating|based|located|"
-                       r"from|i'm in|out in|currently in|staying in|just outside|i am in|we're in|we are in|hometown|home\s+town|im in|address|(?-i:home|house|Home(?=\s+is\b))|flat|apartment|postcode|zip|resident|grew up|"
+                       r"from|i'm in|out in|currently in|staying|just outside|i am in|we're in|we are in|hometown|home\s+town|im in|address|(?-i:home|house|Home(?=\s+is\b))|flat|apartment|postcode|zip|resident|grew up|"
                        r"family of \w+ in|now in)\b[\w\s,']{0,20}$")
 # ... but not "can I order from Iceland" or "shipping from your warehouse in Lisbon": goods come from there.
 GOODS_FROM = re.compile(r"(?i)\b(?:order|ordered|ordering|ship|ships|shipped|shipping|buy|buying|bought|import|"
@@ -702,7 +721,19 @@ def trim_name(text: str, start: int, end: int) -> tuple[int, int]:
         words.pop(0)
     while len(words) > 1 and _ordinary(words[-1].group(0)):
         words.pop()
+    # "spelt [Giulia O'Donoghue]"; a lower-case word after a name stays, and shows it is none
+    # ("Havana rug").
+    while len(words) > 1 and any(w.group(0)[:1].isupper() for w in words[1:]) and (
+            _plain_lower(words[0].group(0)) or not any(ch.isalpha() for ch in words[0].group(0))):
+        words.pop(0)
     return start + words[0].start(), start + words[-1].end()
+
+
+def _plain_lower(word: str) -> bool:
+    """A lower-case word that is no name we know and no particle."""
+    plain = word.strip(".,:;!?'’\"()")
+    return bool(plain) and plain.islower() and plain not in PARTICLES and plain not in first_names() \
+        and plain not in last_names()
 
 
 def _ordinary(word: str) -> bool:
@@ -787,7 +818,10 @@ _FIRST_AFTER_COMMA = re.compile(r",[ \t]*([A-ZÀ-Þ][^\W\d_]+(?:-[^\W\d_]+)?)\b(
 
 
 HOLIDAYS = frozenset("""easter christmas xmas thanksgiving halloween hanukkah chanukah diwali eid passover
-ramadan lent advent valentine valentine's pentecost whitsun""".split())
+ramadan lent advent valentine valentine's pentecost whitsun kwanzaa juneteenth hogmanay purim holi navratri
+vesak lohri pongal songkran nowruz""".split())
+_HOLIDAY_PHRASE = re.compile(r"(?i)(?:(?:lunar|chinese)\s+)?new\s+year|cinco\s+de\s+mayo|mardi\s+gras|"
+                             r"rosh\s+hashanah|yom\s+kippur|d[ií]a\s+de\s+(?:los\s+)?muertos|day\s+of\s+the\s+dead")
 _DAY_AFTER = re.compile(r"(?:['’]s)?[ \t]+(?:Day|Eve|Sunday|Monday|weekend)\b")
 _STREET_WORDS = frozenset(w.lower() for w in _STREET_TYPES.split("|")) | {"circus", "quay", "wharf", "market"}
 # An imperative's verb at the start of a sentence, which the NER takes for a name: "Bill me later", "Pat the
@@ -804,6 +838,10 @@ def keep_entity(text: str, kind: str, start: int, end: int, recognizer: str,
     if kind == "PHONE_NUMBER" and (_DATE_LIKE.match(value.strip()) or
                                    (re.fullmatch(r"\d+(?:[ .\-]\d+)*", value) and _ID_BEFORE.search(text[max(0, start - 30):start]))):
         return False  # "delivered on 08.09.2026", "Tracking number 169815008239", "P/N 195 171 0894"
+    if kind == "US_SSN" and _ID_BEFORE.search(text[max(0, start - 30):start]):
+        return False  # "SKU 743-82-3686"
+    if kind == "PHONE_NUMBER" and _long_digit_run(text, start, end):
+        return False  # a piece of a tracking number: "9270 2278 [0899 7065 9900 65]"
     if kind == "PHONE_NUMBER" and re.search(r"[A-Za-z]{1,4}-$", text[max(0, start - 5):start]):
         return False  # the rest of an identifier: "LW-3002-0219"
     if kind == "IP_ADDRESS" and _VERSION_BEFORE.search(text[max(0, start - 25):start]):
@@ -811,7 +849,8 @@ def keep_entity(text: str, kind: str, start: int, end: int, recognizer: str,
     if recognizer != "SpacyRecognizer":
         return True
     words = [w.strip(".,'’").lower() for w in value.split()]
-    if words[-1] in HOLIDAYS or (len(words) > 1 and words[-1] == "day") or _DAY_AFTER.match(text, end):
+    if (words[-1] in HOLIDAYS or (len(words) > 1 and words[-1] == "day") or _DAY_AFTER.match(text, end)
+            or _HOLIDAY_PHRASE.fullmatch(value.strip())):
         return False  # "St Patrick's Day", "Easter Sunday", "Victoria Day"
     if words in (["day"], ["eve"]) and re.search(r"['’]s[ \t]+$", text[:start]):
         return False  # the model's span can be the "Day" of "St Patrick's Day" alone
@@ -831,8 +870,14 @@ def keep_entity(text: str, kind: str, start: int, end: int, recognizer: str,
             return False  # "Bill me later please."
         if any(ch.isdigit() for ch in value):
             return False  # SKUs and order numbers
-        if DETERMINER.search(text[max(0, start - 12):start]):
-            return False  # "the Carter TV stand": a product called by a name
+        if len(words) == 1 and words[0] not in first_names() and _PLACE_BEFORE.search(text[max(0, start - 12):start]):
+            return False  # "left it at Gatwick", "something like Tuscany": a place, not a person
+        if DETERMINER.search(text[max(0, start - 12):start]) or DETERMINER.search(_before_capitals(text, start)):
+            return False  # "the Carter TV stand", "the Queen [Victoria] bookends": a product called by a name
+        if _PRODUCT_AFTER.match(text, end):
+            return False  # "anything Moana themed", "a Martha Stewart style pan"
+        if _lower_inside(value):
+            return False  # "Havana rug", "doesn't read English": a name does not hold an ordinary word
         words = [w.strip(".,'’").lower() for w in value.split()]
         if all(w in NOT_NAMES or w in STOP_WORDS for w in words):
             return False  # "Dear Customer Service", "The box said Made in Norway"
@@ -846,6 +891,56 @@ def keep_entity(text: str, kind: str, start: int, end: int, recognizer: str,
         before = text[max(0, start - 40):start]
         return bool(RESIDENCE.search(before)) and not GOODS_FROM.search(before)
     return True
+
+_PLACE_BEFORE = re.compile(r"(?i)\b(?:at|like|near|via|around|across|outside|towards|hiking|visiting)[ \t]+$")
+_PRODUCT_AFTER = re.compile(r"(?i)[ \t]*-?[ \t]*(?:themed|inspired|style|styled|branded|licen[sc]ed|edition|"
+                            r"collection|range|print|pattern|motif|merch)\b")
+_CAPITAL_OR_TITLE = re.compile(r"(?:(?:[A-ZÀ-Þ][^\W\d_]*\.?|&)[ \t]+)+$")
+
+
+def _before_capitals(text: str, start: int) -> str:
+    """The text before a span and the capitalised words right before it ("the Queen [Victoria]",
+    "the Dr. [Seuss]"), so a determiner before them shows a product's name."""
+    before = text[max(0, start - 60):start]
+    m = _CAPITAL_OR_TITLE.search(before)
+    return before[:m.start()] if m else before
+
+
+def _lower_inside(value: str) -> bool:
+    """A span in capitals and lower case whose lower-case word is no particle and no name we know:
+    the NER ran a name into the words around it ("Havana rug", "Liberty Lego" is fine)."""
+    words = [w.strip(".,'’\"()") for w in value.split()]
+    if len(words) < 2 or not any(w[:1].isupper() for w in words):
+        return False
+    return any(w not in ("los", "las", "y", "e", "do") and _plain_lower(w) for w in words)
+
+
+_GEOGRAPHY = frozenset("""canyon peak lake river field islands island airport international bay valley
+falls beach hills mountains mountain forest desert coast county hub stadium arena gardens national
+mount mt fort cape""".split())
+_COMPASS = frozenset("north south east west northern southern eastern western central upstate downtown".split())
+
+
+_PLACE_PREPOSITION = re.compile(r"(?i)\b(?:to|in|at|from|via|for|like|near|across|around|of|about|into|"
+                                r"through|outside|inside)[ \t]+$")
+
+
+def place_not_person(text: str, start: int, end: int) -> bool:
+    """A span the NER calls a person that names a place: a country, state or big city ("Morocco",
+    "Nevada"), a landmark or a neighbourhood ("Soldier Field", "Mount Whitney", "Glenwood South",
+    "South Texas"). A place that is also a first name ("Jordan", "Florence") only after a word
+    that goes before places ("in Jordan"): "cx Jordan asking" is a person."""
+    value = text[start:end].strip()
+    words = [w.strip(".,'’").lower() for w in value.split()]
+    if not words:
+        return False
+    if value.lower() in places() or value.lower() in countries():
+        return (len(words) > 1 or words[0] not in first_names()
+                or bool(_PLACE_PREPOSITION.search(text[max(0, start - 12):start])))
+    if len(words) > 1 and (words[-1] in _GEOGRAPHY or words[0] in ("mount", "mt", "lake", "fort", "cape")):
+        return True
+    return len(words) > 1 and (words[-1] in _COMPASS or (words[0] in _COMPASS and " ".join(words[1:]) in places()))
+
 
 _AND_BEFORE = re.compile(r"(?:^|(?<=[\s'\"(,]))([A-ZÀ-Þ][^\W\d_]+(?:-[^\W\d_]+)?)[ \t]+(?:and|&)[ \t]+$")
 _AND_AFTER = re.compile(r"[ \t]+(?:and|&)[ \t]+([A-ZÀ-Þ][^\W\d_]+(?:-[^\W\d_]+)?)\b")

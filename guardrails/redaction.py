@@ -10,7 +10,8 @@ from typing import Iterable, Sequence
 
 from core.errors import ConfigError, ModelUnavailable
 from guardrails.ner_training import HELPDESK_NER, NER_DIR
-from guardrails.recognizers import coordinated_names, extend_name, extend_name_start, keep_entity, trim_name
+from guardrails.recognizers import (coordinated_names, extend_name, extend_name_start, keep_entity, place_not_person,
+                                    trim_name)
 from guardrails.verdict import Entity
 
 log = logging.getLogger(__name__)
@@ -161,8 +162,13 @@ class Redactor:
             if by == "SpacyRecognizer" and r.entity_type == "PERSON":
                 start, end = trim_name(text, start, end)
                 start, end = extend_name_start(text, start), extend_name(text, end)
-            if end > start and keep_entity(text, r.entity_type, start, end, by, self._allowed_words):
-                kept.append(Entity(r.entity_type, start, end, r.score))
+            kind = r.entity_type
+            if by == "SpacyRecognizer" and kind == "PERSON" and place_not_person(text, start, end):
+                if "LOCATION" not in wanted:
+                    continue
+                kind = "LOCATION"  # "Morocco", "Soldier Field": a place, personal only where one lives
+            if end > start and keep_entity(text, kind, start, end, by, self._allowed_words):
+                kept.append(Entity(kind, start, end, r.score))
         # A name or place the NER finds inside one of the company's own names ("[Kraft] and Twine"
         # wrap) is part of that name; Presidio's allow list only matches whole spans.
         inside = [(m.start(), m.end()) for m in self._allowed_phrases.finditer(text)] if self._allowed_phrases else []

@@ -309,7 +309,7 @@ def test_eval_guardrails_reports_every_section(cli):
                             timeout=1200).stdout)
     assert set(report) == {"false_alarms", "pii", "injection", "groundedness", "sentiment", "banned_topics",
                            "pii_heldout", "pii_dev", "pii_dev_b", "pii_dev_c", "pii_dev_d",
-                           "pii_dev_e"}
+                           "pii_dev_e", "pii_dev_f"}
     held = report["pii_heldout"]
     assert held["file"] == "pii_heldout.jsonl" and held["spans"] > 500 and held["clean_messages"] > 75
     assert {"PERSON", "PHONE_NUMBER", "LOCATION", "DATE_OF_BIRTH"} <= set(held["per_type"])
