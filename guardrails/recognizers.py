@@ -118,6 +118,10 @@ class TrimmedIbanRecognizer(_RuleRecognizer):
 
 # --- names ---------------------------------------------------------------------------------------
 TITLES = r"(?:(?:Mr|Mrs|Ms|Miss|Mx|Dr|Prof|Sir|Dame|Mme|Mlle|M|Herr|Frau|Sr|Sra|Srta|Sig|Dott|Mevr|Dhr)\.?\s+)"
+# Words that introduce a person, lower-cased: titles, and relatives named with them ("Aunt Mary").
+TITLE_WORDS = frozenset("""mr mrs ms miss mx dr prof sir dame mme mlle m herr frau sr sra srta sig dott mevr dhr rev revd
+hon fr father sister brother aunt auntie aunty uncle grandma grandpa granny nana cousin mum mom dad captain capt lt
+sgt officer judge pastor rabbi imam""".split())
 PARTICLES = frozenset("van von der den de del della di da das dos du la le ter ten te bin binti ibn al el ní "
                       "nic mac ap".split())
 RELATIONS = (r"husband|wife|mother|mum|mom|father|dad|son|daughter|partner|colleague|boss|manager|friend|sister|"
@@ -199,10 +203,8 @@ original message wrote forwarded subject attached attachment kind many senior he
 sir madam queen
 gift gifts wrap wrapping label labels status shipped processing received delivered dispatched supervisor
 showroom showrooms discount standard code codes
-mum mom mummy mommy dad daddy auntie aunty aunt uncle grandma grandpa granny gran nan nana nanna papa mama
+mum mom mummy mommy dad daddy auntie aunty aunt uncle grandma grandpa granny
 created exception pending transit
-english spanish french german italian korean japanese chinese mandarin cantonese polish vietnamese portuguese
-dutch arabic hindi russian turkish greek swedish tagalog
 """.split())
 _STOP_AFTER = frozenset("""and from at here again calling writing with who about re regarding i my is was
 called wants need needs ordered bought live lives living in on of to for via lol please thanks the a an
@@ -384,7 +386,7 @@ class CueNameRecognizer(_RuleRecognizer):
             title = re.match(TITLES, text[at:])
             at += title.end() if title else 0
             end = name_at(text, at)
-            if end and not place_not_person(text, at, end):
+            if end and text[at:end].lower() not in places() and not place_not_person(text, at, end):
                 strong = bool(_STRONG.search(m.group(0)))
                 found.append((at, extend_name(text, end, surname_first=strong), strong))
         for m in _LOWER_TITLE.finditer(text):
@@ -424,7 +426,7 @@ class CueNameRecognizer(_RuleRecognizer):
                 found.append((m.end("at"), end))
         for at in starts:
             end = name_at(text, at)
-            if end and not place_not_person(text, at, end):
+            if end and text[at:end].lower() not in places() and not place_not_person(text, at, end):
                 found.append((at, end))
         for m in _END_SIGNOFF.finditer(text):
             at = m.end("at")
@@ -871,8 +873,8 @@ def keep_entity(text: str, kind: str, start: int, end: int, recognizer: str,
         if any(ch.isdigit() for ch in value):
             return False  # SKUs and order numbers
         if len(words) == 1 and words[0] not in first_names() and _PLACE_BEFORE.search(text[max(0, start - 12):start]):
-            return False  # "left it at Gatwick", "something like Tuscany": a place, not a person
-        if DETERMINER.search(text[max(0, start - 12):start]) or DETERMINER.search(_before_capitals(text, start)):
+            return False  # "left it at Gatwick", "hiking Kilimanjaro": a place, not a person
+        if DETERMINER.search(text[max(0, start - 12):start]) or _article_before_capitals(text, start):
             return False  # "the Carter TV stand", "the Queen [Victoria] bookends": a product called by a name
         if _PRODUCT_AFTER.match(text, end):
             return False  # "anything Moana themed", "a Martha Stewart style pan"
@@ -892,27 +894,31 @@ def keep_entity(text: str, kind: str, start: int, end: int, recognizer: str,
         return bool(RESIDENCE.search(before)) and not GOODS_FROM.search(before)
     return True
 
-_PLACE_BEFORE = re.compile(r"(?i)\b(?:at|like|near|via|around|across|outside|towards|hiking|visiting)[ \t]+$")
+_PLACE_BEFORE = re.compile(r"(?i)\b(?:at|near|via|around|across|outside|towards|hiking)[ \t]+$")
 _PRODUCT_AFTER = re.compile(r"(?i)[ \t]*-?[ \t]*(?:themed|inspired|style|styled|branded|licen[sc]ed|edition|"
                             r"collection|range|print|pattern|motif|merch)\b")
-_CAPITAL_OR_TITLE = re.compile(r"(?:(?:[A-ZÀ-Þ][^\W\d_]*\.?|&)[ \t]+)+$")
+_CAPITALS = re.compile(r"(?:[A-ZÀ-Þ][^\W\d_]*[ \t]+)+$")
+_ARTICLE = re.compile(r"(?i)\b(?:the|a|an|this|that|these|those)\s+$")
 
 
-def _before_capitals(text: str, start: int) -> str:
-    """The text before a span and the capitalised words right before it ("the Queen [Victoria]",
-    "the Dr. [Seuss]"), so a determiner before them shows a product's name."""
+def _article_before_capitals(text: str, start: int) -> bool:
+    """An article before the capitalised words right before a span: "the Queen [Victoria]
+    bookends" names a product. Not after a title or a relative ("the Rev. John Smith", "my Aunt
+    Mary"): those introduce a person."""
     before = text[max(0, start - 60):start]
-    m = _CAPITAL_OR_TITLE.search(before)
-    return before[:m.start()] if m else before
+    m = _CAPITALS.search(before)
+    if not m or any(w.strip(".").lower() in TITLE_WORDS for w in m.group(0).split()):
+        return False
+    return bool(_ARTICLE.search(before[:m.start()]))
 
 
 def _lower_inside(value: str) -> bool:
-    """A span in capitals and lower case whose lower-case word is no particle and no name we know:
-    the NER ran a name into the words around it ("Havana rug", "Liberty Lego" is fine)."""
+    """A capitalised span that ends in a lower-case word that is no particle and no name we know:
+    the NER ran a name into the noun after it ("Havana rug"); "Maria and John" is two people."""
     words = [w.strip(".,'’\"()") for w in value.split()]
     if len(words) < 2 or not any(w[:1].isupper() for w in words):
         return False
-    return any(w not in ("los", "las", "y", "e", "do") and _plain_lower(w) for w in words)
+    return _plain_lower(words[-1])
 
 
 _GEOGRAPHY = frozenset("""canyon peak lake river field islands island airport international bay valley
@@ -921,15 +927,14 @@ mount mt fort cape""".split())
 _COMPASS = frozenset("north south east west northern southern eastern western central upstate downtown".split())
 
 
-_PLACE_PREPOSITION = re.compile(r"(?i)\b(?:to|in|at|from|via|for|like|near|across|around|of|about|into|"
-                                r"through|outside|inside)[ \t]+$")
+_PLACE_PREPOSITION = re.compile(r"(?i)\b(?:in|at|via|near|across|around|into|through|outside|inside)[ \t]+$")
 
 
 def place_not_person(text: str, start: int, end: int) -> bool:
     """A span the NER calls a person that names a place: a country, state or big city ("Morocco",
     "Nevada"), a landmark or a neighbourhood ("Soldier Field", "Mount Whitney", "Glenwood South",
     "South Texas"). A place that is also a first name ("Jordan", "Florence") only after a word
-    that goes before places ("in Jordan"): "cx Jordan asking" is a person."""
+    that goes before places and not people ("in Jordan"): "cx Jordan asking", "to Florence" are people."""
     value = text[start:end].strip()
     words = [w.strip(".,'’").lower() for w in value.split()]
     if not words:
