@@ -843,7 +843,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="train the generator's adapter or a guardrail model").add_subparsers(dest="what", required=True)
     q = p.add_parser("injection", help="the LoRA injection classifier, after its data changed "
-                                       "(about an hour on 2 CPU cores, a few minutes on a GPU)")
+                                       "(about 90 minutes on 2 CPU cores, a few minutes on a GPU)")
     q.add_argument("--device", default="cpu", help="cpu, or cuda where there is a GPU")
     q.add_argument("--with-labels", action="store_true",
                    help="add reviewers' labels from <home>/labels/injection.jsonl (saved in the data directory)")

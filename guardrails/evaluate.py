@@ -173,7 +173,7 @@ def _nanoguard_rates(rows: list[dict], attack: np.ndarray) -> dict | None:
 def injection_metrics(guard, embedder, every: int = 1) -> dict:
     """Injection detection on two labelled sets: the training set (the classifier scored
     out-of-fold) and a held-out set written separately, which nothing was tuned on."""
-    from guardrails.checks.injection_classifier import (HELD_OUT, LABELLED, LORA_DIR, InjectionClassifierCheck,
+    from guardrails.checks.injection_classifier import (HELD_OUT, LORA_DIR, InjectionClassifierCheck, labelled_rows,
                                                         lora_classifier, training_rows)
     from guardrails.heads import data_hash
     from guardrails.checks.prompt_injection import PromptInjectionCheck
@@ -181,7 +181,7 @@ def injection_metrics(guard, embedder, every: int = 1) -> dict:
     from guardrails.text import normalise
     from guardrails.text_classifier import FOLDS, out_of_fold_scores, threshold_for_fpr
 
-    labelled = load_labelled(LABELLED, ("attack", "benign"))
+    labelled = labelled_rows()
     held_out = load_labelled(HELD_OUT, ("attack", "benign"))[::every]
     rules = PromptInjectionCheck(PromptInjectionCheck.Params())
 

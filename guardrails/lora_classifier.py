@@ -10,7 +10,7 @@ cross-validation gave TPR 0.919 at a 2% FPR on the hard negatives, against
 LoRA keeps what we ship small: low-rank updates to the attention and
 feed-forward weights plus a one-unit head, 1.4 MB as float16 safetensors, applied to the packaged all-MiniLM-L6-v2 weights at load time and
 merged into them, so scoring costs one plain encoder pass. Training runs on a
-GPU in about a minute or on this project's 2-core CPUs in about an hour
+GPU in a few minutes or on this project's 2-core CPUs in about an hour and a half
 (cross-validation is five of the eight trainings): `helpdesk train injection`.
 """
 from __future__ import annotations

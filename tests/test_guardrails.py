@@ -31,6 +31,9 @@ from guardrails.verdict import Action
         ("cx Jordan asking whether the rug can be returned", {"PERSON"}),
         ("my name is spelt Giulia O'Donoghue, with the apostrophe", {"PERSON"}),
         ("PHONE: +44 (0)161 140 5524 x 8209", {"PHONE_NUMBER"}),
+        # A product is named after an article; a person after a title or a relative.
+        ("Please ship it to my Aunt Mary Collins today", {"PERSON"}),
+        ("the Rev. John Smith asked about the pews", {"PERSON"}),
         ("How long is the return window?", set()),
     ],
 )

@@ -2,8 +2,8 @@
 
 It catches what the phrase rules miss: paraphrases, role-play, instructions
 hidden in pasted text, data-exfiltration requests, other languages. Trained on
-`guardrails/data/injection.jsonl` (attacks, and benign support messages full of
-trigger words), with everyday customer messages (`sentiment.jsonl`) and the
+`guardrails/data/injection.jsonl` and `injection_more.jsonl` (attacks, and benign
+support messages full of trigger words), with everyday customer messages (`sentiment.jsonl`) and the
 sample questions added as benign rows, so short ordinary messages are not
 mistaken for attacks.
 
@@ -37,7 +37,9 @@ from guardrails.text_classifier import (FOLDS, TextClassifier, classifier_for, o
 from guardrails.verdict import Action, CheckResult
 from core.embeddings import Recent
 
-LABELLED = DATA / "injection.jsonl"
+# Attacks and hard negatives: the first set, and a second writer's in the registers the first
+# had few of (agents' notes, pasted text, requests for the company's own wording).
+LABELLED = (DATA / "injection.jsonl", DATA / "injection_more.jsonl")
 HELD_OUT = DATA / "injection_heldout.jsonl"
 LORA_DIR = Path(__file__).parents[1] / "models" / "injection-lora"
 EVERYDAY = (DATA / "sentiment.jsonl", Path(__file__).parents[2] / "retrieval" / "sample_questions.jsonl")
@@ -50,9 +52,14 @@ def everyday_messages() -> list[str]:
                                 "'text' or 'question'")]
 
 
+def labelled_rows() -> list[dict]:
+    """The labelled attacks and hard negatives, file after file."""
+    return [row for path in LABELLED for row in load_labelled(path, ("attack", "benign"))]
+
+
 def training_rows() -> list[dict]:
     """The labelled attacks and hard negatives, plus everyday messages as benign rows."""
-    return load_labelled(LABELLED, ("attack", "benign")) + [{"text": t, "label": "benign"} for t in everyday_messages()]
+    return labelled_rows() + [{"text": t, "label": "benign"} for t in everyday_messages()]
 
 
 def injection_classifier(embedder, cache_dir: Path | None) -> TextClassifier:
