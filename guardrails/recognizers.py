@@ -879,7 +879,7 @@ def keep_entity(text: str, kind: str, start: int, end: int, recognizer: str,
         if _PRODUCT_AFTER.match(text, end):
             return False  # "anything Moana themed", "a Martha Stewart style pan"
         if _lower_inside(value):
-            return False  # "Havana rug", "doesn't read English": a name does not hold an ordinary word
+            return False  # "Havana rug": a name does not end in an ordinary noun
         words = [w.strip(".,'’").lower() for w in value.split()]
         if all(w in NOT_NAMES or w in STOP_WORDS for w in words):
             return False  # "Dear Customer Service", "The box said Made in Norway"
@@ -942,6 +942,8 @@ def place_not_person(text: str, start: int, end: int) -> bool:
     if value.lower() in places() or value.lower() in countries():
         return (len(words) > 1 or words[0] not in first_names()
                 or bool(_PLACE_PREPOSITION.search(text[max(0, start - 12):start])))
+    if len(words) > 1 and words[0] in first_names() and words[-1] in last_names():
+        return False  # "Sally Field", "John West": a first name and a surname
     if len(words) > 1 and (words[-1] in _GEOGRAPHY or words[0] in ("mount", "mt", "lake", "fort", "cape")):
         return True
     return len(words) > 1 and (words[-1] in _COMPASS or (words[0] in _COMPASS and " ".join(words[1:]) in places()))

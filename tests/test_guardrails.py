@@ -34,6 +34,7 @@ from guardrails.verdict import Action
         # A product is named after an article; a person after a title or a relative.
         ("Please ship it to my Aunt Mary Collins today", {"PERSON"}),
         ("the Rev. John Smith asked about the pews", {"PERSON"}),
+        ("Sally Field called about the sofa", {"PERSON"}),  # not a landmark, though "Soldier Field" is
         ("How long is the return window?", set()),
     ],
 )
