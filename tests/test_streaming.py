@@ -20,7 +20,7 @@ QUESTION = "How many days do I have to return an item?"
 LEAK = SYSTEM_PROMPT.split(". ")[1] + ". "  # "Answer the question using only the numbered context passages ..."
 EMAIL = "maria.lopez@gmail.com"
 API_KEY = "sk-proj-Q7vX2mK9pL4wR8tZ1nB6cD3f"
-NUMBER = "947"
+NUMBER = "9,473"  # a comma: no score or timing in the logged JSON can hold it by chance
 
 
 def _run(services, bad: str, then_more: bool = True):
