@@ -375,6 +375,13 @@ def cmd_eval_guardrails(args) -> int:
     for label in ("angry", "distressed", "human_request"):
         m = fa[f"{label}_recall"]
         print(f"  held-out {label:14} caught {m['caught']:.3f}, as meant {m['as_meant']:.3f} (n={m['messages']})")
+    dev = report["false_alarms_dev"]
+    print("The same on the dev sets the policy was tuned on")
+    for name in [k for k in dev if k.endswith(".jsonl")]:
+        print(f"  {name:26} {dev[name]['alarm_rate']:.3f} of {dev[name]['messages']}  {dev[name]['by_reason']}")
+    for label in ("angry", "distressed", "human_request"):
+        m = dev[f"{label}_recall"]
+        print(f"  dev {label:19} caught {m['caught']:.3f}, as meant {m['as_meant']:.3f} (n={m['messages']})")
     print(f"PII ({report['pii']['overall']['sentences']} generated sentences)")
     for kind, m in report["pii"].items():
         if kind != "overall":

@@ -13,6 +13,7 @@ import random
 import re
 from collections import Counter, defaultdict
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 
@@ -285,20 +286,24 @@ SENTIMENT_SET = "sentiment_heldout.jsonl"
 _EXPECTED = {"angry": "flag", "distressed": "flag", "human_request": "handoff"}
 
 
-def false_alarm_metrics(guard, every: int = 1) -> dict:
-    """The whole input policy on held-out sets nothing was tuned on: ordinary support messages
-    full of trigger words (the share flagged, handed off or blocked for any reason, and why),
-    and angry, distressed and human-request messages (the share caught, and caught as meant:
-    flagged, or handed off for a request)."""
+def false_alarm_metrics(guard, every: int = 1, directory: Path = HELD_OUT, ordinary: Sequence[str] = ORDINARY_SETS,
+                        alarms: Sequence[str] = (SENTIMENT_SET,)) -> dict:
+    """The whole input policy on ordinary support messages full of trigger words (the share
+    flagged, handed off or blocked for any reason, and why), and on angry, distressed and
+    human-request messages (the share caught, and caught as meant: flagged, or handed off for a
+    request). By default the held-out sets nothing was tuned on."""
+    def read(name: str) -> list[dict]:
+        return [json.loads(line) for line in (directory / name).read_text().splitlines() if line.strip()][::every]
+
     report: dict = {}
-    for name in ORDINARY_SETS:
-        rows = [json.loads(line) for line in (HELD_OUT / name).read_text().splitlines() if line.strip()][::every]
+    for name in ordinary:
+        rows = read(name)
         verdicts = [guard.inspect_input(r["text"]) for r in rows]
-        alarms = [v for v in verdicts if v.action.value != "allow"]
-        why = Counter(r.split(":")[0] if r.startswith("prompt_injection") else r for v in alarms for r in v.reasons)
-        report[name] = {"messages": len(rows), "alarm_rate": round(len(alarms) / len(rows), 3),
+        alarms_raised = [v for v in verdicts if v.action.value != "allow"]
+        why = Counter(r.split(":")[0] if r.startswith("prompt_injection") else r for v in alarms_raised for r in v.reasons)
+        report[name] = {"messages": len(rows), "alarm_rate": round(len(alarms_raised) / len(rows), 3),
                         "by_reason": dict(why.most_common())}
-    rows = [json.loads(line) for line in (HELD_OUT / SENTIMENT_SET).read_text().splitlines() if line.strip()][::every]
+    rows = [row for name in alarms for row in read(name)]
     verdicts = [guard.inspect_input(r["text"]) for r in rows]
     for label, expected in _EXPECTED.items():
         mine = [v for r, v in zip(rows, verdicts) if r["label"] == label]
@@ -308,6 +313,11 @@ def false_alarm_metrics(guard, every: int = 1) -> dict:
             "as_meant": round(sum(v.action.value == expected for v in mine) / len(mine), 3),
         }
     return report
+
+
+# The sets the input policy was tuned on (`data/`), reported beside the held-out ones.
+DEV_ORDINARY = ("ordinary_dev.jsonl", "ordinary_dev_b.jsonl")
+DEV_ALARMS = ("alarms_dev.jsonl", "alarms_dev_b.jsonl")
 
 
 PII_DEV = Path(__file__).resolve().parent / "data" / "pii_dev.jsonl"
@@ -323,6 +333,7 @@ def evaluate_guardrails(guard, embedder, pii_sentences: int = 1200, every: int =
     through the checks (a quick look; the figures to quote are from the whole sets)."""
     return {
         "false_alarms": false_alarm_metrics(guard, every),
+        "false_alarms_dev": false_alarm_metrics(guard, every, DATA, DEV_ORDINARY, DEV_ALARMS),
         "banned_topics": banned_topic_metrics(guard),
         "pii": pii_metrics(guard.redactor, generate_pii_set(pii_sentences)),
         # Written apart from the recognizers: the held-out set is reported, the dev set tuned on.

@@ -307,7 +307,7 @@ def test_eval_guardrails_reports_every_section(cli):
     # Every fourth message of each held-out set through the real checks (all of them take minutes).
     report = json.loads(cli("eval", "guardrails", "--pii-sentences", "60", "--every", "4", "--json",
                             timeout=1200).stdout)
-    assert set(report) == {"false_alarms", "pii", "injection", "groundedness", "sentiment", "banned_topics",
+    assert set(report) == {"false_alarms", "false_alarms_dev", "pii", "injection", "groundedness", "sentiment", "banned_topics",
                            "pii_heldout", "pii_dev", "pii_dev_b", "pii_dev_c", "pii_dev_d",
                            "pii_dev_e", "pii_dev_f"}
     held = report["pii_heldout"]
@@ -318,6 +318,8 @@ def test_eval_guardrails_reports_every_section(cli):
     assert fa["ordinary_heldout.jsonl"]["messages"] > 100 and fa["ordinary_heldout_b.jsonl"]["messages"] > 100
     assert 0 <= fa["ordinary_heldout.jsonl"]["alarm_rate"] < 0.2
     assert fa["human_request_recall"]["messages"] > 12 and fa["human_request_recall"]["as_meant"] > 0.5
+    dev = report["false_alarms_dev"]  # the tuning sets, reported apart
+    assert dev["ordinary_dev_b.jsonl"]["messages"] == 125 and dev["distressed_recall"]["messages"] > 15
     assert report["pii"]["overall"]["sentences"] == 60
     inj = report["injection"]
     assert inj["labelled"]["attacks"] > 400 and inj["held_out"]["attacks"] == 80
