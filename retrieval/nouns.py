@@ -47,5 +47,5 @@ class NounFinder:
         """The text's nouns, proper nouns and adjectives, lower-cased, each once, in order."""
         with self._lock:
             doc = self._nlp(text)
-        return list(dict.fromkeys(t.text.lower() for t in doc if t.pos_ in _CONTENT and t.is_alpha
-                                  and t.text.lower() not in INCIDENTAL))
+        words = (t.text.lower() for t in doc if t.pos_ in _CONTENT and t.is_alpha)
+        return list(dict.fromkeys(w for w in words if w not in INCIDENTAL))

@@ -50,7 +50,7 @@ MORE_C = DATA / "sentiment_more_c.jsonl"
 # slang, mild annoyance, consent and account admin; and angry, distressed and request messages,
 # some on the same topics, so that the difference is the state of mind and not the topic.
 MORE_D = DATA / "sentiment_more_d.jsonl"
-# 400 more by a seventh writer, in Spanish, French, German, Italian and Portuguese (80 each: calm,
+# 650 more by a seventh writer, in Spanish, French, German, Italian and Portuguese (130 each: calm,
 # angry, distressed, requests), for customers who do not write in English.
 MORE_E = DATA / "sentiment_more_e.jsonl"
 SHIPPED = (LABELLED, CALM, MORE, MORE_B, MORE_C, MORE_D, MORE_E)  # what the shipped head (and the wording models) train on
