@@ -23,6 +23,7 @@ from assistant.labels import LabelWriter
 from assistant.releases import ReleaseService
 from assistant.review import ReviewService
 from assistant.service import AdapterChoice, Assistant
+from core.errors import ConfigError
 from core.settings import Settings
 from assistant.store import Store
 from assistant.users import UserService
@@ -33,7 +34,7 @@ from guardrails.policy import load_policy
 from guardrails.redaction import Redactor
 from guardrails.vault import Vault, load_key
 from retrieval.embed_process import pool_for
-from core.embeddings import Embedder, get_embedder
+from core.embeddings import Embedder, get_embedder, sentence_model_path
 from retrieval.extract import ExtractiveAnswerer
 from retrieval.nouns import NounFinder
 from retrieval.memory import QuestionMemory, load_memory
@@ -182,13 +183,31 @@ class Services:
         return SentenceReranker(self.kb_embedder, self.settings.retrieval.rerank_weight)
 
     @cached_property
+    def sentence_scorer(self) -> SentenceReranker | None:
+        """The sentence scorer whose cosine the extractive ranker reads (`model.sentence_model`);
+        None: the knowledge base's embedder. Always fp32: int8 weights lose its gain."""
+        path = sentence_model_path(self.settings.model.sentence_model)
+        if path is None:
+            return None
+        return SentenceReranker(get_embedder(self.settings.retrieval.embedding_device, "fp32", str(path)))
+
+    @cached_property
     def extractor(self) -> ExtractiveAnswerer:
         m = self.settings.model
         penalty = m.extractive_unknown_penalty
+        scorer = self.sentence_scorer  # a model that is not there stops start-up first
+        ranker = load_ranker(m.extractive_ranker)
+        trained_with = ranker.meta.get("sentence_model", "kb") if ranker else m.sentence_model
+        if trained_with != m.sentence_model:
+            # Its trees split on the cosine of the model it was trained with; another's ranks silently wrong.
+            raise ConfigError(f"model.extractive_ranker was trained with sentence_model {trained_with!r}, but "
+                              f"model.sentence_model is {m.sentence_model!r}: set one to match the other, or "
+                              "retrain it (`python -m retrieval.ranker_training`)")
         return ExtractiveAnswerer(self.reranker, m.extractive_min_support, m.extractive_sentences,
-                                  ranker=load_ranker(m.extractive_ranker), term_weights=self.retriever.term_weights,
+                                  ranker=ranker, term_weights=self.retriever.term_weights,
                                   nouns=NounFinder() if penalty else None,
-                                  unknown_words=self.retriever.unknown_words, unknown_penalty=penalty)
+                                  unknown_words=self.retriever.unknown_words, unknown_penalty=penalty,
+                                  scorer=scorer)
 
     @cached_property
     def assistant(self) -> Assistant:

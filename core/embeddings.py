@@ -2,9 +2,11 @@
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 from collections import OrderedDict
 from functools import lru_cache
+from pathlib import Path
 from typing import Literal, Sequence
 
 from core.errors import ModelUnavailable
@@ -12,6 +14,11 @@ from core.quantize import quantize_int8
 
 log = logging.getLogger(__name__)
 RECENT = 256  # single texts remembered: one message is embedded once per turn, not once per check
+
+
+# The sentence scorer (`model.sentence_model: mpnet`): all-mpnet-base-v2, which `make` assembles
+# here from its PyPI parts.
+MPNET_DIR = Path(sys.prefix) / "share" / "all-mpnet-base-v2"
 
 
 def default_model_path() -> str:
@@ -96,5 +103,19 @@ class Embedder:
 
 
 @lru_cache(maxsize=4)
-def get_embedder(device: str = "cpu", precision: Precision = "fp32") -> Embedder:
-    return Embedder(device=device, precision=precision)
+def get_embedder(device: str = "cpu", precision: Precision = "fp32", model_path: str | None = None) -> Embedder:
+    """One embedder per model, device and precision in a process (None: the packaged MiniLM)."""
+    return Embedder(model_path, device=device, precision=precision)
+
+
+def sentence_model_path(setting: str) -> Path | None:
+    """`model.sentence_model`: "kb" is None (the knowledge base's embedder), "mpnet" the packaged
+    all-mpnet-base-v2, anything else a sentence-transformers folder. A folder that is not there
+    stops start-up rather than ranking with another model than the ranker was trained with."""
+    if setting == "kb":
+        return None
+    path = MPNET_DIR if setting == "mpnet" else Path(setting)
+    if not (path / "config.json").is_file():
+        hint = " (`make` installs it)" if setting == "mpnet" else ""
+        raise ModelUnavailable(f"model.sentence_model: no sentence-transformers model at {path}{hint}")
+    return path

@@ -77,6 +77,10 @@ class ModelSettings(_Strict):
         0.2, ge=0.0, le=3.0, description="Taken off that score for each noun or adjective of the question "
         "that no document of the knowledge base holds: a question about something the articles never "
         "name is not answered from them. 0 turns it off.")
+    sentence_model: str = Field(
+        "mpnet", description="The embedding model whose cosine the extractive answers' sentence ranker reads: "
+        "mpnet (all-mpnet-base-v2 in fp32, which `make` installs), kb (the knowledge base's own embedder) or a "
+        "sentence-transformers folder. The ranker must have been trained with the same one (its file says which).")
     extractive_ranker: str = Field(
         "default", description="The sentence ranker's weights: default (the shipped ones, trained on "
         "questions about the sample knowledge base), a path to a file that `python -m "

@@ -26,7 +26,7 @@ aunt uncle grandma grandmother grandpa grandfather nan gran niece nephew cousin 
 fiancee neighbour neighbor flatmate roommate colleague coworker boss guy guys lady man woman person people
 someone somebody folks mate hubby
 yesterday today tomorrow tonight morning afternoon evening night weekend mins min hrs hr yrs yr ages moment
-ago earlier later recently
+ago earlier later recently mid
 stuff thing things bunch couple lot lots bit heck hell tho though ok okay pls plz thanks thx sorry hi hey
 lol ugh
 """.split())

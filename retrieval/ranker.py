@@ -50,7 +50,7 @@ _LEADING_PRONOUN = re.compile(r"^(they|it|this|these|that|those|he|she|its|their
 _DIGIT = re.compile(r"\d")
 
 FEATURES = (
-    "cosine",  # question . sentence embeddings
+    "cosine",  # question . sentence embeddings (the sentence scorer's: all-mpnet-base-v2 by default)
     "rare_overlap",  # share of the question's words' idf that the sentence holds
     "overlap",  # share of the question's words it holds
     "passage_score",  # the passage's retrieval score
@@ -77,22 +77,35 @@ class Candidate:
     index: int  # index into the passage's sentences
 
 
+@dataclass(frozen=True)
+class Rows:
+    x: np.ndarray  # one row of `FEATURES` per sentence
+    candidates: list[Candidate]
+    closeness: np.ndarray  # cosine with the question under the knowledge base's own embedder
+
+
 def features(question: str, hits: Sequence[Hit], reranker: SentenceReranker,
              term_weights: Callable[[Sequence[str]], dict[str, float]] | None = None,
-             ) -> tuple[np.ndarray, list[Candidate]]:
-    """One row of `FEATURES` per sentence of the passages, and the sentences."""
+             scorer: SentenceReranker | None = None) -> Rows:
+    """One row of `FEATURES` per sentence of the passages, and the sentences. `scorer`: the
+    embedder whose cosine the "cosine" feature reads (None: the knowledge base's, `reranker`'s).
+    The knowledge base's cosine is kept apart as `closeness`: the support bar was set on it."""
     if not hits:
-        return np.zeros((0, len(FEATURES)), dtype=np.float32), []
+        return Rows(np.zeros((0, len(FEATURES)), dtype=np.float32), [], np.zeros(0, dtype=np.float32))
     embedder = reranker.embedder
     query = np.asarray(embedder.embed([question])[0], dtype=np.float32)
     headings = np.asarray(embedder.embed([h.text.split("\n\n", 1)[0] for h in hits]), dtype=np.float32) @ query
+    scored_query = np.asarray(scorer.embedder.embed([question])[0], dtype=np.float32) if scorer else query
+    closeness = []
     words = set(tokenize(question))
     weight = term_weights(sorted(words)) if term_weights and words else dict.fromkeys(words, 1.0)
     total = sum(weight.values())
     wanted = [shape for asks, shape in ASKS if asks.search(question)]
     rows, candidates = [], []
     for p, hit in enumerate(hits):
-        sims = reranker.sentence_vectors(hit) @ query
+        close = reranker.sentence_vectors(hit) @ query
+        closeness.extend(close.tolist())
+        sims = scorer.sentence_vectors(hit) @ scored_query if scorer else close
         for i, (text, sim) in enumerate(zip(sentences(hit.text), sims)):
             held = words & set(tokenize(text))
             rows.append([
@@ -118,7 +131,7 @@ def features(question: str, hits: Sequence[Hit], reranker: SentenceReranker,
     x = np.asarray(rows, dtype=np.float32)
     x[:, FEATURES.index("cosine_gap")] = x[:, 0] - x[:, 0].max()
     x[:, FEATURES.index("rare_overlap_gap")] = x[:, 1] - x[:, 1].max()
-    return x, candidates
+    return Rows(x, candidates, np.asarray(closeness, dtype=np.float32))
 
 
 def _read(path: Path) -> dict:

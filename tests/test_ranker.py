@@ -33,7 +33,8 @@ def test_a_pdf_line_wrapped_mid_sentence_reads_as_one_sentence():
 def test_features_mark_the_kind_of_answer_asked_for_and_headings(services):
     hits = [Hit("kinds", "a.md", "Braille > Formats\n\nFind your format\nBraille versions of safety instructions take "
                              "10 business days. Our team is friendly and helpful to everyone.", 0.5)]
-    x, candidates = features("how long does braille take", hits, services.reranker, services.retriever.term_weights)
+    rows = features("how long does braille take", hits, services.reranker, services.retriever.term_weights)
+    x, candidates = rows.x, rows.candidates
     assert [c.text for c in candidates][1].startswith("Braille versions") and x.shape == (3, len(FEATURES))
     assert _column(x, "answer_kind").tolist() == [0.0, 1.0, 0.0]  # "10 business days" answers "how long"
     assert _column(x, "heading").tolist() == [1.0, 0.0, 0.0]
@@ -48,8 +49,40 @@ def test_rare_words_weigh_more_than_the_companys_name(services):
 def test_the_shipped_ranker_loads_and_says_what_it_was_trained_on():
     ranker = load_ranker("default")
     assert isinstance(ranker, TreeRanker) and len(ranker.trees) == 100
-    assert ranker.meta["source"].startswith("answers_train.jsonl") and ranker.meta["positives"] > 100
+    assert ranker.meta["source"].startswith("answers_train.jsonl") and "answers_train_b.jsonl" in ranker.meta["source"]
+    assert ranker.meta["positives"] > 100 and ranker.meta["sentence_model"] == "mpnet"
     assert load_ranker("none") is None
+
+
+def test_the_sentence_scorer_feeds_the_cosine_feature_and_the_support_keeps_the_knowledge_bases(services):
+    scorer = services.sentence_scorer
+    assert scorer is not None and scorer.embedder.dim == 768  # all-mpnet-base-v2, not MiniLM's 384
+    question = "how much do i save if i subscribe to coffee beans"
+    hits = services.retriever.context_for(question)
+    scored = features(question, hits, services.reranker, services.retriever.term_weights, scorer)
+    plain = features(question, hits, services.reranker, services.retriever.term_weights)
+    np.testing.assert_allclose(scored.closeness, _column(plain.x, "cosine"), atol=1e-5)
+    np.testing.assert_allclose(plain.closeness, _column(plain.x, "cosine"), atol=1e-5)
+    query = np.asarray(scorer.embedder.embed([question])[0])
+    expected = np.concatenate([scorer.sentence_vectors(hit) @ query for hit in hits])
+    np.testing.assert_allclose(_column(scored.x, "cosine"), expected, atol=1e-5)
+    assert not np.allclose(_column(scored.x, "cosine"), scored.closeness, atol=1e-3)
+    # Everything else in the row is the same whichever model scores.
+    others = [i for i, name in enumerate(FEATURES) if name not in ("cosine", "cosine_gap")]
+    np.testing.assert_allclose(scored.x[:, others], plain.x[:, others], atol=1e-6)
+
+
+def test_a_ranker_trained_with_another_sentence_model_or_a_missing_one_stops_start_up(tmp_path, make_settings):
+    from assistant.app import Services
+    from core.errors import ModelUnavailable
+
+    with pytest.raises(ConfigError, match="trained with sentence_model 'mpnet'"):
+        Services(make_settings(tmp_path / "kb", HELPDESK_MODEL__SENTENCE_MODEL="kb")).extractor
+    with pytest.raises(ModelUnavailable, match="sentence_model"):
+        Services(make_settings(tmp_path / "gone", HELPDESK_MODEL__SENTENCE_MODEL=str(tmp_path / "absent"))).extractor
+    # Without a learned ranker any scorer goes: the fixed blend reads the knowledge base's cosine.
+    assert Services(make_settings(tmp_path / "blend", HELPDESK_MODEL__SENTENCE_MODEL="kb",
+                                  HELPDESK_MODEL__EXTRACTIVE_RANKER="none")).extractor.ranker is None
 
 
 def test_a_missing_or_mismatched_ranker_stops_start_up(tmp_path):
@@ -82,7 +115,8 @@ def test_training_learns_which_sentences_hold_the_facts(services, tmp_path, kind
     again = read_ranker(tmp_path / "r.json")
     assert type(again) is type(ranker)
     hits = services.retriever.context_for(items[0]["question"])
-    x, candidates = features(items[0]["question"], hits, services.reranker, services.retriever.term_weights)
+    rows = features(items[0]["question"], hits, services.reranker, services.retriever.term_weights)
+    x, candidates = rows.x, rows.candidates
     best = candidates[int(np.argmax(again.score(x)))]
     assert "30 days" in best.text
     np.testing.assert_allclose(again.score(x), ranker.score(x), atol=1e-3)
