@@ -9,15 +9,14 @@ order they stand in their passages. A lead that introduces a list brings its
 items; a list item brings the sentence that introduces its list. Each carries
 the marker of its passage ([1] is the first source shown).
 
-The ranker reads the cosine of a sentence scorer, a larger embedding model
-than the knowledge base's (all-mpnet-base-v2 by default, `model.sentence_model`):
-on the training questions' folds the three sentences it picks hold every key
-fact for 0.715 of first questions against 0.694 with MiniLM's cosine (int8
-weights lose that gain, so it runs in fp32).
+The cosine is a sentence scorer's, a larger embedding model than the
+knowledge base's (all-mpnet-base-v2 by default, `model.sentence_model`): it
+tells which sentence answers a question, and whether any does, better than
+MiniLM (the README has the figures; int8 weights lose the gain, so it runs in
+fp32).
 
 Whether the passages answer at all is a separate figure, the support: the
-best sentence's cosine (the knowledge base's MiniLM, on which the bar was
-set) + `lexical_weight` x its share of the question's rarer
+best sentence's cosine + `lexical_weight` x its share of the question's rarer
 words + `rank_weight` x its passage's score, less `unknown_penalty` for each
 noun or adjective of the question that no chunk of the knowledge base holds
 (a question about a "podcast" or "fabric swatches" is not answered by articles
@@ -36,8 +35,8 @@ from retrieval.ranker import FEATURES, Ranker, features
 from retrieval.rerank import SentenceReranker, sentences
 from retrieval.store import Hit
 
-_RARE, _PASSAGE, _KIND, _HEADING = (
-    FEATURES.index(f) for f in ("rare_overlap", "passage_score", "answer_kind", "heading"))
+_COSINE, _RARE, _PASSAGE, _KIND, _HEADING = (
+    FEATURES.index(f) for f in ("cosine", "rare_overlap", "passage_score", "answer_kind", "heading"))
 
 _LIST_MARK = re.compile(r"^(\d+[.)]|[-*•])\s+")
 _EMPHASIS = re.compile(r"\*\*|__|`")
@@ -153,14 +152,13 @@ class ExtractiveAnswerer:
 
     def score(self, question: str, hits: Sequence[Hit]) -> list[Scored]:
         """Every sentence of the passages but headings, best first."""
-        rows = features(question, hits, self.reranker, self.term_weights, self.scorer)
-        if not rows.candidates:
+        x, candidates = features(question, hits, self.reranker, self.term_weights, self.scorer)
+        if not candidates:
             return []
-        x = rows.x
-        support = rows.closeness + self.lexical_weight * x[:, _RARE] + self.rank_weight * x[:, _PASSAGE]
+        support = x[:, _COSINE] + self.lexical_weight * x[:, _RARE] + self.rank_weight * x[:, _PASSAGE]
         order = self.ranker.score(x) if self.ranker else support + self.type_weight * x[:, _KIND]
         out = [Scored(float(o), float(s), c.text, c.passage, c.index)
-               for o, s, c, heading in zip(order, support, rows.candidates, x[:, _HEADING]) if not heading]
+               for o, s, c, heading in zip(order, support, candidates, x[:, _HEADING]) if not heading]
         out.sort(key=lambda s: -s.score)
         return out
 

@@ -1,13 +1,14 @@
 """Which sentences of the passages answer a question: features, and a learned ranker over them.
 
 Each sentence of the retrieved passages gets a row of features (how close its
-embedding is to the question's, how much of the question's rarer words it
+embedding is to the question's under the sentence scorer, all-mpnet-base-v2 by
+default, how much of the question's rarer words it
 holds, its passage's rank and score, whether it holds the kind of answer asked
 for, whether it is a heading, a list's lead-in or a sentence that leans on the
 one before). Boosted trees (scikit-learn's histogram gradient boosting,
 exported to JSON and evaluated here with numpy), trained on questions about
 the sample knowledge base written for training
-(`retrieval/data/answers_train.jsonl`; `python -m retrieval.ranker_training`
+(`retrieval/data/answers_train*.jsonl`; `python -m retrieval.ranker_training`
 rebuilds it), weigh them; a sentence is a positive when it holds one of its
 question's key facts. The trees read feature interactions a line cannot
 ("holds a duration" counts for more when the question asks "how long"). A
@@ -77,35 +78,26 @@ class Candidate:
     index: int  # index into the passage's sentences
 
 
-@dataclass(frozen=True)
-class Rows:
-    x: np.ndarray  # one row of `FEATURES` per sentence
-    candidates: list[Candidate]
-    closeness: np.ndarray  # cosine with the question under the knowledge base's own embedder
-
 
 def features(question: str, hits: Sequence[Hit], reranker: SentenceReranker,
              term_weights: Callable[[Sequence[str]], dict[str, float]] | None = None,
-             scorer: SentenceReranker | None = None) -> Rows:
+             scorer: SentenceReranker | None = None) -> tuple[np.ndarray, list[Candidate]]:
     """One row of `FEATURES` per sentence of the passages, and the sentences. `scorer`: the
-    embedder whose cosine the "cosine" feature reads (None: the knowledge base's, `reranker`'s).
-    The knowledge base's cosine is kept apart as `closeness`: the support bar was set on it."""
+    sentence scorer whose cosine the "cosine" feature reads (None: the knowledge base's embedder,
+    `reranker`'s, which reads the headings either way)."""
     if not hits:
-        return Rows(np.zeros((0, len(FEATURES)), dtype=np.float32), [], np.zeros(0, dtype=np.float32))
+        return np.zeros((0, len(FEATURES)), dtype=np.float32), []
     embedder = reranker.embedder
     query = np.asarray(embedder.embed([question])[0], dtype=np.float32)
     headings = np.asarray(embedder.embed([h.text.split("\n\n", 1)[0] for h in hits]), dtype=np.float32) @ query
     scored_query = np.asarray(scorer.embedder.embed([question])[0], dtype=np.float32) if scorer else query
-    closeness = []
     words = set(tokenize(question))
     weight = term_weights(sorted(words)) if term_weights and words else dict.fromkeys(words, 1.0)
     total = sum(weight.values())
     wanted = [shape for asks, shape in ASKS if asks.search(question)]
     rows, candidates = [], []
     for p, hit in enumerate(hits):
-        close = reranker.sentence_vectors(hit) @ query
-        closeness.extend(close.tolist())
-        sims = scorer.sentence_vectors(hit) @ scored_query if scorer else close
+        sims = (scorer or reranker).sentence_vectors(hit) @ scored_query
         for i, (text, sim) in enumerate(zip(sentences(hit.text), sims)):
             held = words & set(tokenize(text))
             rows.append([
@@ -131,7 +123,7 @@ def features(question: str, hits: Sequence[Hit], reranker: SentenceReranker,
     x = np.asarray(rows, dtype=np.float32)
     x[:, FEATURES.index("cosine_gap")] = x[:, 0] - x[:, 0].max()
     x[:, FEATURES.index("rare_overlap_gap")] = x[:, 1] - x[:, 1].max()
-    return Rows(x, candidates, np.asarray(closeness, dtype=np.float32))
+    return x, candidates
 
 
 def _read(path: Path) -> dict:

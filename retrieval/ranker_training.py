@@ -51,12 +51,12 @@ def training_rows(items: Iterable[dict], retriever: Retriever, reranker: Sentenc
         hits = retriever.context_for(question, earlier)
         # Scored as the extractive answerer scores it: a follow-up with the question before it.
         asked = f"{earlier[-1]} {question}" if earlier else question
-        rows = features(asked, hits, reranker, retriever.term_weights, scorer)
-        if not rows.candidates:
+        x, candidates = features(asked, hits, reranker, retriever.term_weights, scorer)
+        if not candidates:
             continue
         questions += 1
-        xs.append(rows.x)
-        ys.append(np.asarray([any(has_fact(c.text, f) for f in facts) for c in rows.candidates]))
+        xs.append(x)
+        ys.append(np.asarray([any(has_fact(c.text, f) for f in facts) for c in candidates]))
     if not xs:
         raise ValueError("no training question found any passage")
     return np.vstack(xs), np.concatenate(ys), questions

@@ -112,11 +112,11 @@ def test_passages_that_do_not_answer_are_judged_before_the_model_is_asked(servic
 def test_labelled_questions_say_which_article_answers_a_question_like_them_or_that_none_does(services, tmp_path):
     from retrieval.memory import load_memory
 
-    asked = "my husband is going to collect my order, what does he need"
+    asked = "my dad will come get it, what does he need to have on him"
     unlabelled = _assistant(services, "extractive").respond(None, asked)
     assert unlabelled.answer == NO_CONTEXT_ANSWER, "the test needs a question under the support bar"
     pickup = "store-pickup-click-and-collect.md"
-    labels = [{"question": "someone else is collecting my order, what do they need to bring", "source": pickup},
+    labels = [{"question": "my dad is coming to collect my order, what does he need to have with him", "source": pickup},
               {"question": "do you give discounts to students", "source": None, "answerable": False}]
     # One answerable label for every other document: the "not covered" label was written against them all.
     labels += [{"question": f"a question about {s}", "source": s} for s in services.retriever.documents() if s != pickup]
@@ -151,9 +151,9 @@ def test_agents_up_votes_label_questions_until_a_down_vote_or_an_erasure_takes_t
                          refresh_s=0)
     assistant = _assistant(services, "extractive")
     assistant.memory = memory
-    asked = "my husband is going to collect my order, what does he need"
+    asked = "my dad will come get it, what does he need to have on him"
     assert assistant.respond(None, asked).answer == NO_CONTEXT_ANSWER, "the test needs a question under the bar"
-    answered = assistant.respond(None, "what does the person collecting my order need to bring")
+    answered = assistant.respond(None, "my dad is collecting my order, what does he need to bring")
     unknown = assistant.respond(None, "do the showrooms run cooking classes on weekends?")
     assert answered.answer_mode == "extractive" and unknown.answer == NO_CONTEXT_ANSWER
     agent, reviewer = cli_actor(), replace(cli_actor(), id="another-agent")

@@ -33,8 +33,7 @@ def test_a_pdf_line_wrapped_mid_sentence_reads_as_one_sentence():
 def test_features_mark_the_kind_of_answer_asked_for_and_headings(services):
     hits = [Hit("kinds", "a.md", "Braille > Formats\n\nFind your format\nBraille versions of safety instructions take "
                              "10 business days. Our team is friendly and helpful to everyone.", 0.5)]
-    rows = features("how long does braille take", hits, services.reranker, services.retriever.term_weights)
-    x, candidates = rows.x, rows.candidates
+    x, candidates = features("how long does braille take", hits, services.reranker, services.retriever.term_weights)
     assert [c.text for c in candidates][1].startswith("Braille versions") and x.shape == (3, len(FEATURES))
     assert _column(x, "answer_kind").tolist() == [0.0, 1.0, 0.0]  # "10 business days" answers "how long"
     assert _column(x, "heading").tolist() == [1.0, 0.0, 0.0]
@@ -54,22 +53,22 @@ def test_the_shipped_ranker_loads_and_says_what_it_was_trained_on():
     assert load_ranker("none") is None
 
 
-def test_the_sentence_scorer_feeds_the_cosine_feature_and_the_support_keeps_the_knowledge_bases(services):
+def test_the_sentence_scorer_feeds_the_cosine_feature(services):
     scorer = services.sentence_scorer
     assert scorer is not None and scorer.embedder.dim == 768  # all-mpnet-base-v2, not MiniLM's 384
     question = "how much do i save if i subscribe to coffee beans"
     hits = services.retriever.context_for(question)
-    scored = features(question, hits, services.reranker, services.retriever.term_weights, scorer)
-    plain = features(question, hits, services.reranker, services.retriever.term_weights)
-    np.testing.assert_allclose(scored.closeness, _column(plain.x, "cosine"), atol=1e-5)
-    np.testing.assert_allclose(plain.closeness, _column(plain.x, "cosine"), atol=1e-5)
+    scored, _ = features(question, hits, services.reranker, services.retriever.term_weights, scorer)
+    plain, _ = features(question, hits, services.reranker, services.retriever.term_weights)
     query = np.asarray(scorer.embedder.embed([question])[0])
-    expected = np.concatenate([scorer.sentence_vectors(hit) @ query for hit in hits])
-    np.testing.assert_allclose(_column(scored.x, "cosine"), expected, atol=1e-5)
-    assert not np.allclose(_column(scored.x, "cosine"), scored.closeness, atol=1e-3)
+    np.testing.assert_allclose(_column(scored, "cosine"), np.concatenate([scorer.sentence_vectors(h) @ query
+                                                                          for h in hits]), atol=1e-5)
+    kb_query = np.asarray(services.reranker.embedder.embed([question])[0])
+    np.testing.assert_allclose(_column(plain, "cosine"), np.concatenate([services.reranker.sentence_vectors(h) @ kb_query
+                                                                         for h in hits]), atol=1e-5)
     # Everything else in the row is the same whichever model scores.
     others = [i for i, name in enumerate(FEATURES) if name not in ("cosine", "cosine_gap")]
-    np.testing.assert_allclose(scored.x[:, others], plain.x[:, others], atol=1e-6)
+    np.testing.assert_allclose(scored[:, others], plain[:, others], atol=1e-6)
 
 
 def test_a_ranker_trained_with_another_sentence_model_or_a_missing_one_stops_start_up(tmp_path, make_settings):
@@ -115,8 +114,7 @@ def test_training_learns_which_sentences_hold_the_facts(services, tmp_path, kind
     again = read_ranker(tmp_path / "r.json")
     assert type(again) is type(ranker)
     hits = services.retriever.context_for(items[0]["question"])
-    rows = features(items[0]["question"], hits, services.reranker, services.retriever.term_weights)
-    x, candidates = rows.x, rows.candidates
+    x, candidates = features(items[0]["question"], hits, services.reranker, services.retriever.term_weights)
     best = candidates[int(np.argmax(again.score(x)))]
     assert "30 days" in best.text
     np.testing.assert_allclose(again.score(x), ranker.score(x), atol=1e-3)
