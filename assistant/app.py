@@ -94,8 +94,9 @@ class Services:
     @cached_property
     def retriever(self) -> Retriever:
         r = self.settings.retrieval
+        # hybrid+rerank reads the sentence scorer (the larger model) whichever mode is the setting's.
         return Retriever(self.vectors, self.kb_embedder, r.k, r.min_score, r.mode, r.bm25_weight, self.catalog,
-                         self.reranker)
+                         self.sentence_scorer or self.reranker)
 
     @cached_property
     def ingestor(self) -> Ingestor:
@@ -189,7 +190,8 @@ class Services:
         path = sentence_model_path(self.settings.model.sentence_model)
         if path is None:
             return None
-        return SentenceReranker(get_embedder(self.settings.retrieval.embedding_device, "fp32", str(path)))
+        r = self.settings.retrieval
+        return SentenceReranker(get_embedder(r.embedding_device, "fp32", str(path)), r.rerank_weight)
 
     @cached_property
     def extractor(self) -> ExtractiveAnswerer:

@@ -100,7 +100,9 @@ class RetrievalSettings(_Strict):
         0, ge=0, le=16, description="Embedding processes for those ingests. 0: on a CPU one single-thread "
         "process per core, up to 4 (each holds a copy of the model); on a GPU one.")
     k: int = Field(4, ge=1, le=50, description="Chunks retrieved per turn.")
-    mode: Literal["vector", "bm25", "hybrid", "hybrid+rerank"] = "hybrid"
+    mode: Literal["vector", "bm25", "hybrid", "hybrid+rerank"] = Field(
+        "hybrid+rerank", description="hybrid: cosine + bm25_weight x scaled BM25; hybrid+rerank: its 10 best "
+        "reordered by each chunk's best sentence under model.sentence_model.")
     rerank_weight: float = Field(0.5, ge=0.0, le=10.0, description="hybrid+rerank: weight of the best sentence.")
     bm25_weight: float = Field(0.1, ge=0.0, le=10.0, description="Hybrid: weight of scaled BM25 next to cosine.")
     chunk_size: int = Field(900, ge=100, le=20000, description="Characters per chunk.")

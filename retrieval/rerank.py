@@ -1,11 +1,12 @@
-"""Reranking with the embedding model: a chunk scores by its best sentence.
+"""Reranking with an embedding model: a chunk scores by its best sentence.
 
-No cross-encoder weights are available offline, so the second stage reuses
-MiniLM at a finer grain: a chunk embedding averages everything in the chunk,
-while the question is usually answered by one sentence. Each candidate's
-score becomes cosine(query, chunk) + weight x max cosine(query, sentence).
-Sentence vectors are cached per chunk id, so a popular chunk is split and
-embedded once.
+No cross-encoder weights are available offline, so the second stage embeds at
+a finer grain: a chunk embedding averages everything in the chunk, while the
+question is usually answered by one sentence. Each candidate's score becomes
+cosine(query, chunk) + weight x max cosine(query, sentence), the sentences'
+cosine under this reranker's own model (the sentence scorer,
+all-mpnet-base-v2, when `retrieval.mode` is hybrid+rerank). Sentence vectors
+are cached per chunk id, so a popular chunk is split and embedded once.
 """
 from __future__ import annotations
 
@@ -86,8 +87,8 @@ class SentenceReranker:
         self._cache_size = cache_size
         self._lock = threading.Lock()
 
-    def rerank(self, query_vector, hits: list[Hit]) -> list[Hit]:
-        query = np.asarray(query_vector, dtype=np.float32)
+    def rerank(self, question: str, hits: list[Hit]) -> list[Hit]:
+        query = np.asarray(self.embedder.embed([question])[0], dtype=np.float32)
         scored = [(hit.score + self.weight * float((self.sentence_vectors(hit) @ query).max()), i, hit)
                   for i, hit in enumerate(hits)]
         scored.sort(key=lambda item: (-item[0], item[1]))

@@ -171,7 +171,7 @@ class Retriever:
         wanted = max(k, RERANK_POOL) if rerank else k
         ranked = self._live(self._rank(query, vector, wanted + 5, "hybrid" if rerank else mode, where))
         if rerank:
-            ranked = self.reranker.rerank(vector, ranked[:wanted])
+            ranked = self.reranker.rerank(query, ranked[:wanted])
         return ranked[:k]
 
     def _rank(self, query: str, vector, k: int, mode: str, where: dict | None) -> list[Hit]:
