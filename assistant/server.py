@@ -331,7 +331,7 @@ def serve(config: str | None = None, host: str | None = None, port: int | None =
     services = Services(settings)
     # Load everything before taking traffic: a missing model, or a collection embedded at another
     # precision, fails here, not on the first chat.
-    services.guard, services.kb_embedder, services.vectors, services.generator, services.store  # noqa: B018
+    services.guard, services.kb_embedder, services.vectors, services.extractor, services.generator, services.store  # noqa: B018
     services.serving_adapter()  # a promoted adapter whose files are gone stops start-up
     services.ensure_samples()
     password = services.users.ensure_first_admin()

@@ -355,6 +355,12 @@ def test_docs_reembed_converts_a_collection_to_the_configured_precision(cli):
     assert hits["hits"][0]["source"] == "returns-policy.md"
 
 
+def test_the_server_refuses_to_start_without_its_sentence_scorer(cli, tmp_path):
+    server = cli("serve", "--port", "0", check=False,
+                 extra_env={"HELPDESK_MODEL__SENTENCE_MODEL": str(tmp_path / "no-such-model")})
+    assert server.returncode != 0 and "model.sentence_model" in server.stderr, "the server refuses at start-up"
+
+
 def test_erase_a_customer_everywhere_from_the_cli(cli):
     cli("ingest", str(SAMPLE_KB / "order-tracking.md"), str(SAMPLE_KB / "returns-policy.md"))
     turn = json.loads(cli("ask", "Hi, this is Jane Doe (jane.doe@example.com), where is my order?", "--json").stdout)
