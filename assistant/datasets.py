@@ -26,6 +26,9 @@ from retrieval.store import Hit, VectorStore
 
 log = logging.getLogger(__name__)
 SYNTHETIC = "synthetic.jsonl"
+# Distractor passages only need to be near the question: the hybrid search finds them without
+# reranking every chunk's questions with the sentence scorer.
+DISTRACTOR_SEARCH = "hybrid"
 # What the system prompt asks for when the passages do not answer.
 ABSTAIN_ANSWER = ("I don't know: the help articles I was given do not cover this. "
                   "Would you like me to pass this conversation to a human colleague?")
@@ -114,7 +117,8 @@ class DatasetService:
             lineage = {"origin": "synthetic", "chunk_id": chunk.chunk_id, "source": chunk.source,
                        "conversation": f"synthetic:{chunk.chunk_id}"}
             if asked and rng.random() < abstain_share:
-                elsewhere = [h for h in retriever.search(asked[0], distractors * 3) if h.source != chunk.source]
+                elsewhere = [h for h in retriever.search(asked[0], distractors * 3, DISTRACTOR_SEARCH)
+                             if h.source != chunk.source]
                 if elsewhere:
                     shown = self._evidence(asked[0], elsewhere[:distractors])
                     out.append({"prompt": build_messages(asked[0], shown),
@@ -125,7 +129,8 @@ class DatasetService:
             # (An id of its own: sentence vectors are cached by chunk id.)
             answering = replace(chunk, chunk_id=f"{chunk.chunk_id}#opening", text=head + " ".join(answer_sentences))
             for question in asked:
-                hits = [h for h in retriever.search(question, distractors + 1) if h.chunk_id != chunk.chunk_id]
+                hits = [h for h in retriever.search(question, distractors + 1, DISTRACTOR_SEARCH)
+                        if h.chunk_id != chunk.chunk_id]
                 passages = hits[:distractors]
                 at = rng.randint(0, len(passages))
                 passages.insert(at, answering)

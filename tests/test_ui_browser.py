@@ -164,7 +164,8 @@ def test_the_retraining_tab_trains_gates_promotes_and_rolls_back(server, service
     page.get_by_role("tab", name="Retraining").click()
     page.locator("#rt-serving").get_by_text("the base model").wait_for(timeout=30_000)
     page.locator("#rt-synthesize").click()
-    page.locator("#rt-status").get_by_text("Synthesized").wait_for(timeout=120_000)
+    # Every chunk's questions are searched and scored with the sentence scorer: minutes on 2 cores.
+    page.locator("#rt-status").get_by_text("Synthesized").wait_for(timeout=300_000)
     page.locator("#rt-build").click()
     page.locator("#rt-status").get_by_text("Built dataset").wait_for(timeout=60_000)
     assert "SFT rows" in page.locator("#rt-dataset").inner_text()
