@@ -185,8 +185,9 @@ class Services:
 
     @cached_property
     def sentence_scorer(self) -> SentenceReranker | None:
-        """The sentence scorer whose cosine the extractive ranker reads (`model.sentence_model`);
-        None: the knowledge base's embedder. Always fp32: int8 weights lose its gain."""
+        """The sentence scorer (`model.sentence_model`) whose cosine the extractive ranker, the
+        support and hybrid+rerank read; None: the knowledge base's embedder. Always fp32: int8
+        weights lose its gain."""
         path = sentence_model_path(self.settings.model.sentence_model)
         if path is None:
             return None

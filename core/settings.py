@@ -78,7 +78,8 @@ class ModelSettings(_Strict):
         "that no document of the knowledge base holds: a question about something the articles never "
         "name is not answered from them. 0 turns it off.")
     sentence_model: str = Field(
-        "mpnet", description="The embedding model whose cosine the extractive answers' sentence ranker reads: "
+        "mpnet", description="The embedding model whose cosine the extractive answers' sentence ranker, the "
+        "support and hybrid+rerank read: "
         "mpnet (all-mpnet-base-v2 in fp32, which `make` installs), kb (the knowledge base's own embedder) or a "
         "sentence-transformers folder. The ranker must have been trained with the same one (its file says which).")
     extractive_ranker: str = Field(

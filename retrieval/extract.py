@@ -76,7 +76,7 @@ class ExtractiveAnswerer:
     nouns: Callable[[str], list[str]] | None = None
     unknown_words: Callable[[Sequence[str]], list[str]] | None = None
     unknown_penalty: float = 0.0
-    # The sentence scorer whose cosine the ranker reads; None: the knowledge base's embedder.
+    # The sentence scorer whose cosine the ranker and the support read; None: the knowledge base's embedder.
     scorer: SentenceReranker | None = None
 
     def answer(self, question: str, hits: Sequence[Hit], earlier: Sequence[str] = (),

@@ -78,7 +78,6 @@ class Candidate:
     index: int  # index into the passage's sentences
 
 
-
 def features(question: str, hits: Sequence[Hit], reranker: SentenceReranker,
              term_weights: Callable[[Sequence[str]], dict[str, float]] | None = None,
              scorer: SentenceReranker | None = None) -> tuple[np.ndarray, list[Candidate]]:
